@@ -1,0 +1,155 @@
+"""``ebm-bench``: the commands the Snakemake rules call (and users can call directly).
+
+    ebm-bench list                          registered datasets, networks and methods
+    ebm-bench train    --spec JSON --run-dir DIR
+    ebm-bench sample   --spec JSON --run-dir DIR
+    ebm-bench evaluate --spec JSON --run-dir DIR --classifier PATH
+    ebm-bench classifier --spec JSON --out PATH
+    ebm-bench download --spec JSON --data-root DIR [--flag FILE]
+    ebm-bench fetch-inception --dest DIR [--flag FILE]
+    ebm-bench tables   --results-dir results --out-dir results/tables
+    ebm-bench plot     --run-dir DIR
+    ebm-bench bench    [--quick]
+
+``--spec`` is the JSON run spec made by ``ebm_bench.config.run_spec`` (the rules pass it);
+``--spec @file.json`` reads it from a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, DatasetMissing, WeightsMissing
+
+
+def _spec(text: str) -> dict:
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--spec is not valid JSON: {e}") from None
+
+
+def cmd_list(args) -> None:
+    from .registry import DATASETS, METHODS, NETWORKS
+
+    for reg in (DATASETS, NETWORKS, METHODS):
+        print(f"{reg.kind}s:")
+        for name, obj in reg.items():
+            doc = (obj.__doc__ or "").strip().splitlines()
+            print(f"  {name:16s} {doc[0] if doc else ''}")
+
+
+def cmd_train(args) -> None:
+    from . import runs
+    from .train import train
+
+    spec = _spec(args.spec)
+    runs.set_threads(args.threads)
+    data = runs.load_data(spec)
+    method = runs.build_method(spec, data)
+    train(method, data.x_train, spec["train"], Path(args.run_dir), runs.config_id(spec),
+          spec["seed"], runs.run_label(spec), stop_after=args.stop_after)
+
+
+def cmd_sample(args) -> None:
+    from .stages import sample_stage
+
+    sample_stage(_spec(args.spec), Path(args.run_dir), args.threads)
+
+
+def cmd_evaluate(args) -> None:
+    from .stages import evaluate_stage
+
+    evaluate_stage(_spec(args.spec), Path(args.run_dir), Path(args.classifier) if args.classifier else None,
+                   args.threads)
+
+
+def cmd_classifier(args) -> None:
+    from .stages import classifier_stage
+
+    classifier_stage(_spec(args.spec), Path(args.out), args.threads)
+
+
+def cmd_download(args) -> None:
+    from .registry import DATASETS
+
+    spec = _spec(args.spec)
+    ds = spec["dataset"] if "dataset" in spec else spec
+    DATASETS.get(ds["type"]).download(ds["params"], Path(args.data_root))
+    if args.flag:
+        Path(args.flag).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.flag).write_text(f"{ds['type']} ready under {args.data_root}\n")
+
+
+def cmd_fetch_inception(args) -> None:
+    from .metrics.extractors import fetch_inception_weights
+
+    path = fetch_inception_weights(Path(args.dest) if args.dest else None)
+    print(path)
+    if args.flag:
+        Path(args.flag).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.flag).write_text(f"{path}\n")
+
+
+def cmd_tables(args) -> None:
+    from .tables import build_tables
+
+    reported = Path(args.reported) if args.reported else None
+    written = build_tables(Path(args.results_dir), Path(args.out_dir), reported=reported)
+    for p in (written.values() if isinstance(written, dict) else written):
+        print(p)
+
+
+def cmd_plot(args) -> None:
+    from .plots import training_curves
+
+    run_dir = Path(args.run_dir)
+    training_curves(run_dir / "train_log.csv", run_dir / "train_curves.png")
+
+
+def cmd_bench(args) -> None:
+    from .bench import run_benchmarks
+
+    run_benchmarks(quick=args.quick, threads=args.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ebm-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    def add(name, fn, *opts):
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        for opt in opts:
+            p.add_argument(f"--{opt}", required=opt in ("spec", "run-dir", "out"))
+        p.add_argument("--threads", type=int, default=None)
+        return p
+
+    add("list", cmd_list)
+    add("train", cmd_train, "spec", "run-dir").add_argument("--stop-after", type=int, default=None,
+                                                            help="exit after N steps without finishing (tests)")
+    add("sample", cmd_sample, "spec", "run-dir")
+    add("evaluate", cmd_evaluate, "spec", "run-dir", "classifier")
+    add("classifier", cmd_classifier, "spec", "out")
+    add("download", cmd_download, "spec", "data-root", "flag")
+    add("fetch-inception", cmd_fetch_inception, "dest", "flag")
+    add("tables", cmd_tables, "results-dir", "out-dir", "reported")
+    add("plot", cmd_plot, "run-dir")
+    add("bench", cmd_bench).add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        args.fn(args)
+    except (ConfigError, DatasetMissing, WeightsMissing) as e:
+        print(f"ebm-bench {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Datasets behind a registry: ``DATASETS.get(name).load(params, data_root, seed)``."""
+
+from .base import Dataset, DatasetSpec, from_uint8, load_dataset, register_dataset, to_uint8
+
+__all__ = ["Dataset", "DatasetSpec", "from_uint8", "load_dataset", "register_dataset", "to_uint8"]

@@ -1,0 +1,90 @@
+"""The method contract.
+
+A method is one class registered under its name with ``@register_method("name")``. It
+declares every hyperparameter in ``defaults`` (the config may override only those keys,
+checked by type) and a ``tiny`` override dict that the contract tests and the workflow
+test use to train it in seconds. The training loop (``ebm_bench.train``) calls only:
+
+- ``train_step(batch, step) -> dict[str, float]``: one parameter update, logged scalars;
+- ``sample(n) -> Tensor``: ``n`` samples in model space (shape ``(n, *data.shape)``);
+- ``features(x) -> dict[str, Tensor]``: named ``(n, d)`` representations for the probe;
+- ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume bit-exactly,
+  including random generators; only tensors, numbers, strings, lists and dicts, so
+  checkpoints load with ``torch.load(weights_only=True)``;
+- ``sampler_steps_per_iter``: sampler steps per update, for the cost columns.
+
+Randomness: a method draws only from ``self.gen`` (a seeded ``torch.Generator`` on the
+method's device), never from torch's global RNG, so a resumed run repeats an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ..registry import METHODS
+
+register_method = METHODS.register
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a method may know about its dataset."""
+
+    shape: tuple[int, ...]
+    is_image: bool
+    num_classes: int | None = None
+
+    @classmethod
+    def of(cls, data) -> "DataInfo":
+        return cls(tuple(data.shape), bool(data.is_image), data.num_classes)
+
+
+class Method:
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+    tiny: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, params: dict[str, Any], data: DataInfo, device: torch.device | str, seed: int):
+        self.params = {**self.defaults, **params}
+        self.data = data
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(self.seed)
+
+    @classmethod
+    def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
+        """Hyperparameters that train in seconds on ``data`` (contract and workflow tests)."""
+        return dict(cls.tiny)
+
+    # --- contract -------------------------------------------------------------------
+    sampler_steps_per_iter: int = 0
+
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+
+    # --- helpers ----------------------------------------------------------------------
+    def noise_like(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(x.shape, generator=self.gen, device=x.device, dtype=x.dtype)
+
+    def uniform(self, shape: tuple[int, ...], low: float = -1.0, high: float = 1.0) -> torch.Tensor:
+        u = torch.rand(shape, generator=self.gen, device=self.device)
+        return low + (high - low) * u

@@ -1,0 +1,116 @@
+"""Shared base of the maximum-likelihood EBMs trained with Langevin negatives.
+
+The learning signal is the contrastive MLE gradient (Nijkamp et al. 2019; paper 003
+Eq. 4): grad_theta [ mean U(x_data) - mean U(x_model) ], the negatives coming from the
+shared :class:`~ebm_bench.samplers.ULA` at temperature T. Subclasses differ only in where
+the chains start and whether they persist (``negatives``), which is the whole difference
+between short-run, PCD and CD.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..nets import build_net
+from ..samplers import ULA
+from .base import DataInfo, Method
+
+LANGEVIN_DEFAULTS: dict[str, Any] = {
+    "net": None,  # None: the dataset's default network
+    "net_params": {},
+    "lr": 1e-4,  # Adam, Nijkamp et al.
+    "adam_beta1": 0.9,
+    "step_size": 1.0,  # ULA step h; with T = 5e-5 this is Nijkamp's "step 1, noise 0.01"
+    "temperature": 5e-5,
+    "n_steps": 100,  # K Langevin steps per update
+    "grad_clip": None,  # optional clamp of grad_x U in Langevin (paper 003's CIFAR runs)
+    "clamp": False,  # project image chains onto [-1, 1] after each step
+    "data_noise": 0.03,  # N(0, s^2) added to data batches (images only)
+    "init_scale": 1.0,  # chains start from U[-s, s]
+    "energy_reg": 0.0,  # IGEBM penalty weight on U(data)^2 + U(model)^2
+    "sample_batch": 500,
+}
+
+
+class LangevinEBM(Method):
+    defaults = LANGEVIN_DEFAULTS
+    tiny = {"n_steps": 3}
+
+    @classmethod
+    def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
+        net = {"net": "convnet", "net_params": {"nf": 4}} if data.is_image else {
+            "net": "mlp", "net_params": {"hidden": 16, "depth": 2}}
+        return {**net, **cls.tiny}
+
+    def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
+        super().__init__(params, data, device, seed)
+        p = self.params
+        torch.manual_seed(self.seed)  # network initialisation is the only global-RNG use
+        self.net = build_net(p["net"], data.shape, p["net_params"]).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=p["lr"], betas=(p["adam_beta1"], 0.999))
+        self.sampler = ULA(
+            step_size=p["step_size"],
+            temperature=p["temperature"],
+            grad_clip=p["grad_clip"],
+            clamp=(-1.0, 1.0) if p["clamp"] else None,
+        )
+        self.sampler_steps_per_iter = int(p["n_steps"])
+
+    # --- energy and chains ------------------------------------------------------------
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def init_chains(self, n: int) -> torch.Tensor:
+        s = float(self.params["init_scale"])
+        return self.uniform((n, *self.data.shape), -s, s)
+
+    def negatives(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def preprocess(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.data.is_image and self.params["data_noise"] > 0:
+            batch = batch + self.params["data_noise"] * self.noise_like(batch)
+        return batch
+
+    # --- contract -----------------------------------------------------------------------
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+        pos = self.preprocess(batch.to(self.device))
+        neg = self.negatives(pos)
+        e_pos, e_neg = self.energy(pos), self.energy(neg)
+        loss = e_pos.mean() - e_neg.mean()
+        if self.params["energy_reg"] > 0:
+            loss = loss + self.params["energy_reg"] * (e_pos**2 + e_neg**2).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {
+            "loss": float(loss.detach()),
+            "energy_data": float(e_pos.mean().detach()),
+            "energy_model": float(e_neg.mean().detach()),
+            "sample_absmax": float(neg.abs().max()),
+        }
+
+    def sample(self, n: int) -> torch.Tensor:
+        out = []
+        for start in range(0, n, self.params["sample_batch"]):
+            m = min(self.params["sample_batch"], n - start)
+            out.append(self.sample_chains(m))
+        return torch.cat(out)
+
+    def sample_chains(self, n: int) -> torch.Tensor:
+        """Generation protocol: fresh chains from the initial law, K steps (short-run)."""
+        return self.sampler.run(self.energy, self.init_chains(n), self.params["n_steps"], self.gen)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"penultimate": self.net.features(x.to(self.device))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "net": self.net.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])

@@ -1,0 +1,48 @@
+"""Build the objects of one run from its spec (what every CLI stage shares)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .io import spec_hash
+from .methods.base import DataInfo, Method
+from .registry import METHODS
+
+
+def set_threads(threads: int | None) -> None:
+    """Match torch's thread pool to the job's cores so parallel jobs do not oversubscribe."""
+    if threads:
+        torch.set_num_threads(int(threads))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but no CUDA device is visible to this job")
+    return torch.device(name)
+
+
+def load_data(spec: dict[str, Any]) -> Dataset:
+    ds = spec["dataset"]
+    return load_dataset(ds["type"], ds["params"], Path(spec["data_root"]), spec["seed"])
+
+
+def build_method(spec: dict[str, Any], data: Dataset) -> Method:
+    cls = METHODS.get(spec["method"], key=f"variants.{spec['variant']}.method")
+    return cls(spec["method_params"], DataInfo.of(data), resolve_device(spec["device"]), spec["seed"])
+
+
+def config_id(spec: dict[str, Any]) -> str:
+    """What makes two runs the same training run (not sampling/evaluation settings)."""
+    keys = ("dataset", "method", "method_params", "seed", "train")
+    return spec_hash({k: spec[k] for k in keys})
+
+
+def run_label(spec: dict[str, Any]) -> str:
+    return f"{spec['dataset']['name']}/{spec['variant']}/seed{spec['seed']}"

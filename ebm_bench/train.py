@@ -1,0 +1,153 @@
+"""The one training loop: iterations, CSV log, progress, atomic checkpoints, resume,
+divergence detection and timing. Every method trains through :func:`train`.
+
+Resume is exact: the checkpoint holds the method's full state (parameters, optimiser,
+persistent chains, random generator) and the batch generator's state, so a run killed
+after a checkpoint and restarted ends in the same state as an uninterrupted run (CPU,
+same thread count). A checkpoint written under another configuration is ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import load_torch, save_torch, write_json
+
+CHECKPOINT = "checkpoint.pt"
+PARTIAL_LOG = ".train_log.partial.csv"
+
+
+def _healthy(scalars: dict[str, float], limit: float) -> bool:
+    """Non-finite or exploding scalars (energies, sample magnitudes) mean divergence."""
+    return all(math.isfinite(v) and abs(v) <= limit for v in scalars.values())
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+class _Log:
+    """Append-only CSV of logged scalars; truncated to the checkpoint's step on resume."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        self.fields: list[str] | None = None
+        rows: list[dict[str, str]] = []
+        if resume_step is not None and path.exists():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = reader.fieldnames
+                rows = [r for r in reader if int(r["step"]) <= resume_step]
+        with open(path, "w", newline="") as f:
+            if self.fields:
+                w = csv.DictWriter(f, self.fields)
+                w.writeheader()
+                w.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        if self.fields is None:
+            self.fields = list(row)
+            with open(self.path, "w", newline="") as f:
+                csv.DictWriter(f, self.fields).writeheader()
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+
+
+def train(
+    method,
+    x_train: torch.Tensor,
+    cfg: dict[str, Any],
+    run_dir: Path,
+    config_id: str,
+    seed: int,
+    label: str = "",
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train ``method`` for ``cfg['steps']`` updates; returns and writes the run status.
+
+    Outputs in ``run_dir``: ``model.pt`` (final state), ``train_log.csv`` and
+    ``train_status.json``; working files ``checkpoint.pt`` and the partial log.
+    ``stop_after`` ends the process early after that many steps *without* finishing,
+    as a kill would (used by tests).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
+    every_ckpt, every_log = int(cfg["checkpoint_every"]), int(cfg["log_every"])
+    n = len(x_train)
+    limit = float(cfg.get("diverge_above", 1e10))
+    batch_gen = torch.Generator().manual_seed(10_007 * seed + 1)
+
+    start, wall0, resumed_from, status = 0, 0.0, None, {"status": "ok", "diverged_step": None}
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists():
+        state = load_torch(ckpt_path, method.device)
+        if state.get("config_id") == config_id:
+            method.load_state_dict(state["method"])
+            batch_gen.set_state(state["batch_gen"])
+            start, wall0, resumed_from = int(state["step"]), float(state["wall_time_s"]), int(state["step"])
+            status = dict(state["status"])
+            _say(label, f"resuming from checkpoint at step {start}")
+        else:
+            _say(label, "checkpoint belongs to another configuration; starting afresh")
+    log = _Log(run_dir / PARTIAL_LOG, resumed_from)
+
+    def checkpoint(step: int, wall: float) -> None:
+        save_torch(
+            {"config_id": config_id, "step": step, "wall_time_s": wall, "status": status,
+             "method": method.state_dict(), "batch_gen": batch_gen.get_state()},
+            ckpt_path,
+        )
+
+    t0 = time.perf_counter() - wall0
+    step = start
+    while step < steps and status["status"] == "ok":
+        step += 1
+        idx = torch.randperm(n, generator=batch_gen)[: min(bs, n)]
+        scalars = method.train_step(x_train[idx], step)
+        wall = time.perf_counter() - t0
+        if not _healthy(scalars, limit):
+            status = {"status": "diverged", "diverged_step": step}
+            _say(label, f"diverged at step {step}: {scalars}")
+        if step % every_log == 0 or step == steps or status["status"] != "ok":
+            log.append({"step": step, "wall_time_s": round(wall, 4), **scalars})
+            rate = (step - start) / max(wall - wall0, 1e-9)
+            eta = (steps - step) / max(rate, 1e-9)
+            shown = " ".join(f"{k}={v:.4g}" for k, v in list(scalars.items())[:3])
+            _say(label, f"step {step}/{steps} {shown} ({rate:.1f} it/s, eta {eta:.0f}s)")
+        if step % every_ckpt == 0 or status["status"] != "ok":
+            checkpoint(step, wall)
+        if stop_after is not None and step - start >= stop_after and step < steps:
+            return {"status": "interrupted", "step": step}
+
+    wall = time.perf_counter() - t0
+    checkpoint(step, wall)
+    save_torch({"config_id": config_id, "step": step, "method": method.state_dict()}, run_dir / "model.pt")
+    (run_dir / "train_log.csv").write_bytes((run_dir / PARTIAL_LOG).read_bytes())
+    result = {
+        **status,
+        "steps": step,
+        "wall_time_s": wall,
+        "sampler_steps": step * int(method.sampler_steps_per_iter),
+        "sampler_steps_per_iter": int(method.sampler_steps_per_iter),
+        "resumed_from": resumed_from,
+        "peak_rss_mb": _peak_rss_mb(),
+        "device": str(method.device),
+    }
+    if method.device.type == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(method.device) / 2**20
+    write_json(result, run_dir / "train_status.json")
+    _say(label, f"done: {result['status']} after {step} steps in {wall:.1f}s")
+    return result
+
+
+def _say(label: str, msg: str) -> None:
+    print(f"[{label}] {msg}" if label else msg, file=sys.stderr, flush=True)

@@ -1,0 +1,28 @@
+import os
+
+import pytest
+import torch
+
+from ebm_bench.data import Dataset
+
+# tests run on few cores; keep torch from oversubscribing them
+torch.set_num_threads(int(os.environ.get("EBM_BENCH_TEST_THREADS", "1")))
+
+
+def _tiny_image_data(n: int = 64) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((n, 1, 8, 8), generator=g) * 2 - 1
+    y = torch.randint(0, 3, (n,), generator=g)
+    return Dataset("tiny_images", x, x[:16], y, y[:16], is_image=True, num_classes=3)
+
+
+def _tiny_vector_data(n: int = 128) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn((n, 2), generator=g) * 0.3 + (y.float() * 2 - 1)[:, None]
+    return Dataset("tiny_vectors", x, x[:32], y, y[:32], is_image=False, num_classes=2)
+
+
+@pytest.fixture(params=["image", "vector"])
+def tiny_data(request) -> Dataset:
+    return _tiny_image_data() if request.param == "image" else _tiny_vector_data()
