@@ -40,6 +40,8 @@ def _check_params(given: dict[str, Any], defaults: dict[str, Any], where: str) -
         if ref is None or value is None:
             continue
         ok = isinstance(value, type(ref))
+        if isinstance(ref, (int, float)) and not isinstance(ref, bool) and isinstance(value, list):
+            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         if isinstance(ref, float) and isinstance(value, int) and not isinstance(value, bool):
             ok = True  # YAML writes 1.0 as 1
         if isinstance(ref, bool) != isinstance(value, bool):
@@ -121,6 +123,7 @@ def dataset_spec(config: dict, dataset: str) -> dict[str, Any]:
     return {
         "name": dataset,
         "type": dtype,
+        "data_root": str(config.get("data_root", "data")),
         "params": {**copy.deepcopy(spec.defaults), **(dcfg.get("params") or {})},
         "embedded": bool(spec.embedded),
         "default_net": spec.default_net,

@@ -49,4 +49,4 @@ class GMMEnergy(EnergyNet):
         return float(torch.sigmoid(self.z))
 
     def student(self) -> dict:
-        return {"a": self.a.detach().double().tolist(), "b": self.b.detach().double().tolist(), "z": float(self.z)}
+        return {"a": self.a.detach().double().tolist(), "b": self.b.detach().double().tolist(), "z": float(self.z.detach())}

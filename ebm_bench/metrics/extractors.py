@@ -1,0 +1,638 @@
+"""Feature extractors for FID / IS / mode weights behind one interface.
+
+``extractor.extract(x) -> {"pool": float64 (N, d), "logits": float64 (N, k)}`` and
+``extractor.protocol() -> dict`` (name, weights file, sha256, feature dim, input size).
+"pool" feeds FID (Heusel et al. 2017), "logits" feeds IS (Salimans et al. 2016) and the
+mode weights of paper 003 (Fig. 3: classifier trained on the data).
+
+Two implementations:
+
+- :class:`InceptionExtractor`: torch-fidelity's 'inception-v3-compat' network (features
+  '2048' for FID, 'logits_unbiased' for IS, the layers torch-fidelity itself uses by
+  default). Input uint8 (N, 3, H, W); torch-fidelity resizes to 299x299 with its
+  TF1-compatible bilinear interpolation. Grayscale is repeated to 3 channels.
+  Weights are never downloaded implicitly: a configured file, else torch hub's cache
+  (``TORCH_HOME/hub/checkpoints/<file name from torch-fidelity's URL>``), else one
+  :class:`~ebm_bench.errors.WeightsMissing`. :func:`fetch_inception_weights` is the
+  download for a local (online) Snakemake rule.
+- :class:`DomainExtractor`: a small classifier (CNN for images, MLP for vectors) trained
+  on the dataset's training split by :func:`train_domain_classifier`; its penultimate
+  activations are the FID features, its logits give IS and the mode weights. It is also
+  registered in torch-fidelity as the feature extractor ``'ebm-bench-domain'``
+  (:func:`register_torch_fidelity_domain_extractor`): torch-fidelity only asks a feature
+  extractor for a tensor batch in and a tuple of 2-D tensors out, so 1x8x8 uint8 images and
+  float vectors both work through ``torch_fidelity.calculate_metrics``.
+
+Checkpoints are plain dicts of tensors / numbers / strings, saved atomically and loaded with
+``torch.load(weights_only=True)`` so a checkpoint from someone else never runs code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.base import from_uint8, to_uint8
+from ..errors import WeightsMissing
+
+DOMAIN_EXTRACTOR_NAME = "ebm-bench-domain"
+INCEPTION_NAME = "inception-v3-compat"
+CLASSIFIER_FORMAT = "ebm-bench/domain-classifier"
+CLASSIFIER_FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then os.replace (no torn files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if torch.is_tensor(x):
+        return x.detach().cpu()
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+# --------------------------------------------------------------------------- interface
+
+
+class FeatureExtractor:
+    """Common interface. Subclasses implement :meth:`_forward` on one batch.
+
+    ``extract`` batches the input, runs without gradients and returns float64 numpy arrays
+    {"pool": (N, feature_dim), "logits": (N, num_classes)}. Tests may substitute a small
+    subclass through this same interface (and must say so).
+    """
+
+    name: str = "abstract"
+    feature_dim: int
+    num_classes: int
+
+    def __init__(self, batch_size: int = 256, device: str | torch.device = "cpu"):
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def extract(self, x: Any, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        x = self._prepare(_as_tensor(x))
+        bs = int(batch_size or self.batch_size)
+        pools, logits = [], []
+        with torch.no_grad():
+            for i in range(0, x.shape[0], bs):
+                p, lg = self._forward(x[i : i + bs].to(self.device))
+                pools.append(p.detach().to("cpu", torch.float64))
+                logits.append(lg.detach().to("cpu", torch.float64))
+        if not pools:
+            raise ValueError("extract() got an empty input")
+        return {"pool": torch.cat(pools).numpy(), "logits": torch.cat(logits).numpy()}
+
+    def protocol(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def torch_fidelity_kwargs(self) -> dict[str, Any]:
+        """kwargs selecting the same extractor in ``torch_fidelity.calculate_metrics``."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- Inception
+
+
+def inception_weights_url() -> str:
+    """The URL torch-fidelity downloads its Inception weights from (read from its source)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    return URL_INCEPTION_V3
+
+
+def inception_weights_filename() -> str:
+    return os.path.basename(urlparse(inception_weights_url()).path)
+
+
+def inception_cache_dir() -> Path:
+    """Where torch hub (and so torch-fidelity's ``load_state_dict_from_url``) caches it."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def resolve_inception_weights(weights_path: str | os.PathLike | None = None) -> Path:
+    """The Inception weight file to use: ``weights_path`` if given, else torch hub's cache.
+
+    Raises one :class:`WeightsMissing` naming the file, its URL and where to put it. Never
+    downloads: compute nodes are offline and evaluation must not depend on the network.
+    """
+    fname = inception_weights_filename()
+    url = inception_weights_url()
+    cached = inception_cache_dir() / fname
+    looked: list[str] = []
+    if weights_path is not None:
+        p = Path(weights_path).expanduser()
+        if p.is_dir():  # a folder holding the file is accepted too
+            p = p / fname
+        if p.is_file():
+            return p
+        looked.append(f"{p} (config key evaluate.inception_weights)")
+    if cached.is_file():
+        return cached
+    looked.append(f"{cached} (TORCH_HOME/hub/checkpoints)")
+    raise WeightsMissing(
+        f"Inception-v3 weights {fname} not found; looked in: {'; '.join(looked)}. "
+        f"Download {url} on a machine with internet (e.g. "
+        f"`python -c 'from ebm_bench.metrics.extractors import fetch_inception_weights; "
+        f"fetch_inception_weights()'`, the local Snakemake rule does the same) and put the "
+        f"file in {cached.parent}/ (torch hub cache under $TORCH_HOME), or set the config key "
+        f"evaluate.inception_weights to its path."
+    )
+
+
+def fetch_inception_weights(dest_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Download torch-fidelity's Inception weights to ``dest_dir`` (default: torch hub cache).
+
+    For a local (online) Snakemake rule; ``torch.hub.download_url_to_file`` writes a temp
+    file and moves it into place. Returns the path; an existing file is kept.
+    """
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else inception_cache_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / inception_weights_filename()
+    if not path.is_file():
+        torch.hub.download_url_to_file(inception_weights_url(), str(path), progress=progress)
+    return path
+
+
+class InceptionExtractor(FeatureExtractor):
+    """torch-fidelity's 'inception-v3-compat' (TF-Inception port used for FID and IS).
+
+    Features: '2048' (pool3, FID) -> "pool"; 'logits_unbiased' (fc without bias, torch-
+    fidelity's default for IS) -> "logits" (1008 classes). Input: uint8 (N, 1|3, H, W), or
+    float images in [-1, 1] quantised with :func:`~ebm_bench.data.base.to_uint8` exactly as
+    samples.npz stores them.
+    """
+
+    name = INCEPTION_NAME
+    feature_dim = 2048
+    num_classes = 1008
+    FEATURES = ("2048", "logits_unbiased")
+
+    def __init__(
+        self,
+        weights_path: str | os.PathLike | None = None,
+        batch_size: int = 64,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(batch_size, device)
+        self.weights_path = resolve_inception_weights(weights_path)
+        # torch-fidelity loads the file with weights_only=False; load it once with
+        # weights_only=True first so a tampered pickle is refused before it can run code
+        try:
+            torch.load(self.weights_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure means "do not trust this file"
+            raise WeightsMissing(
+                f"{self.weights_path} is not a plain tensor state dict "
+                f"(torch.load weights_only=True failed: {e}); re-download {inception_weights_url()}"
+            ) from e
+        self.weights_sha256 = sha256_file(self.weights_path)
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        self.model = FeatureExtractorInceptionV3(
+            INCEPTION_NAME,
+            list(self.FEATURES),
+            feature_extractor_weights_path=str(self.weights_path),
+        ).to(self.device)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"Inception features need images (N, 1|3, H, W), got {tuple(x.shape)}")
+        if x.dtype != torch.uint8:
+            x = to_uint8(x.float())
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        return x
+
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pool, logits = self.model(batch)
+        return pool, logits
+
+    def protocol(self) -> dict[str, Any]:
+        import torch_fidelity
+
+        return {
+            "name": INCEPTION_NAME,
+            "backend": "torch-fidelity",
+            "backend_version": str(torch_fidelity.__version__),
+            "weights_file": self.weights_path.name,
+            "weights_path": str(self.weights_path),
+            "weights_url": inception_weights_url(),
+            "weights_sha256": self.weights_sha256,
+            "feature_layer_fid": "2048",
+            "feature_layer_is": "logits_unbiased",
+            "feature_dim": self.feature_dim,
+            "num_classes": self.num_classes,
+            "input": "uint8 (N,3,H,W); 1-channel repeated to 3; float [-1,1] via to_uint8",
+            "input_size": self.model.INPUT_IMAGE_SIZE,
+        }
+
+    def torch_fidelity_kwargs(self) -> dict[str, Any]:
+        return {
+            "feature_extractor": INCEPTION_NAME,
+            "feature_extractor_weights_path": str(self.weights_path),
+        }
+
+
+# --------------------------------------------------------------------------- domain classifier
+
+
+class DomainClassifier(nn.Module):
+    """Small classifier on model-space data. ``arch`` (plain dict) fully determines it.
+
+    kind 'cnn' (images (C, H, W) in [-1, 1]): conv3x3 C->w, conv3x3/2 w->2w, conv3x3 2w->2w
+    (stride 2 when H, W >= 16), adaptive avg-pool to 4x4, linear -> hidden (the "pool"
+    features), linear -> classes. kind 'mlp' (vectors (D,)): D -> hidden -> hidden -> classes.
+    Inputs are standardised with training-set statistics stored as buffers.
+    """
+
+    def __init__(self, arch: dict[str, Any]):
+        super().__init__()
+        self.arch = dict(arch)
+        shape = tuple(int(s) for s in arch["input_shape"])
+        k, hidden = int(arch["num_classes"]), int(arch["hidden"])
+        if arch["kind"] == "cnn":
+            c, h, w = shape
+            width = int(arch["width"])
+            s3 = 2 if min(h, w) >= 16 else 1
+            self.body = nn.Sequential(
+                nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(2 * width, 2 * width, 3, stride=s3, padding=1), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                nn.Linear(2 * width * 16, hidden), nn.ReLU(),
+            )  # fmt: skip
+            stat_shape: tuple[int, ...] = (c, 1, 1)
+        elif arch["kind"] == "mlp":
+            (d,) = shape
+            self.body = nn.Sequential(
+                nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+            )
+            stat_shape = (d,)
+        else:
+            raise ValueError(f"unknown classifier kind {arch['kind']!r}")
+        self.head = nn.Linear(hidden, k)
+        self.register_buffer("in_mean", torch.zeros(stat_shape))
+        self.register_buffer("in_std", torch.ones(stat_shape))
+
+    @property
+    def is_image(self) -> bool:
+        return self.arch["kind"] == "cnn"
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> [-1, 1]; anything else -> float32 as is."""
+        if x.dtype == torch.uint8:
+            x = from_uint8(x)
+        return x.float()
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(penultimate activations, logits) for a prepared batch."""
+        h = self.body((x - self.in_mean) / self.in_std)
+        return h, self.head(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)[1]
+
+
+def _default_arch(x: torch.Tensor, num_classes: int, width: int, hidden: int) -> dict[str, Any]:
+    shape = list(x.shape[1:])
+    if len(shape) == 3:
+        kind = "cnn"
+    elif len(shape) == 1:
+        kind = "mlp"
+    else:
+        raise ValueError(f"domain classifier needs images (N,C,H,W) or vectors (N,D), got {tuple(x.shape)}")
+    return {"kind": kind, "input_shape": shape, "num_classes": int(num_classes), "width": int(width), "hidden": int(hidden)}
+
+
+def _accuracy(model: DomainClassifier, x: torch.Tensor, y: torch.Tensor, bs: int = 1024) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], bs):
+            correct += int((model(x[i : i + bs]).argmax(1) == y[i : i + bs]).sum())
+    return correct / max(int(x.shape[0]), 1)
+
+
+def train_domain_classifier(
+    x_train: Any,
+    y_train: Any,
+    x_test: Any,
+    y_test: Any,
+    seed: int = 0,
+    epochs: int = 20,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    width: int = 16,
+    hidden: int = 128,
+    num_classes: int | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the domain classifier on the training split; deterministic on CPU for a seed.
+
+    Images (N, C, H, W) in [-1, 1] (or uint8) get the small CNN, vectors (N, D) the MLP.
+    Adam, cross-entropy, data order from a seeded ``torch.Generator``; initialisation from
+    ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` so the caller's global RNG
+    state is untouched. Returns ``(checkpoint, info)``: checkpoint is a plain dict
+    {"format", "format_version", "arch", "state_dict", "info"} for :func:`save_classifier`;
+    info has "test_accuracy", "train_accuracy", "n_train", "n_test", "num_classes",
+    "feature_dim", "num_params", the hyper-parameters, and "train_seconds" (wall time, kept
+    out of the checkpoint so the saved file is byte-identical for a seed).
+    """
+    xtr = _as_tensor(x_train)
+    xte = _as_tensor(x_test)
+    if xtr.dtype == torch.uint8:
+        xtr, xte = from_uint8(xtr), from_uint8(xte)
+    xtr, xte = xtr.float(), xte.float()
+    ytr = _as_tensor(y_train).long()
+    yte = _as_tensor(y_test).long()
+    k = int(num_classes) if num_classes is not None else int(max(ytr.max(), yte.max())) + 1
+    arch = _default_arch(xtr, k, width, hidden)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DomainClassifier(arch)
+        # standardise inputs: per channel for images, per coordinate for vectors
+        dims = (0, 2, 3) if model.is_image else (0,)
+        model.in_mean.copy_(xtr.mean(dim=dims).reshape(model.in_mean.shape))
+        model.in_std.copy_(xtr.std(dim=dims).clamp_min(1e-6).reshape(model.in_std.shape))
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        n = xtr.shape[0]
+        for _ in range(epochs):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            for i in range(0, n, batch_size):
+                idx = perm[i : i + batch_size]
+                loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    model.eval()
+    info: dict[str, Any] = {
+        "test_accuracy": _accuracy(model, xte, yte),
+        "train_accuracy": _accuracy(model, xtr, ytr),
+        "n_train": int(xtr.shape[0]),
+        "n_test": int(xte.shape[0]),
+        "num_classes": k,
+        "feature_dim": int(hidden),
+        "num_params": int(sum(p.numel() for p in model.parameters())),
+        "kind": arch["kind"],
+        "input_shape": list(arch["input_shape"]),
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "optimizer": "adam",
+        "torch_version": str(torch.__version__),
+    }
+    ckpt = {
+        "format": CLASSIFIER_FORMAT,
+        "format_version": CLASSIFIER_FORMAT_VERSION,
+        "arch": arch,
+        "state_dict": {k_: v.detach().clone() for k_, v in model.state_dict().items()},
+        "info": dict(info),
+    }
+    info["train_seconds"] = time.perf_counter() - t0
+    return ckpt, info
+
+
+def save_classifier(path: str | os.PathLike, checkpoint: dict[str, Any]) -> str:
+    """Save a checkpoint from :func:`train_domain_classifier` atomically; return its sha256.
+
+    Serialised to memory first: ``torch.save`` to a file name embeds that name in the zip,
+    which would make the bytes (and the hash) depend on the temp file name.
+    """
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    data = buf.getvalue()
+    _atomic_write_bytes(Path(path), data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_classifier(path: str | os.PathLike) -> DomainClassifier:
+    """Load a saved classifier with ``torch.load(weights_only=True)`` (never runs code).
+
+    The returned module is in eval mode with attributes ``info`` (training record incl.
+    test accuracy), ``path`` and ``sha256`` (of the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsMissing(
+            f"domain classifier {path} not found; it is trained from the dataset's training "
+            f"split by the evaluation workflow (train_domain_classifier + save_classifier)"
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CLASSIFIER_FORMAT:
+        raise ValueError(f"{path} is not an ebm-bench domain classifier checkpoint")
+    if int(ckpt.get("format_version", -1)) != CLASSIFIER_FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported classifier format version {ckpt.get('format_version')}")
+    model = DomainClassifier(ckpt["arch"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval().requires_grad_(False)
+    model.info = dict(ckpt.get("info", {}))  # type: ignore[assignment]
+    model.path = str(path)  # type: ignore[assignment]
+    model.sha256 = sha256_file(path)  # type: ignore[assignment]
+    return model
+
+
+class DomainExtractor(FeatureExtractor):
+    """Features from the domain classifier: "pool" = penultimate activations, "logits".
+
+    Accepts a :class:`DomainClassifier` (e.g. from :func:`load_classifier`) or a path.
+    Inputs: images uint8 or float in [-1, 1] (N, C, H, W); vectors float (N, D).
+    """
+
+    name = DOMAIN_EXTRACTOR_NAME
+
+    def __init__(
+        self,
+        classifier: DomainClassifier | str | os.PathLike,
+        batch_size: int = 1024,
+        device: str | torch.device = "cpu",
+    ):
+        super().__init__(batch_size, device)
+        if not isinstance(classifier, DomainClassifier):
+            classifier = load_classifier(classifier)
+        self.model = classifier.eval().requires_grad_(False).to(self.device)
+        self.feature_dim = int(classifier.arch["hidden"])
+        self.num_classes = int(classifier.arch["num_classes"])
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        want = tuple(int(s) for s in self.model.arch["input_shape"])
+        if tuple(x.shape[1:]) != want:
+            raise ValueError(f"domain classifier expects inputs (N, {want}), got {tuple(x.shape)}")
+        return self.model.prepare(x)
+
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.features(batch)
+
+    def protocol(self) -> dict[str, Any]:
+        info = getattr(self.model, "info", {})
+        return {
+            "name": DOMAIN_EXTRACTOR_NAME,
+            "backend": "ebm-bench",
+            "weights_file": os.path.basename(getattr(self.model, "path", "") or "") or None,
+            "weights_path": getattr(self.model, "path", None),
+            "weights_sha256": getattr(self.model, "sha256", None),
+            "arch": self.model.arch,
+            "feature_layer_fid": "penultimate (post-ReLU)",
+            "feature_layer_is": "logits",
+            "feature_dim": self.feature_dim,
+            "num_classes": self.num_classes,
+            "input": "images uint8 or float [-1,1] (N,C,H,W); vectors float (N,D)",
+            "input_size": list(self.model.arch["input_shape"]),
+            "test_accuracy": info.get("test_accuracy"),
+            "train_seed": info.get("seed"),
+        }
+
+    def torch_fidelity_kwargs(self) -> dict[str, Any]:
+        path = getattr(self.model, "path", None)
+        if path is None:
+            raise ValueError("save the classifier and build the extractor from its path first")
+        register_torch_fidelity_domain_extractor()
+        return {"feature_extractor": DOMAIN_EXTRACTOR_NAME, "feature_extractor_weights_path": path}
+
+
+# --------------------------------------------------------------------------- torch-fidelity glue
+
+_TF_DOMAIN_CLASS: type | None = None
+
+
+def register_torch_fidelity_domain_extractor() -> type:
+    """Register the domain classifier in torch-fidelity as ``'ebm-bench-domain'`` (idempotent).
+
+    torch-fidelity builds it as ``cls(name, features_list, **calculate_metrics_kwargs)``; the
+    classifier file comes through its standard ``feature_extractor_weights_path`` kwarg and
+    is loaded with weights_only=True. Features 'pool' (default for fid/kid/prc) and 'logits'
+    (default for isc). Features are returned in float64 so torch-fidelity's statistics match
+    :func:`~ebm_bench.metrics.fid.fid_from_features` (which uses float64) exactly.
+    Call ``calculate_metrics(..., cuda=False, save_cpu_ram=True, cache=False)`` on CPU:
+    ``save_cpu_ram`` keeps the DataLoader in-process, ``cache`` would write under TORCH_HOME.
+    The class is defined here, not at module level, because importing torch-fidelity costs ~6 s.
+    """
+    global _TF_DOMAIN_CLASS
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if _TF_DOMAIN_CLASS is None:
+
+        class TorchFidelityDomainExtractor(FeatureExtractorBase):
+            def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+                super().__init__(name, features_list)
+                if feature_extractor_weights_path is None:
+                    raise WeightsMissing(
+                        f"feature extractor {name!r} needs feature_extractor_weights_path="
+                        f"<saved domain classifier>"
+                    )
+                self.classifier = load_classifier(feature_extractor_weights_path)
+
+            @staticmethod
+            def get_provided_features_list():
+                return "pool", "logits"
+
+            @staticmethod
+            def get_default_feature_layer_for_metric(metric):
+                return {"isc": "logits", "fid": "pool", "kid": "pool", "prc": "pool"}[metric]
+
+            @staticmethod
+            def can_be_compiled():
+                return False
+
+            @staticmethod
+            def get_dummy_input_for_compile():
+                raise NotImplementedError
+
+            def forward(self, x):
+                pool, logits = self.classifier.features(self.classifier.prepare(x))
+                feats = {"pool": pool.double(), "logits": logits.double()}
+                return tuple(feats[f] for f in self.features_list)
+
+        _TF_DOMAIN_CLASS = TorchFidelityDomainExtractor
+    if DOMAIN_EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(DOMAIN_EXTRACTOR_NAME, _TF_DOMAIN_CLASS)
+    return _TF_DOMAIN_CLASS
+
+
+class TensorSamples(torch.utils.data.Dataset):
+    """A tensor as a torch-fidelity input (its loader wants one tensor per item, no label)."""
+
+    def __init__(self, x: Any):
+        self.x = _as_tensor(x)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
+def build_extractor(kind: str, **kwargs: Any) -> FeatureExtractor:
+    """'inception' -> :class:`InceptionExtractor` (kwargs weights_path, batch_size, device);
+    'domain' -> :class:`DomainExtractor` (kwargs classifier, batch_size, device)."""
+    if kind == "inception":
+        return InceptionExtractor(**kwargs)
+    if kind == "domain":
+        return DomainExtractor(**kwargs)
+    from ..errors import ConfigError
+
+    raise ConfigError(f"unknown feature extractor {kind!r} (config key evaluate.features); known: inception, domain")
+
+
+__all__: Sequence[str] = (
+    "FeatureExtractor",
+    "InceptionExtractor",
+    "DomainClassifier",
+    "DomainExtractor",
+    "TensorSamples",
+    "build_extractor",
+    "fetch_inception_weights",
+    "inception_weights_url",
+    "inception_weights_filename",
+    "inception_cache_dir",
+    "load_classifier",
+    "register_torch_fidelity_domain_extractor",
+    "resolve_inception_weights",
+    "save_classifier",
+    "sha256_file",
+    "train_domain_classifier",
+)

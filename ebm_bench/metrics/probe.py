@@ -1,0 +1,106 @@
+"""Linear-probe accuracy of learned features (paper 004, Table 3) with one fixed protocol.
+
+The protocol is deliberately not configurable per call: every method's features go through
+the same sklearn Pipeline (StandardScaler + L2 LogisticRegression, lbfgs, C = 1.0,
+max_iter = 1000), so table rows are comparable. sklearn is imported inside the function
+(~2 s).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+PROBE_C = 1.0
+PROBE_MAX_ITER = 1000
+PROBE_TOL = 1e-4
+
+
+def _as_2d(x: Any) -> np.ndarray:
+    if torch.is_tensor(x):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    return a.reshape(a.shape[0], -1)  # e.g. conv feature maps -> flat vectors
+
+
+def _as_labels(y: Any) -> np.ndarray:
+    if torch.is_tensor(y):
+        y = y.detach().cpu().numpy()
+    return np.asarray(y).astype(np.int64).ravel()
+
+
+def linear_probe(
+    f_train: Any,
+    y_train: Any,
+    f_test: Any,
+    y_test: Any,
+    seed: int = 0,
+    max_train: int | None = None,
+) -> dict[str, Any]:
+    """Test accuracy of a linear classifier fitted on frozen features.
+
+    Fixed protocol: StandardScaler, then multinomial LogisticRegression (L2, C = 1.0,
+    lbfgs, max_iter = 1000, tol = 1e-4). With ``max_train`` the training set is
+    subsampled without replacement by ``np.random.default_rng(seed)`` (sorted indices,
+    deterministic). Features with NaN/inf (a diverged model) give accuracy NaN and status
+    'nonfinite_features' instead of an exception, so the workflow goes on.
+
+    Returns {"accuracy", "status", "protocol": {pipeline, solver, C, penalty, max_iter, tol,
+    n_iter, converged, sklearn_version, n_train, n_test, feature_dim, num_classes, seed,
+    max_train}}.
+    """
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xtr, xte = _as_2d(f_train), _as_2d(f_test)
+    ytr, yte = _as_labels(y_train), _as_labels(y_test)
+    if xtr.shape[0] != ytr.shape[0] or xte.shape[0] != yte.shape[0]:
+        raise ValueError("features and labels differ in length")
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(f"train/test feature dims differ: {xtr.shape[1]} vs {xte.shape[1]}")
+    if max_train is not None and xtr.shape[0] > max_train:
+        idx = np.sort(np.random.default_rng(seed).choice(xtr.shape[0], size=int(max_train), replace=False))
+        xtr, ytr = xtr[idx], ytr[idx]
+
+    # sklearn >= 1.8 deprecates `penalty`; l1_ratio = 0 is the same L2 penalty
+    if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8):
+        reg = {"l1_ratio": 0.0}
+    else:
+        reg = {"penalty": "l2"}
+    proto: dict[str, Any] = {
+        "pipeline": "StandardScaler + LogisticRegression",
+        "solver": "lbfgs",
+        "C": PROBE_C,
+        "penalty": "l2",
+        "max_iter": PROBE_MAX_ITER,
+        "tol": PROBE_TOL,
+        "sklearn_version": sklearn.__version__,
+        "n_train": int(xtr.shape[0]),
+        "n_test": int(xte.shape[0]),
+        "feature_dim": int(xtr.shape[1]),
+        "num_classes": int(np.unique(ytr).size),
+        "seed": int(seed),
+        "max_train": None if max_train is None else int(max_train),
+    }
+    if not (np.isfinite(xtr).all() and np.isfinite(xte).all()):
+        return {"accuracy": float("nan"), "status": "nonfinite_features", "protocol": proto}
+
+    clf = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=PROBE_C, solver="lbfgs", max_iter=PROBE_MAX_ITER, tol=PROBE_TOL, random_state=seed, **reg),
+    )
+    with warnings.catch_warnings():
+        # convergence is recorded in the protocol instead of printed
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(xtr, ytr)
+    n_iter = int(np.max(clf[-1].n_iter_))
+    proto["n_iter"] = n_iter
+    proto["converged"] = bool(n_iter < PROBE_MAX_ITER)
+    acc = float(np.mean(clf.predict(xte) == yte))
+    return {"accuracy": acc, "status": "ok", "protocol": proto}
