@@ -97,9 +97,9 @@ def cmd_fetch_inception(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    from .tables import build_tables
+    from .tables import DEFAULT_REPORTED, build_tables
 
-    reported = Path(args.reported) if args.reported else None
+    reported = Path(args.reported) if args.reported else DEFAULT_REPORTED
     written = build_tables(Path(args.results_dir), Path(args.out_dir), reported=reported)
     for p in (written.values() if isinstance(written, dict) else written):
         print(p)

@@ -135,6 +135,14 @@ def is_embedded(config: dict, dataset: str) -> bool:
     return dataset_spec(config, dataset)["embedded"]
 
 
+def uses_classifier(config: dict, dataset: str) -> bool:
+    """A domain classifier (FID features for non-natural data, mode reader) needs labels."""
+    from .registry import DATASETS
+
+    dcfg = config["datasets"][dataset] or {}
+    return bool(DATASETS.get(dcfg.get("type", dataset)).labelled)
+
+
 def uses_inception(config: dict, dataset: str) -> bool:
     """Natural images use Inception features; digits and vectors a domain classifier."""
     mode = (config.get("evaluate") or {}).get("features", "auto")

@@ -54,7 +54,8 @@ class DatasetSpec:
 
     ``defaults`` lists every parameter a config may set (unknown keys are rejected);
     ``default_net`` and ``default_net_params`` pick the energy network a method uses
-    when its variant does not name one; ``embedded`` datasets need no download.
+    when its variant does not name one; ``embedded`` datasets need no download;
+    ``labelled`` datasets have class labels.
     """
 
     name: ClassVar[str]
@@ -62,6 +63,7 @@ class DatasetSpec:
     default_net: ClassVar[str] = "mlp"
     default_net_params: ClassVar[dict[str, Any]] = {}
     embedded: ClassVar[bool] = True
+    labelled: ClassVar[bool] = True  # labels exist: domain classifier, probe, mode weights
 
     @classmethod
     def load(cls, params: dict[str, Any], data_root: Path, seed: int = 0) -> Dataset:

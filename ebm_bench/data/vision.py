@@ -277,6 +277,7 @@ class CelebAData(_VisionSpec):
     rate-limited by Google Drive; the files can also be placed by hand.
     """
 
+    labelled = False
     folder = "celeba"
     files = ("list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
              "list_landmarks_align_celeba.txt", "list_eval_partition.txt")

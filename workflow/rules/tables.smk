@@ -1,0 +1,66 @@
+# Tables: a pure pandas reduction of the runs' metrics files (plus train_status.json
+# and the benchmark files for the cost columns). Rebuilding them never trains,
+# samples or evaluates anything: edit ebm_bench/tables.py and run
+#   snakemake --forcerun tables
+# It runs `python -m ebm_bench.tables` rather than `ebm-bench tables`, so the job
+# does not import torch; only the configured datasets, variants and seeds are
+# tabulated, whatever else an older config left under results/runs/. A
+# config/reported.yaml (numbers the papers report, with their source) adds
+# reproduction.md, ours beside theirs.
+
+
+rule tables:
+    input:
+        unpack(tables_input),
+    output:
+        runs=report(
+            f"{TABLES}/runs.csv",
+            caption="../report/runs.rst",
+            category="Tables",
+            labels={"table": "all runs (tidy)"},
+        ),
+        summary=report(
+            f"{TABLES}/summary.md",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary"},
+        ),
+        per_dataset=[
+            report(
+                f"{TABLES}/{d}.csv",
+                caption="../report/dataset_table.rst",
+                category="Tables",
+                labels={"table": d},
+            )
+            for d in config["datasets"]
+        ],
+        per_dataset_text=[
+            f"{TABLES}/{d}.{ext}" for d in config["datasets"] for ext in ("md", "tex")
+        ],
+        reproduction=[
+            report(
+                f"{TABLES}/reproduction.md",
+                caption="../report/reproduction.rst",
+                category="Tables",
+                labels={"table": "reproduction"},
+            )
+            for _ in reported_file()
+        ],
+    params:
+        # results/tables/runs.csv -> results/tables, results
+        out_dir=lambda w, output: os.path.dirname(output.runs),
+        results_dir=lambda w, output: os.path.dirname(os.path.dirname(output.runs)),
+        datasets=",".join(config["datasets"]),
+        variants=",".join(config["variants"]),
+        seeds=",".join(str(s) for s in config["seeds"]),
+        reported=reported_arg,
+    log:
+        f"{LOGS}/tables.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m ebm_bench.tables --results-dir {params.results_dir:q}"
+        " --out-dir {params.out_dir:q} --datasets {params.datasets:q}"
+        " --variants {params.variants:q} --seeds {params.seeds:q} {params.reported}"
+        " > {log:q} 2>&1"

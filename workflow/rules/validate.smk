@@ -1,0 +1,67 @@
+# Config checks, run by the Snakefile before anything reads the config: the JSON
+# schema (structure, types, ranges, defaults) first, then the package's own check
+# (registered datasets, methods and hyperparameter names).
+
+import json
+import os
+
+import jsonschema
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+def _json_path(parts):
+    """('train', 'steps') -> 'train.steps'; () -> '(top level)'."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def validate_config(config, schema):
+    """snakemake.utils.validate, with the error reduced to the path of the bad key and
+    the reason (Snakemake's own message dumps the whole schema and config after it)."""
+    schema = os.path.join(workflow.basedir, schema)
+    # `digits:` / `pcd:` (null) mean "that name, with its defaults": an empty entry
+    for section in ("datasets", "variants"):
+        entries = config.get(section)
+        if isinstance(entries, dict):
+            for name, entry in entries.items():
+                if entry is None:
+                    entries[name] = {}
+    try:
+        validate(config, schema=schema)
+    except WorkflowError as e:
+        err = e.__context__
+        if not isinstance(err, jsonschema.ValidationError):
+            raise
+        msg = f"Invalid config: {_json_path(err.absolute_path)}: {err.message}"
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            if allowed:
+                msg += f"; allowed keys here: {', '.join(allowed)}"
+        raise WorkflowError(msg) from None
+    # A default taken from the schema is one shared object (for example the same {} in
+    # every dataset's `params`); a JSON round trip gives each place its own copy.
+    fresh = json.loads(json.dumps(config))
+    config.clear()
+    config.update(fresh)
+
+
+def _pkg_config():
+    """ebm_bench.config, imported on first use: after the schema check, so that a
+    malformed config fails at once (importing it imports torch, ~3 s)."""
+    import ebm_bench.config
+
+    return ebm_bench.config
+
+
+def check_config_or_fail(config):
+    """ebm_bench.config.check_config: registered datasets, methods, hyperparameter names
+    and types, variant_params naming configured variants."""
+    from ebm_bench.errors import ConfigError
+
+    try:
+        _pkg_config().check_config(config)
+    except ConfigError as e:
+        raise WorkflowError(f"Invalid config: {e}") from None
