@@ -27,7 +27,7 @@ EVALUATE_DEFAULTS: dict[str, Any] = {
     "probe_max_train": 5000,
     "inception_weights": None,
 }
-DATASET_KEYS = {"type", "params", "train", "variant_params"}
+DATASET_KEYS = {"type", "params", "train", "variants", "variant_params"}
 
 
 def _check_params(given: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
@@ -87,6 +87,9 @@ def check_config(config: dict) -> None:
         spec = DATASETS.get(dtype, key=f"datasets.{name}.type")
         _check_params(dcfg.get("params") or {}, spec.defaults, f"datasets.{name}.params")
         _check_params(dcfg.get("train") or {}, TRAIN_DEFAULTS, f"datasets.{name}.train")
+        for vname in dcfg.get("variants") or []:
+            if vname not in config["variants"]:
+                raise ConfigError(f"datasets.{name}.variants: no variant {vname!r} in 'variants'")
         for vname in dcfg.get("variant_params") or {}:
             if vname != "*" and vname not in config["variants"]:
                 raise ConfigError(
@@ -129,6 +132,11 @@ def dataset_spec(config: dict, dataset: str) -> dict[str, Any]:
         "default_net": spec.default_net,
         "default_net_params": dict(spec.default_net_params),
     }
+
+
+def dataset_variants(config: dict, dataset: str) -> list[str]:
+    """The variants run on a dataset: its ``variants`` list, else every variant."""
+    return list((config["datasets"][dataset] or {}).get("variants") or config["variants"])
 
 
 def is_embedded(config: dict, dataset: str) -> bool:

@@ -33,9 +33,10 @@ def load_data(spec: dict[str, Any]) -> Dataset:
     return load_dataset(ds["type"], ds["params"], Path(spec["data_root"]), spec["seed"])
 
 
-def build_method(spec: dict[str, Any], data: Dataset) -> Method:
+def build_method(spec: dict[str, Any], data: Dataset | DataInfo) -> Method:
+    info = data if isinstance(data, DataInfo) else DataInfo.of(data)
     cls = METHODS.get(spec["method"], key=f"variants.{spec['variant']}.method")
-    return cls(spec["method_params"], DataInfo.of(data), resolve_device(spec["device"]), spec["seed"])
+    return cls(spec["method_params"], info, resolve_device(spec["device"]), spec["seed"])
 
 
 def config_id(spec: dict[str, Any]) -> str:

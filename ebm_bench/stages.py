@@ -30,9 +30,17 @@ def load_samples(path: Path) -> tuple[np.ndarray, str]:
         return z["samples"], str(z["status"])
 
 
-def load_trained(spec: dict[str, Any], run_dir: Path, data):
+def load_trained(spec: dict[str, Any], run_dir: Path, data=None):
+    """The trained method; ``data=None`` rebuilds it from the data facts saved in model.pt
+    (sampling image models then needs no dataset, and no scikit-learn import)."""
+    state = load_torch(run_dir / "model.pt")
+    if data is None:
+        from .methods.base import DataInfo
+
+        i = state["data_info"]
+        data = DataInfo(tuple(i["shape"]), bool(i["is_image"]), i["num_classes"])
     method = runs.build_method(spec, data)
-    state = load_torch(run_dir / "model.pt", method.device)
+    # loaded on the CPU: generator states must stay there; load_state_dict moves the rest
     method.load_state_dict(state["method"])
     return method
 
@@ -43,10 +51,10 @@ def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None
     runs.set_threads(threads)
     label = runs.run_label(spec)
     status = read_json(run_dir / "train_status.json")["status"]
-    data = runs.load_data(spec)
+    method = load_trained(spec, run_dir)
+    data = method.data
     samples = np.zeros((0, *data.shape), dtype=np.uint8 if data.is_image else np.float32)
     if status == "ok":
-        method = load_trained(spec, run_dir, data)
         method.gen.manual_seed(spec["seed"] + 7919)  # the sampling stage is reproducible alone
         n = int(spec["sample"]["n"])
         print(f"[{label}] sampling {n} with {type(method).__name__}", flush=True)
@@ -57,7 +65,7 @@ def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None
         else:
             samples = to_uint8(x).numpy() if data.is_image else x.float().numpy()
     _save_npz(run_dir / "samples.npz", samples=samples, status=np.array(status))
-    real = None if data.is_image else data.x_test[:2000].numpy()
+    real = None if data.is_image else runs.load_data(spec).x_test[:2000].numpy()
     sample_grid(samples, run_dir / "samples.png", data.is_image, real=real)
     return status
 

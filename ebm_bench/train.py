@@ -89,7 +89,7 @@ def train(
     start, wall0, resumed_from, status = 0, 0.0, None, {"status": "ok", "diverged_step": None}
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
-        state = load_torch(ckpt_path, method.device)
+        state = load_torch(ckpt_path)  # CPU: load_state_dict moves tensors to the device
         if state.get("config_id") == config_id:
             method.load_state_dict(state["method"])
             batch_gen.set_state(state["batch_gen"])
@@ -130,7 +130,10 @@ def train(
 
     wall = time.perf_counter() - t0
     checkpoint(step, wall)
-    save_torch({"config_id": config_id, "step": step, "method": method.state_dict()}, run_dir / "model.pt")
+    info = {"shape": list(method.data.shape), "is_image": method.data.is_image,
+            "num_classes": method.data.num_classes}
+    save_torch({"config_id": config_id, "step": step, "data_info": info, "method": method.state_dict()},
+               run_dir / "model.pt")
     (run_dir / "train_log.csv").write_bytes((run_dir / PARTIAL_LOG).read_bytes())
     result = {
         **status,

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 from ..nets import build_net
 from ..samplers import ULA
 from .base import DataInfo, Method
@@ -31,6 +32,14 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "init_scale": 1.0,  # chains start from U[-s, s]
     "energy_reg": 0.0,  # IGEBM penalty weight on U(data)^2 + U(model)^2
     "sample_batch": 500,
+    # optimiser (make_optimizer): paper 003 App. B.1 trains the GMM student by plain full-batch
+    # gradient descent with one rate for z and another for the means
+    "optimizer": "adam",  # adam | sgd
+    "param_lr": {},  # parameter name -> learning rate overriding `lr` (e.g. {z: 0.125})
+    "lr_times_h": False,  # multiply every rate by the ULA step h (paper 003 reference GMM code)
+    # where persistent chains start (seed_chains): noise = U[-s, s] (init_chains); data = data
+    # points drawn with replacement from the first batch (paper 003 Alg. 4, line 2)
+    "chain_init": "noise",
 }
 
 
@@ -49,7 +58,8 @@ class LangevinEBM(Method):
         p = self.params
         torch.manual_seed(self.seed)  # network initialisation is the only global-RNG use
         self.net = build_net(p["net"], data.shape, p["net_params"]).to(self.device)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=p["lr"], betas=(p["adam_beta1"], 0.999))
+        self.opt = self.make_optimizer()
+        self.chains_seeded = False
         self.sampler = ULA(
             step_size=p["step_size"],
             temperature=p["temperature"],
@@ -58,9 +68,52 @@ class LangevinEBM(Method):
         )
         self.sampler_steps_per_iter = int(p["n_steps"])
 
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam (default) or plain SGD; ``param_lr`` gives named parameters their own rate,
+        and ``lr_times_h`` multiplies every rate by the ULA step h (the GMM convention of
+        paper 003's reference code, where rates are per unit of Langevin time)."""
+        p = self.params
+        if p["optimizer"] not in ("adam", "sgd"):
+            raise ConfigError(f"optimizer = {p['optimizer']!r}; expected 'adam' or 'sgd'")
+        names = dict(self.net.named_parameters())
+        unknown = set(p["param_lr"]) - set(names)
+        if unknown:
+            raise ConfigError(f"param_lr names unknown parameters {sorted(unknown)}; the network has {sorted(names)}")
+        scale = float(p["step_size"]) if p["lr_times_h"] else 1.0
+        if p["param_lr"]:
+            groups = [{"params": [w], "lr": scale * float(p["param_lr"].get(n, p["lr"]))} for n, w in names.items()]
+        else:  # one group: the optimiser state keeps the layout of earlier checkpoints
+            groups = [{"params": list(names.values())}]
+        if p["optimizer"] == "sgd":
+            return torch.optim.SGD(groups, lr=scale * float(p["lr"]))
+        return torch.optim.Adam(groups, lr=scale * float(p["lr"]), betas=(p["adam_beta1"], 0.999))
+
     # --- energy and chains ------------------------------------------------------------
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def seed_chains(self, data: torch.Tensor) -> None:
+        """Hook run once, at the first update, with the first (preprocessed) data batch.
+
+        With ``chain_init: data`` a persistent chain store (``self.buffer``, e.g. PCD)
+        restarts at data points drawn with replacement (paper 003 Alg. 4, line 2:
+        X_0^i = SampleMultinomial(data)); methods without persistent chains ignore it.
+        """
+        if self.params["chain_init"] not in ("noise", "data"):
+            raise ConfigError(f"chain_init = {self.params['chain_init']!r}; expected 'noise' or 'data'")
+        buffer = getattr(self, "buffer", None)
+        if self.params["chain_init"] == "data" and buffer is not None:
+            idx = torch.randint(len(data), (len(buffer),), generator=self.gen, device=self.device)
+            self.buffer = data[idx].detach().clone()
+
+    def net_scalars(self) -> dict[str, float]:
+        """Scalars the network itself exposes, logged every step (the GMM student's mass of
+        mode a, paper 003 Fig. 1)."""
+        mass = getattr(self.net, "mass_a", None)
+        if not callable(mass):
+            return {}
+        with torch.no_grad():
+            return {"mass_a": float(mass())}
 
     def init_chains(self, n: int) -> torch.Tensor:
         s = float(self.params["init_scale"])
@@ -77,6 +130,9 @@ class LangevinEBM(Method):
     # --- contract -----------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         pos = self.preprocess(batch.to(self.device))
+        if not self.chains_seeded:
+            self.seed_chains(pos)
+            self.chains_seeded = True
         neg = self.negatives(pos)
         e_pos, e_neg = self.energy(pos), self.energy(neg)
         loss = e_pos.mean() - e_neg.mean()
@@ -90,6 +146,7 @@ class LangevinEBM(Method):
             "energy_data": float(e_pos.mean().detach()),
             "energy_model": float(e_neg.mean().detach()),
             "sample_absmax": float(neg.abs().max()),
+            **self.net_scalars(),
         }
 
     def sample(self, n: int) -> torch.Tensor:
@@ -108,9 +165,11 @@ class LangevinEBM(Method):
         return {"penultimate": self.net.features(x.to(self.device))}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "net": self.net.state_dict(), "opt": self.opt.state_dict()}
+        return {**super().state_dict(), "net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "chains_seeded": self.chains_seeded}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
+        self.chains_seeded = bool(state.get("chains_seeded", True))

@@ -49,7 +49,20 @@ class ULA:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One move; returns (x', U(x), grad U(x)) so callers can reuse U and grad at x."""
         u, g = energy_and_grad(energy, x)
-        drift = g if self.grad_clip is None else g.clamp(-self.grad_clip, self.grad_clip)
+        return self.move(x, g, gen), u, g
+
+    def drift(self, g: torch.Tensor) -> torch.Tensor:
+        """The drift actually applied for gradient ``g`` (clamped when ``grad_clip`` is set)."""
+        return g if self.grad_clip is None else g.clamp(-self.grad_clip, self.grad_clip)
+
+    def move(self, x: torch.Tensor, g: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The transition from ``x`` given ``g = grad U(x)`` already computed.
+
+        ``step`` is ``energy_and_grad`` followed by ``move``; callers that need U and grad U
+        at ``x`` before deciding to move (SMC resampling, paper 003 Alg. 1 line 10) compute
+        them once and call ``move`` without a second gradient pass.
+        """
+        drift = self.drift(g)
         h = self.step_size if self.step_rule is None else self.step_size * self.step_rule(g)
         xi = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
         if self.step_rule is None:
@@ -58,7 +71,7 @@ class ULA:
             x_new = x - h * drift + torch.sqrt(2.0 * h * self.temperature) * xi
         if self.clamp is not None:
             x_new = x_new.clamp(*self.clamp)
-        return x_new.detach(), u, g
+        return x_new.detach()
 
     def run(self, energy: Energy, x: torch.Tensor, n_steps: int, gen: torch.Generator) -> torch.Tensor:
         for _ in range(n_steps):

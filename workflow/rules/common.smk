@@ -73,7 +73,7 @@ def run_lists():
     runs = [
         (d, v, s)
         for d in config["datasets"]
-        for v in config["variants"]
+        for v in (config["datasets"][d] or {}).get("variants") or config["variants"]
         for s in config["seeds"]
     ]
     return {

@@ -1,0 +1,1 @@
+"""Ready-made experiments that drive registered methods outside the Snakemake DAG."""

@@ -1,0 +1,56 @@
+"""Paper 004's "EBM base": the NN-EFH's network as a plain EBM, trained with Langevin.
+
+Paper 004 (Methods): the same neural network as the NN-EFH's sufficient statistics
+U(x; phi) (``attention``: convolutions + self-attention), with the energy read out of its
+penultimate layer by a learned vector, U_EBM(x) = w^T U(x; phi) + c; trained by the
+standard MLE loss with (short-run) Langevin dynamics at the same step and temperature as
+the NN-EFH (eps = 1, T = 5e-5).
+
+Matching choices (ours, the paper does not spell them out): chains start from the same
+law as the NN-EFH's, x ~ N(0, I) (``init_dist: normal``), fresh every update, and run as
+many Langevin steps as one NN-EFH update does, K = M * L = 5 * 60 = 300; data noise 0.03
+as for the NN-EFH. With the same seed the network starts from the same weights as the
+NN-EFH's U. Features for the probe: ``penultimate`` = U(x) (Table 3, "EBM penultimate
+layer").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import DataInfo, register_method
+from .langevin import LANGEVIN_DEFAULTS
+from .short_run import ShortRun
+
+
+@register_method("ebm_matched")
+class EBMMatched(ShortRun):
+    """Paper 004's EBM baseline: the NN-EFH network with a linear read-out, plain Langevin."""
+
+    defaults = {
+        **LANGEVIN_DEFAULTS,
+        "net": "attention",
+        "net_params": {"nf": 64, "n_features": 1024},
+        "n_steps": 300,  # = M * L of the NN-EFH
+        "init_dist": "normal",  # "normal": N(0, init_scale^2 I) like the NN-EFH; "uniform": U[-s, s]
+    }
+    tiny = {"n_steps": 3}
+
+    @classmethod
+    def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
+        net = ({"net": "attention", "net_params": {"nf": 4, "n_features": 8}} if data.is_image
+               else {"net": "mlp", "net_params": {"hidden": 16, "depth": 2}})
+        return {**net, **cls.tiny}
+
+    def __init__(self, params, data, device, seed):
+        super().__init__(params, data, device, seed)
+        if self.params["init_dist"] not in ("normal", "uniform"):
+            raise ValueError(f"init_dist must be 'normal' or 'uniform', got {self.params['init_dist']!r}")
+
+    def init_chains(self, n: int) -> torch.Tensor:
+        if self.params["init_dist"] == "uniform":
+            return super().init_chains(n)
+        s = float(self.params["init_scale"])
+        return s * torch.randn((n, *self.data.shape), generator=self.gen, device=self.device)

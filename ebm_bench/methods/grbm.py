@@ -1,0 +1,222 @@
+"""Gaussian-Bernoulli RBM with learned per-pixel variance, trained with Gibbs-Langevin.
+
+Liao et al. (2022), "Gaussian-Bernoulli RBMs without tears" (the GRBM baseline of paper
+004, Table 2), with v = x flattened, sigma^2 = exp(log_var)::
+
+    E(v, h) = 1/2 sum_i (v_i - mu_i)^2 / sigma_i^2 - (v / sigma^2)^T W h - b^T h,
+    p(h | v) = Bern(sigmoid(W^T (v / sigma^2) + b)),   p(v | h) = N(mu + W h, diag(sigma^2)).
+
+Training: z ~ p(h | v_data) (sampled, as the reference code does) and negatives from the
+shared :class:`~ebm_bench.samplers.gibbs_langevin.GibbsLangevin` sampler started from
+N(0, I) every update (``gibbs_steps`` Gibbs steps of ``langevin_steps`` Langevin steps
+with the reference's cosine step schedule); the negative statistics are averaged over the
+Gibbs steps from ``neg_burn_in`` on (reference: CD_burnin = 0, i.e. all of them); loss =
+mean E(data) - mean E(negatives), autograd gives the reference's closed-form gradients
+(tested); SGD with gradient-norm clipping; optional cosine learning-rate decay.
+
+Step size: as in the reference code, the Langevin step is ``step_size`` times the mean
+visible variance, eps = step_size * mean(sigma^2), so ``step_size`` is dimensionless.
+Pixel i's Gaussian conditional contracts by eps / sigma_i^2 per step, so a pixel whose
+learned variance is far below the mean (the always-background pixels of digits) makes
+the x-moves unstable at any step that moves the others. ``precondition: true`` (ours, not
+in the reference) uses the per-pixel step eps_i = step_size * sigma_i^2 (preconditioned
+ULA with a constant diagonal, same target): every pixel then contracts by step_size per
+step, stable for step_size < 2 at T = 1.
+
+Temperature. The reference code divides grad_v E by the batch size B but keeps the noise
+sqrt(2 eps): it runs ULA with step eps/B at temperature B (512 in training, the sampling
+batch 100 at generation), not the model's T = 1. Here the sampler runs at ``temperature``
+(default 1, the model); ``reference_temperature_quirk: true`` reproduces the reference
+behaviour exactly (ULA at eps/B, T*B). With the quirk the reference's MNIST setting is
+``step_size: 20``; without it the same *drift* per step is ``step_size: 20/512`` (our
+default), and the noise is then the correct sqrt(2 eps).
+
+Generation (reference code): v ~ N(0, I), h ~ p(h | v), ``sample_gibbs_steps`` Gibbs-
+Langevin steps, output the conditional mean mu + W h of the last h (``sample_output:
+mean``; ``sample`` outputs the last v). ``sample_init: data`` starts h from data instead
+(paper 004's Alg. 2). Reference MNIST settings (METHODS.md): 4096 hidden units, 100 Gibbs
+x 10 Langevin steps, SGD lr 0.01, clip 10, batch 512. Features for the linear probe:
+``hidden_probs`` = p(h = 1 | v).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
+from .base import DataInfo, Method, register_method
+
+GRBM_DEFAULTS: dict[str, Any] = {
+    "n_hidden": 4096,
+    "init_var": 1.0,  # initial sigma^2; W ~ N(0, (init_var / sqrt(d + h))^2) (reference)
+    "optimizer": "sgd",  # "sgd" (reference) | "adam"
+    "lr": 0.01,
+    "momentum": 0.0,  # SGD momentum (reference: 0); Adam beta1 when optimizer = adam
+    "grad_clip_norm": 10.0,  # clip_grad_norm_ of the parameter gradient; None: off
+    "lr_decay_steps": 0,  # cosine decay of lr to 0 over this many updates; 0: constant lr
+    "gibbs_steps": 100,  # CD_step
+    "langevin_steps": 10,
+    "step_size": 20.0 / 512.0,  # eps / mean(sigma^2): the reference's drift (Langevin_eta 20 / B 512)
+    "step_schedule": "cosine",  # per Gibbs step (reference); or "constant"
+    "precondition": False,  # True: per-pixel step eps_i = step_size * sigma_i^2 (not in the reference)
+    "temperature": 1.0,
+    "reference_temperature_quirk": False,  # True: dE/dv / B, noise sqrt(2 eps) -> temperature T * B
+    "neg_burn_in": 0,  # negatives = Gibbs states from this step on (0: all; gibbs_steps - 1: last)
+    "init_std": 1.0,  # chains start at v ~ N(0, init_std^2 I)
+    "sample_gibbs_steps": 99,  # reference: sampling_steps 100 = 99 Gibbs-Langevin steps + mean
+    "sample_init": "noise",  # "noise" (reference) | "data" (paper 004 Alg. 2)
+    "sample_output": "mean",  # "mean": mu + W h of the last h (reference) | "sample": last v
+    "data_bank_size": 1000,  # training examples kept for sample_init = data
+    "sample_batch": 500,
+}
+
+
+class GRBMEnergy(nn.Module):
+    def __init__(self, d: int, n_hidden: int, init_var: float, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.W = nn.Parameter(torch.randn(d, n_hidden, generator=g) * init_var / math.sqrt(d + n_hidden))
+        self.b = nn.Parameter(torch.zeros(n_hidden))
+        self.mu = nn.Parameter(torch.zeros(d))
+        self.log_var = nn.Parameter(torch.full((d,), math.log(init_var)))
+
+    def var(self) -> torch.Tensor:
+        return self.log_var.exp().clamp(min=1e-8)
+
+    def hidden_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) / self.var()) @ self.W + self.b
+
+    def joint_energy(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        v, var = x.flatten(1), self.var()
+        return 0.5 * ((v - self.mu) ** 2 / var).sum(1) - (((v / var) @ self.W) * z).sum(1) - z @ self.b
+
+    def free_energy(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.flatten(1)
+        return 0.5 * ((v - self.mu) ** 2 / self.var()).sum(1) - F.softplus(self.hidden_logits(x)).sum(1)
+
+    def visible_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[v | h] = mu + W h."""
+        return z @ self.W.T + self.mu
+
+
+@register_method("grbm")
+class GRBM(Method):
+    """Gaussian-Bernoulli RBM, learned variances, Gibbs-Langevin (Liao et al. 2022; paper 004 baseline)."""
+
+    defaults = GRBM_DEFAULTS
+    tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "sample_gibbs_steps": 2, "data_bank_size": 32}
+
+    def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
+        super().__init__(params, data, device, seed)
+        p = self.params
+        for key, allowed in (("sample_init", ("noise", "data")), ("sample_output", ("mean", "sample"))):
+            if p[key] not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {p[key]!r}")
+        if not 0 <= int(p["neg_burn_in"]) < int(p["gibbs_steps"]):
+            raise ValueError(f"neg_burn_in must be in [0, gibbs_steps), got {p['neg_burn_in']}")
+        d = math.prod(data.shape)
+        self.model = GRBMEnergy(d, int(p["n_hidden"]), float(p["init_var"]), self.seed).to(self.device)
+        if p["optimizer"] == "sgd":
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=p["lr"], momentum=p["momentum"])
+        elif p["optimizer"] == "adam":
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=p["lr"], betas=(p["momentum"], 0.999))
+        else:
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {p['optimizer']!r}")
+        self.sampler = GibbsLangevin(
+            gibbs_steps=int(p["gibbs_steps"]),
+            langevin_steps=int(p["langevin_steps"]),
+            step_size=float(p["step_size"]),
+            temperature=float(p["temperature"]),
+            schedule=p["step_schedule"],
+            batch_normalised_grad=bool(p["reference_temperature_quirk"]),
+            init_std=float(p["init_std"]),
+        )
+        self.bank = DataBank(int(p["data_bank_size"]), data.shape, data.is_image, self.device)
+        self.sampler_steps_per_iter = int(p["gibbs_steps"]) * int(p["langevin_steps"])
+
+    # --- model ------------------------------------------------------------------------------
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Marginal free energy F(v) (density exp(-F) at T = 1)."""
+        return self.model.free_energy(x)
+
+    def step_scale(self) -> float:
+        return float(self.model.var().mean().detach())
+
+    def precond(self) -> torch.Tensor | None:
+        """sigma_i^2 / mean(sigma^2) per pixel with ``precondition``, so eps_i = step_size * sigma_i^2."""
+        if not self.params["precondition"]:
+            return None
+        var = self.model.var().detach()
+        return (var / var.mean()).view(self.data.shape)
+
+    def contrastive_loss(self, x_pos, z_pos, x_neg, z_neg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e_pos = self.model.joint_energy(x_pos, z_pos.detach())
+        e_neg = self.model.joint_energy(x_neg.detach(), z_neg.detach())
+        return e_pos.mean() - e_neg.mean(), e_pos, e_neg
+
+    def lr_at(self, step: int) -> float:
+        total = int(self.params["lr_decay_steps"])
+        if total <= 0:
+            return float(self.params["lr"])
+        return float(self.params["lr"]) * 0.5 * (1.0 + math.cos(math.pi * min(step - 1, total) / total))
+
+    # --- contract -----------------------------------------------------------------------------
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+        x = batch.to(self.device)
+        self.bank.add(x)
+        z = self.sampler.sample_hidden(self.model, x, self.gen)
+        xs, zs = self.sampler.train_chains(self.model, x.shape[0], self.data.shape, self.gen, self.device,
+                                           step_scale=self.step_scale(), keep_from=int(self.params["neg_burn_in"]),
+                                           precond=self.precond())
+        x_neg, z_neg = torch.cat(xs), torch.cat(zs)
+        loss, e_pos, e_neg = self.contrastive_loss(x, z, x_neg, z_neg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.params["grad_clip_norm"]:
+            nn.utils.clip_grad_norm_(self.model.parameters(), float(self.params["grad_clip_norm"]))
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(step)
+        self.opt.step()
+        return {
+            "loss": float(loss.detach()),
+            "energy_data": float(e_pos.mean().detach()),
+            "energy_model": float(e_neg.mean().detach()),
+            "sample_absmax": float(xs[-1].abs().max()),
+            "var_mean": self.step_scale(),
+        }
+
+    def sample(self, n: int) -> torch.Tensor:
+        sampler = replace(self.sampler, gibbs_steps=int(self.params["sample_gibbs_steps"]))
+        out = []
+        for start in range(0, n, self.params["sample_batch"]):
+            m = min(self.params["sample_batch"], n - start)
+            if self.params["sample_init"] == "data" and len(self.bank) > 0:
+                x0, z0 = sampler.init_test(self.model, self.bank.draw(m, self.gen).to(self.device), self.gen)
+            else:
+                x0, z0 = sampler.init_train(self.model, m, self.data.shape, self.gen, self.device)
+            x, z = sampler.run(self.model, x0, z0, self.gen, step_scale=self.step_scale(), precond=self.precond())
+            if self.params["sample_output"] == "mean":
+                with torch.no_grad():
+                    x = self.model.visible_mean(z).view(m, *self.data.shape)
+            out.append(x)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"hidden_probs": torch.sigmoid(self.model.hidden_logits(x.to(self.device)))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "bank": self.bank.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.bank.load_state_dict(state["bank"])

@@ -1,0 +1,369 @@
+"""Sequential Monte Carlo training with Jarzynski weights (Carbone et al. 2023, paper 003).
+
+N walkers X^i with log weights A^i follow the shared ULA sampler while the parameters
+move; the weights make the weighted walkers exact samples of the current model (Prop. 1,
+Eq. 7), so the gradient of the cross-entropy (Eq. 11), log Z (Eq. 12), the cross-entropy
+itself (Eq. 9/12) and the effective sample size (Eq. 13) are all available at every step.
+
+Algorithms (``n_moved`` = N'):
+
+- Alg. 1 (full batch, N' = N or 0): every walker makes one ULA move per update;
+  A <- A - alpha_{k+1}(X_{k+1}, X_k) + alpha_k(X_k, X_{k+1})           (Eq. 5, Eq. 6)
+- Alg. 2 (mini-batch, N' < N): a random set B of N' walkers moves as above; every other
+  walker keeps its position and gets the work term only,
+  A <- A - U_{k+1}(X)/T + U_k(X)/T                                     (Alg. 2 line 13).
+
+Weights match the chain actually run (METHODS.md): the sampler's move is
+x' = x - h d(x) + sqrt(2 h T) xi with d = grad U (clamped when ``grad_clip`` is set); its
+target is exp(-U/T), and the weights use U/T, the same h and the same drift d
+(:func:`ebm_bench.samplers.smc.alpha`). Projection onto a box (``clamp``) is not a
+Gaussian move and cannot be weighted: it is refused unless ``weights_ignore_clamp`` says
+to ignore it (reference-code quirk 3). ``step_rule`` samplers (STANLEY) are not weighted.
+``weights_temperature`` (reference-code quirk 2, default None = the chain's T) computes the
+weights at another temperature: the authors' image code runs noise 0.01 with h = 1
+(T = 5e-5) but weights for T = 1; set it to 1.0 only to reproduce that code, knowing that
+the weights then do not correct the chain that was run.
+
+Cost. One update computes U and grad_x U at the walkers once (``energy_and_grad``; the
+numbers are used twice: to complete the weights of the previous move and to make this
+one, i.e. ``ULA.step`` split by ``ULA.move`` so that resampling can happen in between),
+one forward pass with the parameter graph for Eq. 11, one over the data, and one
+backward: the same passes as PCD with one ULA step per update (paper 003 Alg. 4). The
+second half of Eq. 5, alpha_{k+1}(X_{k+1}, X_k), needs U and grad U under the *new*
+parameters at the new positions, which are exactly what the next update computes first;
+so the weights of a move are completed at the start of the next update ("pending"), and
+the logged estimates of step k refer to theta_k, the parameters of that step's gradient.
+Alg. 2 adds one forward pass (no graph) over all N walkers for the work term, as the
+reference code does, plus the gradient at the N' walkers moved in the previous update.
+
+Resampling (Sec. 3.2, App. A.4): when ESS_k < c_k, walkers are redrawn with
+probabilities p = softmax(A) by the ``resampler`` (multinomial, stratified, systematic),
+A is reset to 0 and log Z is carried forward: log Z_k = log Z_{k_r} + logmeanexp(A_k).
+The threshold schedule is c_k = 0 before ``resample_from_step`` and ``resample_threshold``
+after (paper 003 Fig. 4: no resampling early, c = 0.5 later; Sec. 4.1: c = 1/1.05).
+
+Walkers must start from rho_theta_0 (Prop. 1). ``walker_init: model`` draws them exactly
+when the network has an exact sampler (the Eq. 15 GMM student at T = 1, as in App. B.1),
+and then log Z_0 is the network's exact ``log_partition``; otherwise it starts from the
+``init_chains`` law followed by ``burn_in_steps`` unweighted ULA steps at theta_0 (the
+reference image code runs 8,000-20,000), and the logged ``log_z`` is log Z_k - log Z_0
+(Z_0 unknown). ``noise`` and ``data`` pick those starts explicitly (``data`` is the PCD
+start of Alg. 4 and is only exact for ``weighted: false``).
+
+``weighted: false`` keeps A = 0 and never resamples: the unweighted procedure of paper 003
+App. C.1.2 (walkers from rho_theta_0, ULA, no weights), or PCD with ``walker_init: data``.
+``grad_walkers: all`` sums Eq. 11 over all N walkers (Alg. 2 line 5); ``moved`` uses the
+N' moved walkers with their weights renormalised among them (reference CIFAR code).
+Generation (``sample``) resamples the weighted walkers (Sec. 3.2, "Generative modeling")
+and optionally runs ``sample_steps`` more (unweighted) ULA steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from ..errors import ConfigError
+from ..samplers import energy_and_grad
+from ..samplers.smc import RESAMPLERS, alpha, ess_fraction, log_mean_exp, normalized_weights, resample_indices
+from .base import DataInfo, register_method
+from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
+
+JARZYNSKI_DEFAULTS: dict[str, Any] = {
+    **LANGEVIN_DEFAULTS,
+    "n_steps": 1,  # ULA steps per update of each moved walker (Alg. 1 and 2: one)
+    "n_walkers": 1024,  # N (paper 003 MNIST: 1024; CIFAR-10: 4096)
+    "n_moved": 0,  # N' walkers moved per update (Alg. 2); 0 or >= N: all of them (Alg. 1)
+    "weighted": True,  # False: unweighted walkers (App. C.1.2), A stays 0
+    "resampler": "systematic",  # multinomial | stratified | systematic (App. A.4)
+    "resample_threshold": 0.5,  # c: resample when ESS_k < c (Eq. 13, fraction of N)
+    "resample_from_step": 0,  # c_k = 0 (no resampling) up to and including this step
+    "walker_init": "model",  # model | noise | data (see module docstring)
+    "burn_in_steps": 0,  # unweighted ULA steps at theta_0 when no exact sampler exists
+    "grad_walkers": "all",  # all (Eq. 11 / Alg. 2 line 5) | moved (reference CIFAR code)
+    "sample_steps": 0,  # extra unweighted ULA steps after resampling, for generation
+    "weights_ignore_clamp": False,  # quirk 3: allow `clamp` although the weights ignore it
+    "weights_temperature": None,  # quirk 2: None = the chain's T (correct); a number = weights at that T
+}
+
+
+def exact_sampler(net: torch.nn.Module, temperature: float) -> Callable[[int, torch.Generator], torch.Tensor] | None:
+    """An exact sampler of rho_theta = exp(-U/T)/Z where one exists, else None.
+
+    The Eq. 15 GMM student at T = 1 is the mixture p N(a, I) + (1 - p) N(b, I) with
+    p = 1/(1 + e^{-z}) (paper 003 Sec. 4.1); App. B.1 starts the walkers there.
+    """
+    from ..nets.gmm_energy import GMMEnergy
+
+    if not isinstance(net, GMMEnergy) or temperature != 1.0:
+        return None
+
+    def draw(n: int, gen: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            a, b = net.a.detach(), net.b.detach()
+            on_a = torch.rand(n, generator=gen, device=a.device) < torch.sigmoid(net.z.detach())
+            xi = torch.randn((n, a.numel()), generator=gen, device=a.device, dtype=a.dtype)
+            return torch.where(on_a[:, None], a, b) + xi
+
+    return draw
+
+
+@register_method("jarzynski")
+class Jarzynski(LangevinEBM):
+    """Jarzynski-weighted SMC training, paper 003 Alg. 1 (full batch) / Alg. 2 (mini-batch)."""
+
+    defaults = JARZYNSKI_DEFAULTS
+    tiny = {"n_steps": 2, "n_walkers": 16, "n_moved": 8, "resample_threshold": 0.95, "walker_init": "noise",
+            "burn_in_steps": 2}
+
+    def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
+        super().__init__(params, data, device, seed)
+        p = self.params
+        if p["resampler"] not in RESAMPLERS:
+            raise ConfigError(f"resampler = {p['resampler']!r}; expected one of {', '.join(RESAMPLERS)}")
+        if p["walker_init"] not in ("model", "noise", "data"):
+            raise ConfigError(f"walker_init = {p['walker_init']!r}; expected 'model', 'noise' or 'data'")
+        if p["grad_walkers"] not in ("all", "moved"):
+            raise ConfigError(f"grad_walkers = {p['grad_walkers']!r}; expected 'all' or 'moved'")
+        if int(p["n_walkers"]) < 1 or int(p["n_moved"]) < 0 or int(p["n_steps"]) < 1:
+            raise ConfigError("n_walkers >= 1, n_moved >= 0 and n_steps >= 1 are required")
+        if p["clamp"] and p["weighted"] and not p["weights_ignore_clamp"]:
+            raise ConfigError("clamp: true projects the walkers onto [-1, 1], a move the Jarzynski weights cannot "
+                              "account for; set weights_ignore_clamp: true to run it anyway (reference-code quirk 3)")
+        if self.sampler.step_rule is not None:
+            raise ConfigError("the Jarzynski weights assume the plain ULA move (no step_rule)")
+        self.n_walkers = int(p["n_walkers"])
+        n_moved = int(p["n_moved"])
+        self.n_moved = self.n_walkers if n_moved == 0 or n_moved >= self.n_walkers else n_moved
+        self.full_batch = self.n_moved == self.n_walkers
+        self.h = float(p["step_size"])
+        self.temperature = float(p["temperature"] if p["weights_temperature"] is None else p["weights_temperature"])
+        if not self.temperature > 0:
+            raise ConfigError("the Jarzynski weights need a temperature > 0")
+        # walker state (filled at the first update, which sees the data)
+        self.walkers = torch.zeros((0, *data.shape), device=self.device)
+        self.log_w = torch.zeros(0, dtype=torch.float64, device=self.device)  # A (partial while pending)
+        self.pending = False  # A still lacks -alpha_{k+1}(X_{k+1}, X_k) / the -U_{k+1}/T work term
+        self.pending_idx = torch.zeros(0, dtype=torch.long, device=self.device)  # walkers moved last update
+        self.pending_dx = torch.zeros((0, *data.shape), device=self.device)  # their last displacement
+        self.log_z_ref = 0.0  # log Z at the last resampling (log Z_0 at the start), Sec. 3.2 step 3
+        self.log_z_exact0 = False  # whether log Z_0 is the network's exact log partition
+        self.n_resamples = 0
+        self.initialised = False
+
+    # --- walkers ---------------------------------------------------------------------------
+    def init_walkers(self, data: torch.Tensor) -> None:
+        """X_0 ~ rho_theta_0 and A_0 = 0 (Alg. 1 lines 1-2)."""
+        p, n = self.params, self.n_walkers
+        draw = exact_sampler(self.net, float(p["temperature"])) if p["walker_init"] == "model" else None
+        if draw is not None:
+            x = draw(n, self.gen)
+            log_part = getattr(self.net, "log_partition", None)
+            if callable(log_part) and self.temperature == 1.0:  # log Z of exp(-U), T = 1
+                self.log_z_ref, self.log_z_exact0 = float(log_part().detach()), True
+        else:
+            if p["walker_init"] == "data":
+                x = data[torch.randint(len(data), (n,), generator=self.gen, device=self.device)].detach().clone()
+            else:
+                x = self.init_chains(n)
+            x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen)
+        self.walkers = x.detach()
+        self.log_w = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.pending = False
+        self.initialised = True
+
+    def _energy_nograd(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.energy(x).detach()
+
+    def _completion(self, u: torch.Tensor, g_pending: torch.Tensor | None) -> torch.Tensor:
+        """The pending part of A's update, evaluated under the current parameters theta_k:
+
+        every walker: -U_k(X_k)/T (Alg. 2 line 13 work term; the U part of -alpha_k in Eq. 5);
+        walkers moved in the previous update, with dx = X_k - X_{k-1}, additionally
+        -[1/2 (X_{k-1} - X_k) . d_k(X_k) + h/4 |d_k(X_k)|^2] / T, the rest of -alpha_k(X_k, X_{k-1}).
+        """
+        inc = -u.double() / self.temperature
+        if g_pending is not None and len(self.pending_idx):
+            rest = alpha(torch.zeros_like(inc[self.pending_idx]), self.sampler.drift(g_pending), -self.pending_dx,
+                         self.h, self.temperature)
+            inc = inc.index_add(0, self.pending_idx, -rest)
+        return inc
+
+    def _energies(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """U_k at every walker; grad U_k at every walker (full batch) and at the pending ones."""
+        x = self.walkers
+        if self.full_batch:
+            u, g = energy_and_grad(self.energy, x)
+            return u, g, (g if self.pending else None)
+        if not self.params["weighted"]:  # unweighted Alg. 2 needs no energies of unmoved walkers
+            return torch.zeros(len(x), device=self.device), None, None
+        u = self._energy_nograd(x)
+        g_pend = None
+        if self.pending and len(self.pending_idx):
+            _, g_pend = energy_and_grad(self.energy, x[self.pending_idx])
+        return u, None, g_pend
+
+    def completed_log_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A_k, U_k(X_k)) under the current parameters, without changing any state."""
+        u, _, g_pend = self._energies()
+        a = self.log_w.clone()
+        if self.params["weighted"] and self.pending:
+            a = a + self._completion(u, g_pend)
+        return (a if self.params["weighted"] else torch.zeros_like(a)), u
+
+    @torch.no_grad()
+    def estimates(self, data: torch.Tensor | None = None) -> dict[str, float]:
+        """log Z (Eq. 12), ESS (Eq. 13) and, given data, the cross-entropy estimate (Eq. 9/12)
+        of the current parameters (the Alg. 1 outputs), without changing any state."""
+        if not self.initialised:
+            raise RuntimeError("estimates() needs the walkers: run at least one train_step first")
+        a, _ = self.completed_log_weights()
+        out = {"log_z": self.log_z_ref + float(log_mean_exp(a)), "ess": ess_fraction(a)}
+        if data is not None:
+            out["cross_entropy_est"] = out["log_z"] + float(self._energy_nograd(data.to(self.device)).double().mean()) / self.temperature
+        return out
+
+    # --- contract ------------------------------------------------------------------------
+    def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+        p, T = self.params, self.temperature
+        weighted = bool(p["weighted"])
+        pos = self.preprocess(batch.to(self.device))
+        if not self.initialised:
+            self.init_walkers(pos)
+        n = self.n_walkers
+
+        # 1. U_k(X_k) (and grad U_k) under the current parameters theta_k
+        u, g, g_pend = self._energies()
+        # 2. complete A_k: -alpha_k(X_k, X_{k-1}) for moved walkers, -U_k/T work term for the others
+        if weighted and self.pending:
+            self.log_w = self.log_w + self._completion(u, g_pend)
+        self.pending = False
+        a = self.log_w
+        # 3. estimates at theta_k: log Z_k (Eq. 12, carried across resamplings), ESS_k (Eq. 13)
+        log_z = self.log_z_ref + float(log_mean_exp(a))
+        ess = ess_fraction(a) if weighted else 1.0
+        # 4. resampling step (Sec. 3.2; App. A.4) when ESS_k < c_k
+        resampled = 0
+        c = float(p["resample_threshold"]) if step > int(p["resample_from_step"]) else 0.0
+        if weighted and ess < c:
+            idx = resample_indices(a, n, p["resampler"], self.gen)
+            self.walkers, u = self.walkers[idx], u[idx]
+            g = g[idx] if g is not None else None
+            self.log_w = torch.zeros_like(a)  # reset A = 0 ...
+            self.log_z_ref = log_z  # ... and carry Z forward: Z_k = Z_{k_r} N^-1 sum e^{A_k}
+            self.n_resamples += 1
+            resampled = 1
+            a = self.log_w
+        x = self.walkers
+
+        # 5. the walkers that move this update (Alg. 2 line 7: a random mini-batch B of N')
+        if self.full_batch:
+            moved = None
+            x_b, u_b, g_b = x, u, g
+        else:
+            moved = torch.randperm(n, generator=self.gen, device=self.device)[: self.n_moved]
+            x_b, u_b = x[moved], u[moved]
+            _, g_b = energy_and_grad(self.energy, x_b)
+
+        # 6. empirical CE gradient, Eq. 11: sum_i p_i dU(X_i) - mean over data of dU(x*)
+        e_pos = self.energy(pos)
+        if moved is None or p["grad_walkers"] == "all":
+            e_neg = self.energy(x)
+            w = normalized_weights(a) if weighted else torch.full((n,), 1.0 / n, dtype=torch.float64, device=self.device)
+        else:
+            e_neg = self.energy(x_b)
+            w = normalized_weights(a[moved]) if weighted else torch.full((len(moved),), 1.0 / len(moved),
+                                                                          dtype=torch.float64, device=self.device)
+        w = w.to(e_neg.dtype)
+        e_model = (w * e_neg).sum()
+        loss = e_pos.mean() - e_model
+        if p["energy_reg"] > 0:
+            loss = loss + p["energy_reg"] * ((e_pos**2).mean() + (w * e_neg**2).sum())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+
+        # 7. ULA moves under theta_k (Alg. 1 line 8 / Alg. 2 line 9) and the first half of the
+        #    weight update, +alpha_k(X_k, X_{k+1}) (Eq. 5); unmoved walkers get +U_k(X)/T
+        x0 = x_b
+        x1 = self.sampler.move(x0, g_b, self.gen)
+        inc_b = alpha(u_b, self.sampler.drift(g_b), x1 - x0, self.h, T) if weighted else None
+        for _ in range(int(p["n_steps"]) - 1):
+            # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
+            # point x1, which close the previous step (-alpha_k(x1, x0)) and open this one
+            x2, u1, g1 = self.sampler.step(self.energy, x1, self.gen)
+            if weighted:
+                d1 = self.sampler.drift(g1)
+                inc_b = inc_b - alpha(u1, d1, x0 - x1, self.h, T) + alpha(u1, d1, x2 - x1, self.h, T)
+            x0, x1 = x1, x2
+        if weighted:
+            if moved is None:
+                self.log_w = self.log_w + inc_b
+            else:
+                inc = u.double() / T
+                inc[moved] = inc_b
+                self.log_w = self.log_w + inc
+            self.pending = True
+        if moved is None:
+            self.walkers = x1
+            self.pending_idx = torch.arange(n, device=self.device)
+        else:
+            self.walkers = x.clone()
+            self.walkers[moved] = x1
+            self.pending_idx = moved
+        self.pending_dx = (x1 - x0).detach()
+
+        # 8. optimisation step theta_k -> theta_{k+1} (Alg. 1 line 6)
+        self.opt.step()
+
+        out = {
+            "loss": float(loss.detach()),
+            "energy_data": float(e_pos.detach().mean()),
+            "energy_model": float(e_model.detach()),
+        }
+        if weighted:
+            # Eq. 9/12 with the batch's data term: H_k = log Z_k + mean U_k(x*)/T
+            out.update(log_z=log_z, cross_entropy_est=log_z + float(e_pos.detach().double().mean()) / T,
+                       ess=ess, n_resamples=float(self.n_resamples), resampled=float(resampled))
+        out["sample_absmax"] = float(self.walkers.abs().max())
+        out.update(self.net_scalars())
+        return out
+
+    def sample(self, n: int) -> torch.Tensor:
+        """Equal-weight samples: n draws from the weighted walkers (Sec. 3.2, "Generative
+        modeling"), then ``sample_steps`` unweighted ULA steps."""
+        if not self.initialised:
+            self.init_walkers(self.init_chains(self.n_walkers))
+        a, _ = self.completed_log_weights()
+        idx = resample_indices(a, n, self.params["resampler"], self.gen)
+        x = self.walkers[idx]
+        if int(self.params["sample_steps"]) > 0:
+            x = self.sampler.run(self.energy, x, int(self.params["sample_steps"]), self.gen)
+        return x.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "walkers": self.walkers.clone(),
+            "log_w": self.log_w.clone(),
+            "pending": self.pending,
+            "pending_idx": self.pending_idx.clone(),
+            "pending_dx": self.pending_dx.clone(),
+            "log_z_ref": self.log_z_ref,
+            "log_z_exact0": self.log_z_exact0,
+            "n_resamples": self.n_resamples,
+            "initialised": self.initialised,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.walkers = state["walkers"].to(self.device).clone()
+        self.log_w = state["log_w"].to(self.device).clone()
+        self.pending = bool(state["pending"])
+        self.pending_idx = state["pending_idx"].to(self.device).clone()
+        self.pending_dx = state["pending_dx"].to(self.device).clone()
+        self.log_z_ref = float(state["log_z_ref"])
+        self.log_z_exact0 = bool(state["log_z_exact0"])
+        self.n_resamples = int(state["n_resamples"])
+        self.initialised = bool(state["initialised"])

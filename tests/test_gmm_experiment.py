@@ -1,0 +1,153 @@
+"""The GMM teacher-student experiment of paper 003 (Sec. 4.1, App. B.1) as a ready config.
+
+Fast checks: the pipeline config is valid and is the file shipped in config/fragments;
+the standalone entry writes its table and figure; it trains exactly as the pipeline's
+training loop does. The acceptance run at the paper's settings (3 seeds, about an hour on
+one core) is opt-in: ``pytest -m slow tests/test_gmm_experiment.py``.
+"""
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ebm_bench import runs
+from ebm_bench.config import check_config, run_spec
+from ebm_bench.experiments import gmm_teacher as gt
+from ebm_bench.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+GMM_YAML = ROOT / "config" / "fragments" / "issue5_gmm.yaml"
+
+
+@pytest.fixture
+def slow_opt_in(request):
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("opt-in: run with -m slow")
+
+
+def test_pipeline_config_is_valid_and_matches_the_shipped_file():
+    cfg = gt.pipeline_config("reference", {"gmm_b1": {}, "gmm_alt": gt.ALT_TEACHER})
+    check_config(cfg)
+    shipped = yaml.safe_load(GMM_YAML.read_text())
+    check_config(shipped)
+    assert shipped["datasets"] == cfg["datasets"]
+    assert shipped["variants"] == cfg["variants"]
+    assert shipped["seeds"] == cfg["seeds"]
+    # App. B.1 settings, full batch
+    d = shipped["datasets"]["gmm_b1"]
+    assert d["params"]["dim"] == 50 and d["params"]["mass_a"] == 0.25 and d["params"]["n_train"] == 10000
+    assert d["train"]["batch_size"] == d["params"]["n_train"] == shipped["variants"]["jarzynski"]["n_walkers"]
+    v = shipped["variants"]
+    assert v["jarzynski"]["step_size"] == 0.1 and v["jarzynski"]["param_lr"] == {"z": 0.125}
+    assert v["jarzynski"]["lr"] == pytest.approx(0.025)
+    assert v["cd"]["lr"] == pytest.approx(0.25) and v["cd"]["param_lr"] == {"z": 1.25} and v["cd"]["n_steps"] == 4
+    assert v["unweighted"]["weighted"] is False and v["pcd"]["chain_init"] == "data"
+
+
+def test_standalone_run_writes_table_and_figure(tmp_path):
+    res = gt.run(tmp_path, seeds=[0], convention="paper_text", steps=40, n_walkers=400,
+                 teacher={"dim": 5, "n_train": 400, "n_test": 400}, eval_every=10, log=lambda m: None)
+    for name in ("curves.csv", "final.csv", "summary.csv", "summary.md", "gmm_teacher.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(tmp_path / "curves.csv")))
+    assert {r["variant"] for r in rows} == set(gt.VARIANTS)
+    assert {int(r["step"]) for r in rows} == {0, 10, 20, 30, 40}
+    j = [f for f in res["finals"] if f["variant"] == "jarzynski"][0]
+    assert math.isfinite(j["cross_entropy_est"]) and abs(j["cross_entropy_est"] - j["cross_entropy_exact_eq16"]) < 0.5
+    assert "Acceptance" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("variant", gt.VARIANTS)
+def test_standalone_trains_exactly_like_the_pipeline(variant, tmp_path):
+    cfg = gt.pipeline_config("paper_text", {"gmm": {"dim": 4, "n_train": 300, "n_test": 300}}, [1],
+                             [variant], n_walkers=300, steps=12)
+    rows, final = gt.run_one(cfg, "gmm", variant, 1, eval_every=12, n_mc=200, n_mc_final=200, log=lambda m: None)
+    spec = run_spec(cfg, "gmm", variant, 1)
+    data = runs.load_data(spec)
+    method = runs.build_method(spec, data)
+    train(method, data.x_train, spec["train"], tmp_path, runs.config_id(spec), 1)
+    with torch.no_grad():
+        assert method.net.mass_a() == pytest.approx(final["mass_a"], abs=1e-6)  # float32 vs float64 sigmoid
+    log = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    assert float(log[-1]["mass_a"]) == pytest.approx(final["mass_a"], abs=1e-6)
+
+
+def test_a_teacher_is_a_config():
+    cfg = gt.pipeline_config("reference", {"t": {"dim": 7, "mass_a": 0.6, "a": -4.0, "b": 3.0}}, [0], ["jarzynski"],
+                             n_walkers=50, steps=2)
+    spec = run_spec(cfg, "t", "jarzynski", 0)
+    data = runs.load_data(spec)
+    assert data.truth["teacher"]["mass_a"] == 0.6 and data.x_train.shape[1] == 7
+    m = runs.build_method(spec, data)
+    log_z0 = float(m.net.log_partition().detach())
+    out = m.train_step(data.x_train, 1)
+    assert out["log_z"] == pytest.approx(log_z0)  # the estimate of step k is for theta_k
+    with torch.no_grad():
+        assert m.walkers.shape == (50, 7)
+
+
+def test_acceptance_at_paper_settings(slow_opt_in, tmp_path):
+    """Issue 5: >= 3 seeds at App. B.1 (reference convention, 8,000 steps, N = n = 1e4)."""
+    res = gt.run(tmp_path, seeds=[0, 1, 2], convention="reference", log=lambda m: None)
+    assert all(c.startswith("- [x]") for c in res["checks"]), res["checks"]
+
+
+def test_issue5_config_fragments_are_valid():
+    """The default-suite fragment merges into config/config.yaml; the paper fragment's
+    CIFAR-10 block is valid as is (MNIST 2/3/6 names two components still to be added);
+    the reported numbers load with their sources."""
+    import copy
+
+    from ebm_bench.tables import load_reported
+
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    frag = yaml.safe_load((ROOT / "config" / "fragments" / "issue5_default.yaml").read_text())
+    cfg = copy.deepcopy(base)
+    cfg["variants"].update(frag["variants"])
+    for name, block in frag["datasets"].items():
+        cfg["datasets"][name].setdefault("variant_params", {}).update(block["variant_params"])
+    check_config(cfg)
+    assert {"cd", "pcd_da", "jarzynski", "stanley"} <= set(cfg["variants"])
+
+    paper = yaml.safe_load((ROOT / "config" / "fragments" / "issue5_paper.yaml").read_text())
+    full = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    merged = copy.deepcopy(full)
+    assert not set(paper["variants"]) & set(full["variants"])  # no row of paper.yaml is redefined
+    merged["variants"].update(paper["variants"])
+    merged["datasets"]["cifar10"]["variant_params"] = paper["datasets"]["cifar10"]["variant_params"]
+    check_config(merged)  # mnist_236 (dataset and network still to be added) is left out
+    spec = run_spec(merged, "cifar10", "jarzynski_systematic", 0)
+    p = spec["method_params"]
+    assert (p["n_walkers"], p["n_moved"], p["lr"], p["data_noise"], p["net_params"]["nf"]) == (4096, 256, 1e-4, 0.03, 128)
+    assert run_spec(merged, "cifar10", "pcd", 0)["method_params"] == run_spec(full, "cifar10", "pcd", 0)["method_params"]
+    mnist = paper["datasets"]["mnist_236"]["variant_params"]["jarzynski_multinomial"]
+    assert (mnist["n_walkers"], mnist["n_moved"], mnist["lr"]) == (1024, 256, 1e-4)
+
+    entries = load_reported(ROOT / "config" / "fragments" / "issue5_reported.yaml")
+    table1 = {(e["method"], e["metric"]): e["value"] for e in entries}
+    assert table1[("jarzynski_systematic", "fid_inception")] == 30.24
+    assert table1[("pcd_minibatch", "is_inception")] == 5.96
+    assert len(entries) == 8 and all("Table 1" in e["source"] for e in entries)
+    assert set(e["method"] for e in entries) <= set(paper["variants"])
+
+
+def test_pcd_chains_start_at_data_and_sgd_rates_follow_the_convention():
+    """Alg. 4 line 2 (chain_init: data) and the per-parameter rates (x h in the reference
+    convention) that the GMM rows rely on."""
+    for convention, scale in (("reference", gt.H), ("paper_text", 1.0)):
+        cfg = gt.pipeline_config(convention, {"gmm": {"dim": 3, "n_train": 200, "n_test": 200}}, [0], ["pcd"],
+                                 n_walkers=200, steps=1)
+        spec = run_spec(cfg, "gmm", "pcd", 0)
+        data = runs.load_data(spec)
+        m = runs.build_method(spec, data)
+        lrs = {id(w): grp["lr"] for grp in m.opt.param_groups for w in grp["params"]}
+        assert isinstance(m.opt, torch.optim.SGD)
+        assert lrs[id(m.net.z)] == pytest.approx(gt.GAMMA_Z * scale)
+        assert lrs[id(m.net.a)] == pytest.approx(gt.GAMMA_AB * scale)
+        m.seed_chains(data.x_train)
+        on_data = (m.buffer[:, None, :] == data.x_train[None, :, :]).all(-1).any(1)
+        assert bool(on_data.all())  # every chain sits on a data point
