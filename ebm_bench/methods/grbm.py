@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
-from .base import DataInfo, Method, register_method
+from .base import DataInfo, register_method
+from .harmonium import HarmoniumMethod
 
 GRBM_DEFAULTS: dict[str, Any] = {
     "n_hidden": 4096,
@@ -106,7 +107,7 @@ class GRBMEnergy(nn.Module):
 
 
 @register_method("grbm")
-class GRBM(Method):
+class GRBM(HarmoniumMethod):
     """Gaussian-Bernoulli RBM, learned variances, Gibbs-Langevin (Liao et al. 2022; paper 004 baseline)."""
 
     defaults = GRBM_DEFAULTS
@@ -210,13 +211,3 @@ class GRBM(Method):
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"hidden_probs": torch.sigmoid(self.model.hidden_logits(x.to(self.device)))}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "bank": self.bank.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.bank.load_state_dict(state["bank"])

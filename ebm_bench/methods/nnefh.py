@@ -45,7 +45,8 @@ from torch import nn
 
 from ..nets import build_net
 from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
-from .base import DataInfo, Method, register_method
+from .base import DataInfo, register_method
+from .harmonium import HarmoniumMethod
 
 NNEFH_DEFAULTS: dict[str, Any] = {
     "net": "attention",  # registered network whose penultimate layer is U(x; phi)
@@ -107,7 +108,7 @@ class NNEFHEnergy(nn.Module):
 
 
 @register_method("nnefh")
-class NNEFH(Method):
+class NNEFH(HarmoniumMethod):
     """NN-EFH (paper 004, Eq. 6-7, Alg. 1-2): Gibbs-Langevin trained harmonium with neural U(x)."""
 
     defaults = NNEFH_DEFAULTS
@@ -190,13 +191,3 @@ class NNEFH(Method):
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         u = self.model.stats(x.to(self.device))
         return {"U": u, "eta": self.model.hidden(u)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "bank": self.bank.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.bank.load_state_dict(state["bank"])

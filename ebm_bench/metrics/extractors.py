@@ -44,6 +44,7 @@ from torch import nn
 
 from ..data.base import from_uint8, to_uint8
 from ..errors import WeightsMissing
+from ..io import atomic_write_bytes, file_sha256
 
 DOMAIN_EXTRACTOR_NAME = "ebm-bench-domain"
 INCEPTION_NAME = "inception-v3-compat"
@@ -54,28 +55,11 @@ CLASSIFIER_FORMAT_VERSION = 1
 # --------------------------------------------------------------------------- helpers
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = file_sha256  # re-exported: the protocol's weight hash
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then os.replace (no torn files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_bytes(path, lambda f: f.write(data))
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
