@@ -253,13 +253,14 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str) -> 
 
     by: dict[str, dict[int, list[dict]]] = {}
     for r in curves:
+        r = {**r, "ce_est_error": float(r["cross_entropy_est"]) - float(r["cross_entropy_exact_eq16"])}
         by.setdefault(r["variant"], {}).setdefault(int(r["seed"]), []).append(r)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
+    fig, axes = plt.subplots(1, 5, figsize=(25, 4.2))
     colors = dict(zip(list(VARIANTS) + list(EXTRA_VARIANTS), ["C0", "C3", "C2", "C1", "C4"]))
 
     def band(ax, v, key, label=None, **kw):
         seeds = by[v]
-        steps = [r["step"] for r in next(iter(seeds.values()))]
+        steps = [float(r["step"]) for r in next(iter(seeds.values()))]
         vals = [[float(r[key]) for r in rs] for rs in seeds.values()]
         k = min(len(x) for x in vals)
         steps = steps[:k]
@@ -279,9 +280,12 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str) -> 
         if v in by:
             band(axes[2], v, "cross_entropy_exact_eq16", label=f"{v}: exact (Eq. 16)", color=colors[v])
             band(axes[2], v, "cross_entropy_est", label=f"{v}: estimate (Eq. 12)", color=colors[v], ls="--")
-            band(axes[3], v, "ess", label=f"{v}: ESS (Eq. 13)", color=colors[v])
+            band(axes[3], v, "ce_est_error", label=f"{v}: estimate - exact", color=colors[v])
+            band(axes[4], v, "ess", label=f"{v}: ESS (Eq. 13)", color=colors[v])
     axes[2].set(xlabel="training step", ylabel="cross-entropy (nats)")
-    axes[3].set(xlabel="training step", ylabel="ESS / N", ylim=(0, 1.02))
+    axes[3].axhline(0.0, color="k", lw=1)
+    axes[3].set(xlabel="training step", ylabel="CE estimate - exact (nats)")
+    axes[4].set(xlabel="training step", ylabel="ESS / N", ylim=(0, 1.02))
     for ax in axes:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -290,6 +294,19 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str) -> 
     fig.savefig(out_png, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return out_png
+
+
+def replot(out: str | Path, *more: str | Path, teacher_mass: float | None = None, title: str = "") -> Path:
+    """Redraw ``gmm_teacher.png`` in ``out`` from the ``curves.csv`` of ``out`` and ``more``
+    (e.g. extra seeds run into another folder)."""
+    curves: list[dict] = []
+    for d in (out, *more):
+        with open(Path(d) / "curves.csv", newline="") as f:
+            curves += list(csv.DictReader(f))
+    if teacher_mass is None:
+        with open(Path(out) / "final.csv", newline="") as f:
+            teacher_mass = float(next(csv.DictReader(f))["teacher_mass_a"])
+    return plot(curves, teacher_mass, Path(out) / "gmm_teacher.png", title)
 
 
 def run(out: str | Path, seeds: Iterable[int] = (0, 1, 2), convention: str = "reference",

@@ -66,7 +66,8 @@ import torch
 
 from ..errors import ConfigError
 from ..samplers import energy_and_grad
-from ..samplers.smc import RESAMPLERS, alpha, ess_fraction, log_mean_exp, normalized_weights, resample_indices
+from ..samplers.smc import (RESAMPLERS, alpha, ess_fraction, flat_dot, log_mean_exp, normalized_weights,
+                             resample_indices)
 from .base import DataInfo, register_method
 from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
 
@@ -291,11 +292,11 @@ class Jarzynski(LangevinEBM):
         inc_b = alpha(u_b, self.sampler.drift(g_b), x1 - x0, self.h, T) if weighted else None
         for _ in range(int(p["n_steps"]) - 1):
             # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
-            # point x1, which close the previous step (-alpha_k(x1, x0)) and open this one
-            x2, u1, g1 = self.sampler.step(self.energy, x1, self.gen)
+            # point x1, which close the previous step and open this one:
+            # -alpha_k(x1, x0) + alpha_k(x1, x2) = 1/2 (x2 - x0) . d_k(x1) / T (U and |d|^2 cancel)
+            x2, _, g1 = self.sampler.step(self.energy, x1, self.gen)
             if weighted:
-                d1 = self.sampler.drift(g1)
-                inc_b = inc_b - alpha(u1, d1, x0 - x1, self.h, T) + alpha(u1, d1, x2 - x1, self.h, T)
+                inc_b = inc_b + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
             x0, x1 = x1, x2
         if weighted:
             if moved is None:

@@ -24,7 +24,7 @@ import torch
 RESAMPLERS = ("multinomial", "stratified", "systematic")
 
 
-def _flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-walker inner product over every non-batch dimension, in the walkers' dtype (the
     energies themselves come from the network in that precision), returned as float64."""
     return (a * b).flatten(1).sum(1).double()
@@ -44,7 +44,7 @@ def alpha(u: torch.Tensor, d: torch.Tensor, dx: torch.Tensor, h: float, temperat
     + log beta_{k+1}(x', x) - log beta_k(x, x') with beta the Gaussian kernel of the move
     (paper 003 Eq. 30-31), the |y - x|^2 / (4 s) terms cancelling exactly.
     """
-    return (u.double() + 0.5 * _flat_dot(dx, d) + 0.25 * h * _flat_dot(d, d)) / temperature
+    return (u.double() + 0.5 * flat_dot(dx, d) + 0.25 * h * flat_dot(d, d)) / temperature
 
 
 def log_mean_exp(a: torch.Tensor) -> torch.Tensor:
