@@ -57,6 +57,7 @@ def _method_params(config: dict, dataset: str, variant: str) -> tuple[str, dict[
 
     vcfg = dict(config["variants"][variant] or {})
     method = vcfg.pop("method", variant)
+    vcfg.pop("train", None)
     cls = METHODS.get(method, key=f"variants.{variant}.method")
     dcfg = config["datasets"][dataset] or {}
     overrides = dcfg.get("variant_params", {}) or {}
@@ -67,8 +68,19 @@ def _method_params(config: dict, dataset: str, variant: str) -> tuple[str, dict[
         if key in cls.defaults:
             params[key] = value
     params.update(vcfg)
-    params.update(overrides.get(variant) or {})
+    params.update({k: v for k, v in (overrides.get(variant) or {}).items() if k != "train"})
     return method, params
+
+
+def _train_settings(config: dict, dataset: str, variant: str) -> dict[str, Any]:
+    """Training-loop settings of one run, later entries winning: defaults, ``train``,
+    ``datasets.X.train``, ``variants.V.train``, ``datasets.X.variant_params.V.train``
+    (papers train their methods for different lengths on the same dataset)."""
+    dcfg = config["datasets"][dataset] or {}
+    vcfg = config["variants"][variant] or {}
+    over = ((dcfg.get("variant_params") or {}).get(variant) or {})
+    return {**TRAIN_DEFAULTS, **(config.get("train") or {}), **(dcfg.get("train") or {}),
+            **(vcfg.get("train") or {}), **(over.get("train") or {})}
 
 
 def check_config(config: dict) -> None:
@@ -99,9 +111,12 @@ def check_config(config: dict) -> None:
         vcfg = dict(vcfg or {})
         method = vcfg.pop("method", vname)
         cls = METHODS.get(method, key=f"variants.{vname}.method")
+        _check_params(vcfg.pop("train", None) or {}, TRAIN_DEFAULTS, f"variants.{vname}.train")
         _check_params(vcfg, cls.defaults, f"variants.{vname}")
         for dname, dcfg in config["datasets"].items():
-            over = ((dcfg or {}).get("variant_params") or {}).get(vname) or {}
+            over = dict(((dcfg or {}).get("variant_params") or {}).get(vname) or {})
+            _check_params(over.pop("train", None) or {}, TRAIN_DEFAULTS,
+                          f"datasets.{dname}.variant_params.{vname}.train")
             _check_params(over, cls.defaults, f"datasets.{dname}.variant_params.{vname}")
             _, params = _method_params(config, dname, vname)
             net = params.get("net")
@@ -182,7 +197,7 @@ def run_spec(config: dict, dataset: str, variant: str, seed: int) -> dict[str, A
         "seed": int(seed),
         "device": config.get("device", "cpu"),
         "data_root": str(config.get("data_root", "data")),
-        "train": {**TRAIN_DEFAULTS, **(config.get("train") or {}), **(dcfg.get("train") or {})},
+        "train": _train_settings(config, dataset, variant),
         "sample": {**SAMPLE_DEFAULTS, **(config.get("sample") or {})},
         "evaluate": evaluate,
     }

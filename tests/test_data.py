@@ -23,9 +23,9 @@ from ebm_bench.data.base import from_uint8, load_dataset
 from ebm_bench.errors import ConfigError, DatasetMissing
 from ebm_bench.registry import DATASETS
 
-TESTED = {"digits", "digits_236", "toy2d", "gmm_teacher", "mnist", "fashion_mnist", "cifar10",
+TESTED = {"digits", "digits_236", "toy2d", "gmm_teacher", "mnist", "mnist_236", "fashion_mnist", "cifar10",
           "celeba", "flowers102", "image_folder"}
-VISION = ["mnist", "fashion_mnist", "cifar10", "celeba", "flowers102"]
+VISION = ["mnist", "mnist_236", "fashion_mnist", "cifar10", "celeba", "flowers102"]
 
 
 def test_every_registered_dataset_is_tested():
@@ -38,7 +38,8 @@ def test_defaults_are_complete_and_specs_consistent():
         assert isinstance(spec.default_net, str) and isinstance(spec.default_net_params, dict)
         assert spec.embedded == (name in {"digits", "digits_236", "toy2d", "gmm_teacher"})
         if not spec.embedded:
-            assert spec.defaults["size"] == 32 and spec.defaults["split_seed"] == 0
+            assert spec.defaults["size"] == (28 if name == "mnist_236" else 32)
+            assert spec.defaults["split_seed"] == 0
 
 
 def test_light_imports():
@@ -517,6 +518,32 @@ def test_missing_dataset_message(tmp_path, name):
         assert name in msg and str(tmp_path) in msg and "download" in msg
         if name != "image_folder":
             assert f"ebm-bench download --dataset {name} --data-root {tmp_path}" in msg
+
+
+def test_mnist_236_subset_proportions_and_labels(tmp_path):
+    """Paper 003's biased MNIST on fabricated idx files: only digits 2, 3, 6, exactly
+    ``counts`` training images, a test split with the same proportions, labels 0..2 in the
+    order of ``digits``, and the mode weights as truth."""
+    _make_mnist(tmp_path, "MNIST", n_train=200, n_test=60)  # labels i % 10: 20 / 6 per digit
+    d = load_dataset("mnist_236", {"counts": [8, 4, 2]}, tmp_path)
+    assert d.x_train.shape == (14, 1, 28, 28) and d.x_test.shape == (10, 1, 28, 28)
+    assert d.truth["mode_weights"] == pytest.approx([8 / 14, 4 / 14, 2 / 14])
+    assert d.num_classes == 3 and d.class_names == ["2", "3", "6"]
+    for x, y, split, n, want in ((d.x_train, d.y_train, 0, 200, [8, 4, 2]), (d.x_test, d.y_test, 1, 60, [6, 3, 1])):
+        values = [_mnist_value(i, split) for i in range(n)]
+        original = [values.index(v) % 10 for v in _image_values(x)]  # each image's original label
+        assert [[2, 3, 6][k] for k in y.tolist()] == original
+        assert [original.count(k) for k in (2, 3, 6)] == want
+    again = load_dataset("mnist_236", {"counts": [8, 4, 2]}, tmp_path)
+    _same(d, again)
+    other = load_dataset("mnist_236", {"counts": [8, 4, 2], "split_seed": 1}, tmp_path)
+    assert _image_values(other.x_train) != _image_values(d.x_train)
+    with pytest.raises(ConfigError, match="'counts'.*digit 2 has 20"):
+        load_dataset("mnist_236", {"counts": [21, 4, 2]}, tmp_path)
+    with pytest.raises(ConfigError, match="'counts'"):
+        load_dataset("mnist_236", {"counts": [8, 4]}, tmp_path)
+    with pytest.raises(ConfigError, match="'size'"):
+        load_dataset("mnist_236", {"size": 30}, tmp_path)
 
 
 def test_partially_present_dataset_is_missing(tmp_path):

@@ -113,3 +113,48 @@ def test_minimal_config_dry_run(tmp_path: Path) -> None:
     assert counts.get("train") == "1" and counts.get("sample") == "1" and counts.get("evaluate") == "1", out
     assert counts.get("tables") == "1" and counts.get("training_curves") == "1", out
     assert "rings" not in out and "gmm2d" not in out
+
+
+def test_variant_train_overrides_apply_in_order() -> None:
+    """train < datasets.X.train < variants.V.train < datasets.X.variant_params.V.train;
+    other variants and datasets keep their own settings."""
+    from ebm_bench.config import check_config, run_spec
+
+    config = {
+        "seeds": [0],
+        "train": {"steps": 10, "log_every": 2},
+        "datasets": {
+            "a": {"type": "digits", "train": {"steps": 20, "batch_size": 8},
+                  "variant_params": {"pcd": {"train": {"steps": 40}}}},
+            "b": {"type": "digits"},
+        },
+        "variants": {"pcd": {"method": "pcd", "train": {"steps": 30, "checkpoint_every": 7}},
+                     "short_run": {"method": "short_run"}},
+    }
+    check_config(config)
+    t = {(d, v): run_spec(config, d, v, 0)["train"] for d in ("a", "b") for v in ("pcd", "short_run")}
+    assert t["a", "pcd"]["steps"] == 40 and t["a", "pcd"]["checkpoint_every"] == 7
+    assert t["a", "pcd"]["batch_size"] == 8 and t["a", "pcd"]["log_every"] == 2
+    assert t["b", "pcd"]["steps"] == 30 and t["a", "short_run"]["steps"] == 20
+    assert t["b", "short_run"]["steps"] == 10 and t["b", "short_run"]["checkpoint_every"] == 100
+    # train keys never leak into the method's hyperparameters
+    assert "train" not in run_spec(config, "a", "pcd", 0)["method_params"]
+
+
+@pytest.mark.parametrize(
+    "where, expected",
+    [
+        (lambda c: c["variants"]["pcd"].update(train={"stpes": 3}), r"variants\.pcd\.train\.stpes"),
+        (lambda c: c["datasets"]["a"].update(variant_params={"pcd": {"train": {"steps": "x"}}}),
+         r"datasets\.a\.variant_params\.pcd\.train\.steps = 'x'"),
+    ],
+    ids=["variant-train-key", "variant-params-train-type"],
+)
+def test_variant_train_errors_name_the_key(where, expected) -> None:
+    from ebm_bench.config import check_config
+    from ebm_bench.errors import ConfigError
+
+    config = {"seeds": [0], "datasets": {"a": {"type": "digits"}}, "variants": {"pcd": {"method": "pcd"}}}
+    where(config)
+    with pytest.raises(ConfigError, match=expected):
+        check_config(config)

@@ -112,6 +112,7 @@ class _VisionSpec(DatasetSpec):
     embedded = False
     channels: ClassVar[int] = 3
     folder: ClassVar[str] = ""  # sub-directory of data_root torchvision reads
+    sizes: ClassVar[tuple[int, ...]] = SIZES
 
     # --- hooks ------------------------------------------------------------------------
     @classmethod
@@ -128,8 +129,8 @@ class _VisionSpec(DatasetSpec):
     @classmethod
     def _params(cls, params: dict[str, Any]) -> dict[str, Any]:
         p = {**cls.defaults, **params}
-        if p["size"] not in SIZES or isinstance(p["size"], bool):
-            raise ConfigError(f"dataset param 'size' must be one of {list(SIZES)}, got {p['size']!r}")
+        if p["size"] not in cls.sizes or isinstance(p["size"], bool):
+            raise ConfigError(f"dataset param 'size' must be one of {list(cls.sizes)}, got {p['size']!r}")
         for key in ("max_train", "max_test"):
             v = p[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -185,6 +186,7 @@ class _MNISTLike(_VisionSpec):
     """idx-ubyte files in ``data_root/<Class>/raw/``; 28 px resized to ``size``, 1 channel."""
 
     channels = 1
+    sizes = (28, *SIZES)  # 28: the native size (paper 003's MNIST network)
     tv_class: ClassVar[str] = "MNIST"
 
     @classmethod
@@ -222,6 +224,63 @@ class MNISTData(_MNISTLike):
 
     folder = "MNIST"
     tv_class = "MNIST"
+
+
+@register_dataset("mnist_236")
+class MNIST236Data(MNISTData):
+    """Biased MNIST of paper 003 (Carbone et al. 2023, Sec. 4.2, App. B.2): only the digits
+    ``digits`` (2, 3, 6), with ``counts`` training images each (5600, 2800, 1400: mode
+    weights 4/7, 2/7, 1/7), drawn with ``split_seed``; labels remapped to 0..K-1 in the order
+    of ``digits``, ``truth["mode_weights"]`` = counts / sum(counts).
+
+    The paper does not say which test images it used. The test split here keeps the same
+    weights (as many of the digits' test images as the proportions allow: 1009, 505, 252 of
+    the 1032, 1010, 958), so that a sample-vs-test FID measures the biased target, not a
+    uniform mixture. 28 px (native) by default, the size of the paper's network.
+    """
+
+    defaults = {**_COMMON, "size": 28, "digits": [2, 3, 6], "counts": [5600, 2800, 1400]}
+    default_net = "cnn_silu"  # paper 003's MNIST network (any size; convnet needs 2^k px)
+    default_net_params = {}
+
+    @classmethod
+    def _params(cls, params):
+        p = super()._params(params)
+        digits, counts = list(p["digits"]), list(p["counts"])
+        if not digits or len(set(digits)) != len(digits) or any(not 0 <= int(d) <= 9 for d in digits):
+            raise ConfigError(f"dataset param 'digits' must be distinct digits 0..9, got {p['digits']}")
+        if len(counts) != len(digits) or any(isinstance(c, bool) or int(c) < 1 for c in counts):
+            raise ConfigError(f"dataset param 'counts' must be one positive count per digit, got {p['counts']}")
+        return p
+
+    @classmethod
+    def _read(cls, params, data_root):
+        x_tr, y_tr, x_te, y_te, _ = super()._read({**params, "max_train": None, "max_test": None}, data_root)
+        digits, counts = [int(d) for d in params["digits"]], [int(c) for c in params["counts"]]
+        rng = np.random.default_rng([int(params["split_seed"]), 236])
+        weights = np.asarray(counts, dtype=float) / sum(counts)
+        out = []
+        for x, y, want in ((x_tr, y_tr, counts), (x_te, y_te, None)):
+            pools = [rng.permutation(np.flatnonzero(y.numpy() == d)) for d in digits]
+            if want is None:  # test: the largest subset with the training proportions
+                total = min(len(q) / w for q, w in zip(pools, weights))
+                want = [int(np.floor(total * w + 1e-9)) for w in weights]
+            short = [(d, len(q), n) for d, q, n in zip(digits, pools, want) if len(q) < n]
+            if short:
+                d, have, n = short[0]
+                raise ConfigError(f"dataset param 'counts': digit {d} has {have} training images, {n} requested")
+            idx = np.sort(np.concatenate([q[:n] for q, n in zip(pools, want)]))
+            remap = torch.full((10,), -1, dtype=torch.int64)
+            remap[digits] = torch.arange(len(digits))
+            out += [x[torch.from_numpy(idx)], remap[y[torch.from_numpy(idx)]]]
+        return (*out, [str(d) for d in digits])
+
+    @classmethod
+    def load(cls, params, data_root, seed: int = 0):
+        d = super().load(params, data_root, seed)
+        counts = [int(c) for c in cls._params(params)["counts"]]
+        d.truth["mode_weights"] = [c / sum(counts) for c in counts]
+        return d
 
 
 @register_dataset("fashion_mnist")

@@ -316,6 +316,7 @@ class Jarzynski(LangevinEBM):
         self.pending_dx = (x1 - x0).detach()
 
         # 8. optimisation step theta_k -> theta_{k+1} (Alg. 1 line 6)
+        self.schedule_lr(step)
         self.opt.step()
 
         out = {

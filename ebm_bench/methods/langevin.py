@@ -9,6 +9,7 @@ between short-run, PCD and CD.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -37,6 +38,11 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",  # adam | sgd
     "param_lr": {},  # parameter name -> learning rate overriding `lr` (e.g. {z: 0.125})
     "lr_times_h": False,  # multiply every rate by the ULA step h (paper 003 reference GMM code)
+    # learning-rate schedule over the updates (schedule_lr): paper 003 decays Adam's 1e-4
+    # linearly to 1e-10 over training (Sec. 4.2-4.3)
+    "lr_schedule": "constant",  # constant | linear | cosine
+    "lr_decay_steps": 0,  # updates over which the rate decays (then stays at the final rate)
+    "lr_final_factor": 0.0,  # final rate / initial rate
     # where persistent chains start (seed_chains): noise = U[-s, s] (init_chains); data = data
     # points drawn with replacement from the first batch (paper 003 Alg. 4, line 2)
     "chain_init": "noise",
@@ -59,6 +65,7 @@ class LangevinEBM(Method):
         torch.manual_seed(self.seed)  # network initialisation is the only global-RNG use
         self.net = build_net(p["net"], data.shape, p["net_params"]).to(self.device)
         self.opt = self.make_optimizer()
+        self.schedule_lr(1)  # checks the schedule's keys before any compute
         self.chains_seeded = False
         self.sampler = ULA(
             step_size=p["step_size"],
@@ -87,6 +94,26 @@ class LangevinEBM(Method):
         if p["optimizer"] == "sgd":
             return torch.optim.SGD(groups, lr=scale * float(p["lr"]))
         return torch.optim.Adam(groups, lr=scale * float(p["lr"]), betas=(p["adam_beta1"], 0.999))
+
+    def schedule_lr(self, step: int) -> None:
+        """Set every parameter group's rate for update ``step`` (1-based) from its initial
+        rate: lr_k = lr_0 (f + (1 - f) s(t)), t = min(k - 1, D) / D, s = 1 - t (linear) or
+        (1 + cos(pi t)) / 2 (cosine). Stateless in ``step``, so a resumed run gets the same
+        rates as an uninterrupted one (the initial rates travel in the optimiser state)."""
+        p = self.params
+        kind, total = p["lr_schedule"], int(p["lr_decay_steps"])
+        if kind not in ("constant", "linear", "cosine"):
+            raise ConfigError(f"lr_schedule = {kind!r}; expected 'constant', 'linear' or 'cosine'")
+        if kind == "constant":
+            return
+        if total <= 0:
+            raise ConfigError(f"lr_schedule = {kind!r} needs lr_decay_steps >= 1, got {total}")
+        t = min(max(step - 1, 0), total) / total
+        s = 1.0 - t if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+        f = float(p["lr_final_factor"])
+        for group in self.opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * (f + (1.0 - f) * s)
 
     # --- energy and chains ------------------------------------------------------------
     def energy(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,6 +167,7 @@ class LangevinEBM(Method):
             loss = loss + self.params["energy_reg"] * (e_pos**2 + e_neg**2).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.schedule_lr(step)
         self.opt.step()
         return {
             "loss": float(loss.detach()),
