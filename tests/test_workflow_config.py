@@ -158,3 +158,25 @@ def test_variant_train_errors_name_the_key(where, expected) -> None:
     where(config)
     with pytest.raises(ConfigError, match=expected):
         check_config(config)
+
+
+def test_reported_numbers_name_rows_of_the_paper_config() -> None:
+    """Every number in config/reported.yaml has a source and belongs to a dataset table of
+    config/paper.yaml; its row is run there unless the source says the paper cites it."""
+    from ebm_bench.config import check_config, run_spec
+    from ebm_bench.tables import load_reported
+
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    check_config(paper)
+    entries = load_reported(ROOT / "config" / "reported.yaml")
+    assert entries
+    for e in entries:
+        assert e["dataset"] in paper["datasets"], e
+        assert e["source"].lower().startswith("paper"), e
+        if "cited" not in e["source"]:
+            assert e["method"] in paper["datasets"][e["dataset"]]["variants"], e
+    # paper 004's settings: M = 5, L = 60, T * B = 5e-5 * 64, 50,000 Adam updates
+    nnefh = run_spec(paper, "cifar10", "nnefh", 0)
+    p = nnefh["method_params"]
+    assert (p["gibbs_steps"], p["langevin_steps"], nnefh["train"]["steps"]) == (5, 60, 50000)
+    assert p["temperature"] == pytest.approx(5e-5 * 64) and p["net_params"]["n_features"] == 1024

@@ -21,7 +21,7 @@ The student's second-mode z is the only z of Eq. 15, which is what the reference
 "freeze the first mode's z" amounts to; no option is needed for it.
 
 The same settings drive the Snakemake pipeline (:func:`pipeline_config`; the file
-``config/fragments/issue5_gmm.yaml`` is that config) and this standalone run, which builds
+``config/gmm.yaml`` is that config) and this standalone run, which builds
 each method from the same run spec, feeds it the full batch exactly as the training
 loop does (same batch generator) and evaluates the exact metrics along the way:
 
@@ -111,7 +111,7 @@ def pipeline_config(convention: str = "reference", teachers: dict[str, dict[str,
                           "train": {"steps": k, "batch_size": int(t["n_train"]), "log_every": 10,
                                     "checkpoint_every": max(k // 8, 1)}}
     return {
-        "results_dir": "results",
+        "results_dir": "results/gmm",
         "device": "cpu",
         "threads": 1,
         "seeds": [int(s) for s in seeds],
