@@ -61,5 +61,6 @@ rule all:
         table_files(),
         expand(f"{RUN}/samples.png", zip, **run_lists()),
         expand(f"{RUN}/train_curves.png", zip, **run_lists()),
+        gmm_curve_files(),
     default_target: True
     localrule: True

@@ -141,3 +141,42 @@ def test_pcd_chains_start_at_data_and_sgd_rates_follow_the_convention():
         m.seed_chains(data.x_train)
         on_data = (m.buffer[:, None, :] == data.x_train[None, :, :]).all(-1).any(1)
         assert bool(on_data.all())  # every chain sits on a data point
+
+
+def test_pipeline_figure_kl_on_the_data_is_the_exact_log_ratio(tmp_path):
+    """The report figure of config/gmm.yaml reads the runs' train_log.csv: with the student
+    frozen (lr 0) its KL on the data must equal mean_x [log rho*(x) - log rho_theta(x)]
+    computed from the two exact densities (Eq. 14-15), at every logged step and for every
+    variant; mass and table rows come out for each variant."""
+    from ebm_bench.metrics.exact import gmm_log_density
+
+    variants = ["jarzynski", "pcd"]
+    cfg = gt.pipeline_config("paper_text", {"gmm": {"dim": 4, "n_train": 300, "n_test": 300}}, [1], variants,
+                             n_walkers=300, steps=6)
+    cfg["datasets"]["gmm"]["train"]["log_every"] = 1
+    students, logs = {}, []
+    for v in variants:
+        cfg["variants"][v].update(lr=0.0, param_lr={})
+        spec = run_spec(cfg, "gmm", v, 1)
+        data = runs.load_data(spec)
+        method = runs.build_method(spec, data)
+        run_dir = tmp_path / "runs" / "gmm" / v / "seed1"
+        train(method, data.x_train, spec["train"], run_dir, runs.config_id(spec), 1)
+        students[v] = method.net.student()
+        logs.append(run_dir / "train_log.csv")
+    spec = run_spec(cfg, "gmm", "pcd", 1)
+    curves = gt.pipeline_figure(logs, spec["dataset"], tmp_path / "fig.png", tmp_path / "fig.md")
+    t = data.truth["teacher"]
+    for v in variants:
+        rows = [c for c in curves if c["variant"] == v]
+        assert [c["step"] for c in rows] == list(range(1, 7))
+        s = students[v]
+        want = float((gmm_log_density(data.x_train, t["a"], t["b"], t["z"])
+                      - gmm_log_density(data.x_train, s["a"], s["b"], s["z"])).mean())
+        for c in rows:
+            assert c["kl"] == pytest.approx(want, abs=1e-4), (v, c)
+            assert c["mass_a"] == pytest.approx(0.5)
+    assert all(math.isfinite(c["cross_entropy_est"]) for c in curves if c["variant"] == "jarzynski")
+    assert (tmp_path / "fig.png").stat().st_size > 0
+    table = (tmp_path / "fig.md").read_text()
+    assert "| jarzynski | 1 | 6 |" in table and "| pcd | 1 | 6 |" in table

@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import math
 import sys
 import time
@@ -245,7 +246,8 @@ def summarise(finals: list[dict], teacher_mass: float) -> tuple[list[dict], list
     return table, checks
 
 
-def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str) -> Path:
+def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str,
+         kl_label: str = "KL(teacher || student), exact", kl_scale: str = "log") -> Path:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -253,7 +255,7 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str) -> 
 
     by: dict[str, dict[int, list[dict]]] = {}
     for r in curves:
-        r = {**r, "ce_est_error": float(r["cross_entropy_est"]) - float(r["cross_entropy_exact_eq16"])}
+        r = {**r, "ce_est_error": float(r.get("cross_entropy_est", math.nan)) - float(r["cross_entropy_exact_eq16"])}
         by.setdefault(r["variant"], {}).setdefault(int(r["seed"]), []).append(r)
     fig, axes = plt.subplots(1, 5, figsize=(25, 4.2))
     colors = dict(zip(list(VARIANTS) + list(EXTRA_VARIANTS), ["C0", "C3", "C2", "C1", "C4"]))
@@ -275,7 +277,7 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str) -> 
         band(axes[1], v, "kl")
     axes[0].axhline(teacher_mass, color="k", ls="--", lw=1, label="teacher")
     axes[0].set(xlabel="training step", ylabel="mass of mode a, p = 1/(1+e^-z)", ylim=(-0.02, 1.02))
-    axes[1].set(xlabel="training step", ylabel="KL(teacher || student), exact", yscale="log")
+    axes[1].set(xlabel="training step", ylabel=kl_label, yscale=kl_scale)
     for v in ("jarzynski", "jarzynski_noresample"):
         if v in by:
             band(axes[2], v, "cross_entropy_exact_eq16", label=f"{v}: exact (Eq. 16)", color=colors[v])
@@ -307,6 +309,66 @@ def replot(out: str | Path, *more: str | Path, teacher_mass: float | None = None
         with open(Path(out) / "final.csv", newline="") as f:
             teacher_mass = float(next(csv.DictReader(f))["teacher_mass_a"])
     return plot(curves, teacher_mass, Path(out) / "gmm_teacher.png", title)
+
+
+def pipeline_figure(logs: Iterable[str | Path], dataset: dict[str, Any], out_png: str | Path,
+                    out_md: str | Path) -> list[dict]:
+    """The experiment's figure and table from the workflow's own runs (report figure of
+    ``config/gmm.yaml``): mass of mode a, KL, Eq. 12 vs Eq. 16 and ESS against training
+    steps, every variant (mean and min-max band over seeds), read from each run's
+    ``train_log.csv`` (``results/runs/<dataset>/<variant>/seed<s>/train_log.csv``).
+
+    The log holds the exact cross-entropy of the training batch (Eq. 16, logged by the
+    method at the parameters of each update). Subtracting the teacher's exact log density
+    averaged over the training data gives KL on the data, mean_x* [log rho*(x*) -
+    log rho_theta(x*)]: with the full data as batch (App. B.1, config/gmm.yaml) an unbiased
+    n-sample estimate of KL(rho* || rho_theta) whose data part is the same at every step;
+    with mini-batches it is a batch estimate. The final exact (Monte Carlo over teacher
+    draws) KL is in the evaluate stage's metrics/exact.json.
+    """
+    from ..data.base import load_dataset
+    from ..metrics.exact import gmm_log_density
+
+    data = load_dataset(dataset["type"], dataset["params"], dataset.get("data_root", "data"))
+    t = data.truth["teacher"]
+    data_term = float(gmm_log_density(data.x_train, t["a"], t["b"], t["z"]).mean())
+    curves: list[dict] = []
+    for path in logs:
+        path = Path(path)
+        variant, seed = path.parent.parent.name, int(path.parent.name.removeprefix("seed"))
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                if not r.get("cross_entropy_exact"):
+                    continue
+                ce = float(r["cross_entropy_exact"])
+                curves.append({"variant": variant, "seed": seed, "step": int(r["step"]), "mass_a": float(r["mass_a"]),
+                               "kl": ce + data_term, "cross_entropy_exact_eq16": ce,
+                               "cross_entropy_est": float(r.get("cross_entropy_est") or math.nan),
+                               "ess": float(r.get("ess") or math.nan)})
+    if not curves:
+        raise ValueError(f"no cross_entropy_exact column in the logs of {dataset['name']} (temperature must be 1)")
+    title = (f"{dataset['name']}: teacher d={t['dim']}, p*={t['mass_a']}; n={len(data.x_train)}; "
+             f"{len({(c['variant'], c['seed']) for c in curves})} runs from train_log.csv")
+    plot(curves, float(t["mass_a"]), Path(out_png), title, kl_label="KL on the data (Eq. 16 - teacher)",
+         kl_scale="symlog")
+    last: dict[tuple[str, int], dict] = {}
+    for c in curves:
+        if c["step"] >= last.get((c["variant"], c["seed"]), {"step": -1})["step"]:
+            last[c["variant"], c["seed"]] = c
+    lines = [f"# {dataset['name']}: GMM teacher-student (paper 003 Sec. 4.1), final logged step\n",
+             title + "\n",
+             "| variant | seeds | step | mass_a | abs(mass_a - p*) | KL on the data | CE est (Eq. 12) - exact (Eq. 16) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for v in dict.fromkeys(c["variant"] for c in curves):
+        fs = [f for (vv, _), f in sorted(last.items()) if vv == v]
+        m, sd = _mean_std([f["mass_a"] for f in fs])
+        kl, kl_sd = _mean_std([f["kl"] for f in fs])
+        err, err_sd = _mean_std([f["cross_entropy_est"] - f["cross_entropy_exact_eq16"] for f in fs])
+        est = "" if err != err else f"{err:+.3f} ± {err_sd:.3f}"
+        lines.append(f"| {v} | {len(fs)} | {fs[0]['step']} | {m:.4f} ± {sd:.4f} | {abs(m - float(t['mass_a'])):.4f} | "
+                     f"{kl:.4f} ± {kl_sd:.4f} | {est} |")
+    Path(out_md).write_text("\n".join(lines) + "\n")
+    return curves
 
 
 def run(out: str | Path, seeds: Iterable[int] = (0, 1, 2), convention: str = "reference",
@@ -356,6 +418,18 @@ def run(out: str | Path, seeds: Iterable[int] = (0, 1, 2), convention: str = "re
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "figure":  # the workflow's report figure (rule gmm_curves)
+        fp = argparse.ArgumentParser(prog="python -m ebm_bench.experiments.gmm_teacher figure")
+        fp.add_argument("--spec", required=True, help="JSON of the dataset job spec")
+        fp.add_argument("--logs", nargs="+", required=True)
+        fp.add_argument("--png", required=True)
+        fp.add_argument("--md", required=True)
+        f = fp.parse_args(argv[1:])
+        spec = json.loads(f.spec)
+        pipeline_figure(f.logs, {**spec["dataset"], "data_root": spec["data_root"]}, f.png, f.md)
+        return 0
     ap = argparse.ArgumentParser(prog="python -m ebm_bench.experiments.gmm_teacher", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)

@@ -315,6 +315,7 @@ class Jarzynski(LangevinEBM):
             self.pending_idx = moved
         self.pending_dx = (x1 - x0).detach()
 
+        exact = self.exact_cross_entropy(e_pos)  # Eq. 16 at theta_k, beside the Eq. 12 estimate
         # 8. optimisation step theta_k -> theta_{k+1} (Alg. 1 line 6)
         self.schedule_lr(step)
         self.opt.step()
@@ -329,6 +330,7 @@ class Jarzynski(LangevinEBM):
             out.update(log_z=log_z, cross_entropy_est=log_z + float(e_pos.detach().double().mean()) / T,
                        ess=ess, n_resamples=float(self.n_resamples), resampled=float(resampled))
         out["sample_absmax"] = float(self.walkers.abs().max())
+        out.update(exact)
         out.update(self.net_scalars())
         return out
 

@@ -142,6 +142,18 @@ class LangevinEBM(Method):
         with torch.no_grad():
             return {"mass_a": float(mass())}
 
+    def exact_cross_entropy(self, e_data: torch.Tensor) -> dict[str, float]:
+        """Paper 003 Eq. 16 on the training batch, for networks with an exact partition
+        function (the GMM student, Eq. 15): H = log Z_theta + mean U_theta(x*), at the
+        parameters that produced ``e_data`` (the same ones Jarzynski's Eq. 12 estimate uses).
+        With the full data as batch (App. B.1) this is the exact cross-entropy of the data;
+        logged only at T = 1, where the model density is exp(-U) / Z."""
+        log_part = getattr(self.net, "log_partition", None)
+        if not callable(log_part) or float(self.params["temperature"]) != 1.0:
+            return {}
+        with torch.no_grad():
+            return {"cross_entropy_exact": float(log_part().double()) + float(e_data.detach().double().mean())}
+
     def init_chains(self, n: int) -> torch.Tensor:
         s = float(self.params["init_scale"])
         return self.uniform((n, *self.data.shape), -s, s)
@@ -167,9 +179,11 @@ class LangevinEBM(Method):
             loss = loss + self.params["energy_reg"] * (e_pos**2 + e_neg**2).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        exact = self.exact_cross_entropy(e_pos)
         self.schedule_lr(step)
         self.opt.step()
         return {
+            **exact,
             "loss": float(loss.detach()),
             "energy_data": float(e_pos.mean().detach()),
             "energy_model": float(e_neg.mean().detach()),

@@ -30,3 +30,42 @@ rule training_curves:
     shell:
         "python -m ebm_bench.plots curves --logs {input.logs:q} --out {output.curves:q}"
         " > {log:q} 2>&1"
+
+
+# Paper 003's GMM teacher-student figure (mass of mode a, KL on the data, Jarzynski's
+# cross-entropy estimate against the exact one, ESS, over training steps) and its table,
+# for every gmm_teacher dataset whose variants run at temperature 1 (config/gmm.yaml).
+def gmm_datasets():
+    return [d for d in config["datasets"] if dataset_spec(config, d)["type"] == "gmm_teacher"]
+
+
+def gmm_curve_files():
+    return [f"{TABLES}/{d}_curves.{ext}" for d in gmm_datasets() for ext in ("png", "md")]
+
+
+rule gmm_curves:
+    input:
+        logs=lambda w: expand(
+            run_file("train_log.csv"),
+            dataset=w.dataset,
+            variant=(config["datasets"][w.dataset] or {}).get("variants") or list(config["variants"]),
+            seed=config["seeds"],
+        ),
+    output:
+        png=report(
+            f"{TABLES}/{{dataset}}_curves.png",
+            caption="../report/gmm_curves.rst",
+            category="GMM teacher-student",
+            labels={"dataset": "{dataset}"},
+        ),
+        md=f"{TABLES}/{{dataset}}_curves.md",
+    params:
+        spec=dataset_spec_param,
+    log:
+        f"{LOGS}/gmm_curves/{{dataset}}.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m ebm_bench.experiments.gmm_teacher figure --spec {params.spec:q}"
+        " --logs {input.logs:q} --png {output.png:q} --md {output.md:q} > {log:q} 2>&1"
