@@ -192,13 +192,15 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
         from .metrics.modes import mode_weights
 
         classes = data.class_names or [str(i) for i in range(len(weights))]
-        keys = ["mode_rel_error_mean", "mode_rel_error_max"] + [f"mode_weight_{c}" for c in classes]
+        keys = (["mode_rel_error_mean", "mode_rel_error_max"] + [f"mode_weight_{c}" for c in classes]
+                + [f"mode_rel_error_{c}" for c in classes])
         metrics, protocol = dict.fromkeys(keys), {"reader": domain.protocol(), "data_weights": weights}
         if status == "ok":
             pred = domain.extract(fake)["logits"].argmax(1)
             r = mode_weights(pred, len(weights), weights)
             metrics = {"mode_rel_error_mean": r["mean_rel_error"], "mode_rel_error_max": r["max_rel_error"],
-                       **{f"mode_weight_{c}": w for c, w in zip(classes, r["weights_gen"])}}
+                       **{f"mode_weight_{c}": w for c, w in zip(classes, r["weights_gen"])},
+                       **{f"mode_rel_error_{c}": e for c, e in zip(classes, r["rel_error"])}}  # paper 003 Fig. 3
             protocol.update(rel_error=r["rel_error"], n_generated=r["n"])
         _family(out_dir, base, "modes", status, metrics, protocol)
     print(f"[{label}] metrics written to {out_dir}", flush=True)
