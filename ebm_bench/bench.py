@@ -136,6 +136,11 @@ BENCHMARKS: dict[str, Callable[[bool], None]] = {
 
 
 def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None) -> None:
+    from .errors import ConfigError
+
+    unknown = sorted(set(only or ()) - set(BENCHMARKS))
+    if unknown:
+        raise ConfigError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
     if threads:
         torch.set_num_threads(threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
