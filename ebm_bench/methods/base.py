@@ -81,6 +81,36 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.gen.set_state(state["gen"])
 
+    # --- optimiser, built on first use --------------------------------------------------
+    # A torch optimiser imports torch._dynamo when its first parameter group is added
+    # (1-3 s per process). The sample and evaluate jobs load a trained model and never
+    # update it, so they never build one; training builds it at the first update and a
+    # checkpoint's optimiser state is applied then (same result as loading it eagerly).
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    @property
+    def opt(self) -> torch.optim.Optimizer:
+        opt = self.__dict__.get("_opt")
+        if opt is None:
+            opt = self.make_optimizer()
+            pending = self.__dict__.pop("_opt_state", None)
+            if pending is not None:
+                opt.load_state_dict(pending)
+            self._opt = opt
+        return opt
+
+    @opt.setter
+    def opt(self, value: torch.optim.Optimizer) -> None:  # e.g. a test's scripted optimiser
+        self._opt = value
+        self.__dict__.pop("_opt_state", None)
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        if self.__dict__.get("_opt") is None:
+            self._opt_state = state
+        else:
+            self._opt.load_state_dict(state)
+
     # --- helpers ----------------------------------------------------------------------
     def noise_like(self, x: torch.Tensor) -> torch.Tensor:
         return torch.randn(x.shape, generator=self.gen, device=x.device, dtype=x.dtype)

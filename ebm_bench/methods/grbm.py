@@ -123,11 +123,7 @@ class GRBM(HarmoniumMethod):
             raise ValueError(f"neg_burn_in must be in [0, gibbs_steps), got {p['neg_burn_in']}")
         d = math.prod(data.shape)
         self.model = GRBMEnergy(d, int(p["n_hidden"]), float(p["init_var"]), self.seed).to(self.device)
-        if p["optimizer"] == "sgd":
-            self.opt = torch.optim.SGD(self.model.parameters(), lr=p["lr"], momentum=p["momentum"])
-        elif p["optimizer"] == "adam":
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=p["lr"], betas=(p["momentum"], 0.999))
-        else:
+        if p["optimizer"] not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {p['optimizer']!r}")
         self.sampler = GibbsLangevin(
             gibbs_steps=int(p["gibbs_steps"]),
@@ -160,6 +156,12 @@ class GRBM(HarmoniumMethod):
         e_pos = self.model.joint_energy(x_pos, z_pos.detach())
         e_neg = self.model.joint_energy(x_neg.detach(), z_neg.detach())
         return e_pos.mean() - e_neg.mean(), e_pos, e_neg
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        p = self.params
+        if p["optimizer"] == "sgd":
+            return torch.optim.SGD(self.model.parameters(), lr=p["lr"], momentum=p["momentum"])
+        return torch.optim.Adam(self.model.parameters(), lr=p["lr"], betas=(p["momentum"], 0.999))
 
     def lr_at(self, step: int) -> float:
         total = int(self.params["lr_decay_steps"])

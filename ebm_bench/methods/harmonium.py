@@ -17,5 +17,5 @@ class HarmoniumMethod(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
+        self.load_optimizer_state(state["opt"])
         self.bank.load_state_dict(state["bank"])

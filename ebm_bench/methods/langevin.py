@@ -64,8 +64,7 @@ class LangevinEBM(Method):
         p = self.params
         torch.manual_seed(self.seed)  # network initialisation is the only global-RNG use
         self.net = build_net(p["net"], data.shape, p["net_params"]).to(self.device)
-        self.opt = self.make_optimizer()
-        self.schedule_lr(1)  # checks the schedule's keys before any compute
+        self.check_optimizer_params()
         self.chains_seeded = False
         self.sampler = ULA(
             step_size=p["step_size"],
@@ -75,17 +74,27 @@ class LangevinEBM(Method):
         )
         self.sampler_steps_per_iter = int(p["n_steps"])
 
+    def check_optimizer_params(self) -> None:
+        """Optimiser and schedule keys, checked at construction (the optimiser itself is
+        built at the first update, see Method.opt)."""
+        p = self.params
+        if p["optimizer"] not in ("adam", "sgd"):
+            raise ConfigError(f"optimizer = {p['optimizer']!r}; expected 'adam' or 'sgd'")
+        unknown = set(p["param_lr"]) - {n for n, _ in self.net.named_parameters()}
+        if unknown:
+            raise ConfigError(f"param_lr names unknown parameters {sorted(unknown)}; "
+                              f"the network has {sorted(n for n, _ in self.net.named_parameters())}")
+        if p["lr_schedule"] not in ("constant", "linear", "cosine"):
+            raise ConfigError(f"lr_schedule = {p['lr_schedule']!r}; expected 'constant', 'linear' or 'cosine'")
+        if p["lr_schedule"] != "constant" and int(p["lr_decay_steps"]) <= 0:
+            raise ConfigError(f"lr_schedule = {p['lr_schedule']!r} needs lr_decay_steps >= 1, got {p['lr_decay_steps']}")
+
     def make_optimizer(self) -> torch.optim.Optimizer:
         """Adam (default) or plain SGD; ``param_lr`` gives named parameters their own rate,
         and ``lr_times_h`` multiplies every rate by the ULA step h (the GMM convention of
         paper 003's reference code, where rates are per unit of Langevin time)."""
         p = self.params
-        if p["optimizer"] not in ("adam", "sgd"):
-            raise ConfigError(f"optimizer = {p['optimizer']!r}; expected 'adam' or 'sgd'")
         names = dict(self.net.named_parameters())
-        unknown = set(p["param_lr"]) - set(names)
-        if unknown:
-            raise ConfigError(f"param_lr names unknown parameters {sorted(unknown)}; the network has {sorted(names)}")
         scale = float(p["step_size"]) if p["lr_times_h"] else 1.0
         if p["param_lr"]:
             groups = [{"params": [w], "lr": scale * float(p["param_lr"].get(n, p["lr"]))} for n, w in names.items()]
@@ -102,12 +111,8 @@ class LangevinEBM(Method):
         rates as an uninterrupted one (the initial rates travel in the optimiser state)."""
         p = self.params
         kind, total = p["lr_schedule"], int(p["lr_decay_steps"])
-        if kind not in ("constant", "linear", "cosine"):
-            raise ConfigError(f"lr_schedule = {kind!r}; expected 'constant', 'linear' or 'cosine'")
         if kind == "constant":
             return
-        if total <= 0:
-            raise ConfigError(f"lr_schedule = {kind!r} needs lr_decay_steps >= 1, got {total}")
         t = min(max(step - 1, 0), total) / total
         s = 1.0 - t if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
         f = float(p["lr_final_factor"])
@@ -213,5 +218,5 @@ class LangevinEBM(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
+        self.load_optimizer_state(state["opt"])
         self.chains_seeded = bool(state.get("chains_seeded", True))

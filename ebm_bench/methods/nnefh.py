@@ -128,7 +128,6 @@ class NNEFH(HarmoniumMethod):
         torch.manual_seed(self.seed)  # network initialisation is the only global-RNG use
         net = drop_readout(build_net(p["net"], data.shape, p["net_params"]))
         self.model = NNEFHEnergy(net, data.shape, int(p["n_hidden"])).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=p["lr"], betas=(p["adam_beta1"], 0.999))
         self.sampler = GibbsLangevin(
             gibbs_steps=int(p["gibbs_steps"]),
             langevin_steps=int(p["langevin_steps"]),
@@ -153,6 +152,9 @@ class NNEFH(HarmoniumMethod):
         return e_pos.mean() - e_neg.mean(), e_pos, e_neg
 
     # --- contract -----------------------------------------------------------------------------
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.params["lr"], betas=(self.params["adam_beta1"], 0.999))
+
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         x = batch.to(self.device)
         self.bank.add(x)
