@@ -200,10 +200,17 @@ class Jarzynski(LangevinEBM):
             return u, g, (g if self.pending else None)
         if not self.params["weighted"]:  # unweighted Alg. 2 needs no energies of unmoved walkers
             return torch.zeros(len(x), device=self.device), None, None
-        u = self._energy_nograd(x)
-        g_pend = None
-        if self.pending and len(self.pending_idx):
-            _, g_pend = energy_and_grad(self.energy, x[self.pending_idx])
+        if not (self.pending and len(self.pending_idx)):
+            return self._energy_nograd(x), None, None
+        # the walkers moved last update need grad U_k (for -alpha_k), which also gives their
+        # U_k: the gradient-free forward pass covers only the others
+        u_pend, g_pend = energy_and_grad(self.energy, x[self.pending_idx])
+        rest = torch.ones(len(x), dtype=torch.bool, device=self.device)
+        rest[self.pending_idx] = False
+        u = torch.empty(len(x), dtype=u_pend.dtype, device=self.device)
+        u[self.pending_idx] = u_pend.detach()
+        if bool(rest.any()):
+            u[rest] = self._energy_nograd(x[rest])
         return u, None, g_pend
 
     def completed_log_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
