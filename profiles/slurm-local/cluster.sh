@@ -127,6 +127,9 @@ node_state() { sinfo -h -n localhost -o %T 2>/dev/null | head -1; }
 up() {
   need_root
   mkdir -p "$DIR"
+  # one bring-up at a time (parallel test workers each call `up`)
+  exec 9>"$DIR/up.lock"
+  command -v flock >/dev/null 2>&1 && flock 9
   install_packages
   if [ -e "$LINK" ] && ! grep -qF "$MARK" "$LINK" 2>/dev/null; then
     cannot "$LINK belongs to another SLURM set-up; not touching it"
