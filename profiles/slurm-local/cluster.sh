@@ -114,7 +114,7 @@ munge_up() {
   chmod 0400 /etc/munge/munge.key
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /run/munge /var/log/munge /var/lib/munge
-  runuser -u munge -- /usr/sbin/munged
+  runuser -u munge -- /usr/sbin/munged 9>&-
   for _ in $(seq 50); do
     munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -140,10 +140,11 @@ up() {
   [ "$(readlink "$LINK" 2>/dev/null)" = "$CONF" ] || ln -sfn "$CONF" "$LINK"
   if [ $restart = 1 ]; then stop_daemons; fi
   munge_up
-  alive "$DIR/run/slurmctld.pid" || slurmctld -f "$CONF"
+  local started=0
+  alive "$DIR/run/slurmctld.pid" || { slurmctld -f "$CONF" 9>&-; started=1; }
   for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.1; done
   scontrol ping 2>/dev/null | grep -q UP || { tail -5 "$DIR/log/slurmctld.log" >&2; cannot "slurmctld did not come up"; }
-  alive "$DIR/run/slurmd.pid" || slurmd -f "$CONF" -N localhost
+  alive "$DIR/run/slurmd.pid" || { slurmd -f "$CONF" -N localhost 9>&-; started=1; }
   local state=""
   for _ in $(seq 150); do
     state=$(node_state)
@@ -154,9 +155,16 @@ up() {
     sleep 0.2
   done
   case "$state" in
-    idle* | mix* | alloc*) say "up: node localhost $state, $(nproc) CPUs, $GPUS stand-in GPUs; SLURM_CONF=$CONF" ;;
+    idle* | mix* | alloc*) ;;
     *) tail -5 "$DIR/log/slurmd.log" >&2; cannot "node localhost is '$state', not idle" ;;
   esac
+  alive "$DIR/run/slurmd.pid" || { tail -5 "$DIR/log/slurmd.log" >&2; cannot "slurmd did not start"; }
+  if [ $started = 1 ] && ! timeout 60 srun -N1 -n1 -t 1 true; then  # a job runs end to end
+    tail -5 "$DIR/log/slurmd.log" >&2
+    echo "cluster.sh: the cluster is up but a test job (srun true) failed" >&2
+    exit 1
+  fi
+  say "up: node localhost $state, $(nproc) CPUs, $GPUS stand-in GPUs; SLURM_CONF=$CONF"
 }
 
 stop_daemons() {
