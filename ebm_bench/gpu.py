@@ -17,8 +17,9 @@ starts, and narrows ``CUDA_VISIBLE_DEVICES`` to them:
   kernel drops the lock when the process ends, however it ends (SIGKILL included), so
   no lock is ever stale. When every card is taken the job waits for one.
 
-The lock dir is ``EBM_BENCH_GPU_LOCK_DIR``, else ``<tmp>/ebm-bench-gpu-locks`` (inside
-a SLURM allocation, one per allocation: card ids are only meaningful within it).
+The lock dir is ``EBM_BENCH_GPU_LOCK_DIR``, else ``<tmp>/ebm-bench-gpu-locks`` (for ids
+taken from CUDA_VISIBLE_DEVICES inside a SLURM allocation, one folder per allocation:
+those ids may only be meaningful within it).
 Nothing here imports torch or asks CUDA for the device count: CUDA reads
 ``CUDA_VISIBLE_DEVICES`` once, when it starts, so the claim must come first.
 
@@ -125,12 +126,18 @@ def pool(env=None) -> tuple[list[str], str]:
     return machine_gpus(), "nvidia-smi"
 
 
-def lock_dir(env=None) -> Path:
+def lock_dir(env=None, origin: str | None = None) -> Path:
+    """Where the per-card locks live. Card ids that come from CUDA_VISIBLE_DEVICES inside
+    a SLURM job may be relative to that job's allocation, so they are locked in a
+    folder of the job's own; all other ids name the machine's cards."""
     env = os.environ if env is None else env
     if env.get(ENV_LOCK_DIR):
         return Path(env[ENV_LOCK_DIR])
     base = Path(tempfile.gettempdir()) / "ebm-bench-gpu-locks"
-    return base / f"slurm-{env['SLURM_JOB_ID']}" if env.get("SLURM_JOB_ID") else base
+    origin = origin or pool(env)[1]
+    if env.get("SLURM_JOB_ID") and origin == "CUDA_VISIBLE_DEVICES":
+        return base / f"slurm-{env['SLURM_JOB_ID']}"
+    return base
 
 
 def _open_lock(folder: Path, dev: str) -> int:
@@ -189,7 +196,7 @@ def claim(n: int, env=None, wait_s: float | None = None, poll_s: float = 0.5, sa
         raise RuntimeError(f"{n} GPUs asked for, but {origin} lists only {len(devices)}: {devices}")
     if wait_s is None and env.get(ENV_WAIT):
         wait_s = float(env[ENV_WAIT])
-    folder = lock_dir(env)
+    folder = lock_dir(env, origin)
     t0 = time.monotonic()
     told = False
     while True:

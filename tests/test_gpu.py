@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _env(tmp_path: Path, ids: str = "0,1", **extra) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SLURM_") and k not in ("CUDA_VISIBLE_DEVICES", gpu.ENV_IDS, gpu.ENV_LOCK_DIR)}
-    env.update({gpu.ENV_IDS: ids, gpu.ENV_LOCK_DIR: str(tmp_path / "locks")}, **extra)
+    # a holder that waits too long fails instead of hanging the test
+    env.update({gpu.ENV_IDS: ids, gpu.ENV_LOCK_DIR: str(tmp_path / "locks"), gpu.ENV_WAIT: "30"}, **extra)
     return env
 
 
@@ -35,7 +36,7 @@ def _holder(env: dict, until: Path, n: int = 1) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _claimed(proc: subprocess.Popen, timeout: float = 60) -> str:
+def _claimed(proc: subprocess.Popen) -> str:
     """The ids a holder printed once it holds its claim."""
     line = proc.stdout.readline().strip()
     assert line, proc.stderr.read()
@@ -128,6 +129,10 @@ def test_claim_respects_cuda_visible_devices_and_slurm(tmp_path: Path) -> None:
         assert (s.source, s.devices, slurm["CUDA_VISIBLE_DEVICES"]) == ("slurm", ["1"], "1")
     finally:
         held.release()
+    # lock folders: per SLURM allocation only for ids relative to it
+    assert gpu.lock_dir({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0,1"}).name == "slurm-7"
+    assert gpu.lock_dir({"SLURM_JOB_ID": "7", gpu.ENV_IDS: "0,1"}).name == "ebm-bench-gpu-locks"
+    assert gpu.lock_dir({gpu.ENV_IDS: "0,1"}).name == "ebm-bench-gpu-locks"
     # no GPU asked for: nothing claimed, CUDA_VISIBLE_DEVICES untouched
     plain = _env(tmp_path)
     assert gpu.claim(0, env=plain).source == "none" and "CUDA_VISIBLE_DEVICES" not in plain
