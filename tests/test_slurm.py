@@ -134,6 +134,7 @@ def test_dag_through_slurm_with_a_cancelled_job(slurm_cluster, tmp_path: Path) -
                 except Exception:  # being replaced right now
                     pass
             time.sleep(0.2)
+        assert ckpt.exists(), "no checkpoint of the training job appeared:\n" + _log_of(first)
         assert first.poll() is None, "training finished before it could be cancelled:\n" + _log_of(first)
         (train_job,) = [j for r, _, j in _slurm_jobs(work) if r == "train"]
         # the card SLURM gave the running job, and the one the job says it uses
