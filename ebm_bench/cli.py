@@ -138,7 +138,10 @@ def _claim_gpus(args):
     n = args.gpus
     if n is None:
         n = 1 if str(_spec(args.spec).get("device", "cpu")).startswith("cuda") else 0
-    claim = gpu.claim(n, say=lambda msg: print(f"ebm-bench {args.cmd}: gpu: {msg}", file=sys.stderr, flush=True))
+    try:
+        claim = gpu.claim(n, say=lambda msg: print(f"ebm-bench {args.cmd}: gpu: {msg}", file=sys.stderr, flush=True))
+    except (RuntimeError, TimeoutError) as e:  # too few cards, or none freed in EBM_BENCH_GPU_WAIT
+        raise ConfigError(f"--gpus {n}: {e}") from None
     if claim.source != "none" or n:
         print(f"ebm-bench {args.cmd}: gpu: {claim.describe()}", file=sys.stderr, flush=True)
     return claim

@@ -140,14 +140,17 @@ def lock_dir(env=None, origin: str | None = None) -> Path:
     return base
 
 
+def _lock_path(folder: Path, dev: str) -> Path:
+    return folder / f"gpu-{dev.replace('/', '_')}.lock"
+
+
 def _open_lock(folder: Path, dev: str) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     try:  # users share a machine's cards: everyone may create and lock
         os.chmod(folder, 0o1777)
     except OSError:
         pass
-    path = folder / f"gpu-{dev.replace('/', '_')}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # close-on-exec (Python's default)
+    fd = os.open(_lock_path(folder, dev), os.O_RDWR | os.O_CREAT, 0o666)  # close-on-exec (Python's default)
     try:
         os.fchmod(fd, 0o666)
     except OSError:
@@ -231,7 +234,7 @@ def _main(argv=None) -> int:
         folder = lock_dir()
         print(f"pool: {devices} ({origin}); locks: {folder}")
         for dev in devices:
-            path = folder / f"gpu-{dev}.lock"
+            path = _lock_path(folder, dev)
             fd = _open_lock(folder, dev)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
