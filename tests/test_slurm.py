@@ -122,8 +122,10 @@ def test_dag_through_slurm_with_a_cancelled_job(slurm_cluster, tmp_path: Path) -
     # every stand-in card is claimed on this machine for the whole SLURM run
     held = gpu.claim(2, env=dict(env), wait_s=0)
     work = tmp_path / "slurm"
+    procs = [local]
     try:
         first = _snakemake(work, cfg, env, "--profile", str(ROOT / "profiles" / "slurm-local"))
+        procs.append(first)
         ckpt = work / RUN / "checkpoint.pt"
         deadline = time.time() + 400
         while time.time() < deadline and first.poll() is None:
@@ -153,11 +155,19 @@ def test_dag_through_slurm_with_a_cancelled_job(slurm_cluster, tmp_path: Path) -
 
         t1 = time.monotonic()
         second = _snakemake(work, cfg, env, "--profile", str(ROOT / "profiles" / "slurm-local"))
+        procs.append(second)
         assert _finish(second) == 0, _log_of(second)
         t_resume = time.monotonic() - t1
+        assert _finish(local) == 0, _log_of(local)
     finally:
         held.release()
-    assert _finish(local) == 0, _log_of(local)
+        for p in procs:  # on failure: stop what still runs (Snakemake cancels its SLURM jobs)
+            if p.poll() is None:
+                os.killpg(p.pid, 15)
+                try:
+                    p.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, 9)
 
     # the cancelled training resumed from its checkpoint, under SLURM
     status = yaml.safe_load((work / RUN / "train_status.json").read_text())
