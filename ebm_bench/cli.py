@@ -11,9 +11,9 @@
     ebm-bench plot     --run-dir DIR
     ebm-bench bench    [--quick]
 
-train, sample, evaluate and classifier take ``--gpus N``: the cards the job claims
-before CUDA starts (``ebm_bench.gpu``; the rules pass their ``resources.gpu``). Left
-out, a job on ``device: cuda`` claims one card and a CPU job none.
+train, sample, evaluate and classifier claim their GPU before CUDA starts
+(``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
+that SLURM placed on a card keeps that card. The card is printed to the job's log.
 
 ``--spec`` is the JSON run spec made by ``ebm_bench.config.run_spec`` (the rules pass it);
 ``--spec @file.json`` reads it from a file.

@@ -6,8 +6,9 @@ job would start on card 0. :func:`claim` gives a job ``n`` distinct cards before
 starts, and narrows ``CUDA_VISIBLE_DEVICES`` to them:
 
 - **SLURM already chose.** Inside a SLURM job (``SLURM_JOB_ID``) whose
-  ``CUDA_VISIBLE_DEVICES`` lists no more cards than the job asks for, those cards are
-  the job's: they are used as they are, no lock is taken.
+  ``CUDA_VISIBLE_DEVICES`` lists no more cards than the job asks for (one, for a job
+  that asks for none), those cards are the job's: they are used as they are, no lock
+  is taken, and they are recorded.
 - **Otherwise the job claims cards from a pool**, the machine's cards: the ids in
   ``CUDA_VISIBLE_DEVICES`` when set (a user restricting the run to some cards, or a
   SLURM allocation shared by several local jobs), else ``EBM_BENCH_GPU_IDS``
@@ -188,11 +189,12 @@ def claim(n: int, env=None, wait_s: float | None = None, poll_s: float = 0.5, sa
     else wait forever)."""
     env = os.environ if env is None else env
     say = say or (lambda msg: print(f"gpu: {msg}", file=sys.stderr, flush=True))
+    devices, origin = pool(env)
+    if env.get("SLURM_JOB_ID") and origin == "CUDA_VISIBLE_DEVICES" and 0 < len(devices) <= max(n, 1):
+        # SLURM chose the job's cards: use them (and record them, even for a CPU job)
+        return Claim(devices, "slurm", devices, origin)
     if n <= 0:
         return Claim([], "none")
-    devices, origin = pool(env)
-    if env.get("SLURM_JOB_ID") and origin == "CUDA_VISIBLE_DEVICES" and 0 < len(devices) <= n:
-        return Claim(devices, "slurm", devices, origin)
     if not devices:
         return Claim([], "none", [], f"no GPU found ({origin})")
     if len(devices) < n:

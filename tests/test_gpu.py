@@ -129,6 +129,9 @@ def test_claim_respects_cuda_visible_devices_and_slurm(tmp_path: Path) -> None:
         assert (s.source, s.devices, slurm["CUDA_VISIBLE_DEVICES"]) == ("slurm", ["1"], "1")
     finally:
         held.release()
+    # a CPU job (no card asked for) that SLURM placed on a card records that card
+    cpu_job = _env(tmp_path, SLURM_JOB_ID="43", CUDA_VISIBLE_DEVICES="1")
+    assert (gpu.claim(0, env=cpu_job).source, cpu_job["CUDA_VISIBLE_DEVICES"]) == ("slurm", "1")
     # lock folders: per SLURM allocation only for ids relative to it
     assert gpu.lock_dir({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0,1"}).name == "slurm-7"
     assert gpu.lock_dir({"SLURM_JOB_ID": "7", gpu.ENV_IDS: "0,1"}).name == "ebm-bench-gpu-locks"

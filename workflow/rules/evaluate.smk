@@ -28,7 +28,6 @@ rule classifier:
         CONDA_ENV
     shell:
         "ebm-bench classifier --spec {params.spec:q} --out {output:q} --threads {threads}"
-        " --gpus {resources.gpu}"
         " > {log:q} 2>&1"
 
 
@@ -58,4 +57,4 @@ rule evaluate:
         CONDA_ENV
     shell:
         "ebm-bench evaluate --spec {params.spec:q} --run-dir {params.run_dir:q}"
-        " {params.classifier} --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
+        " {params.classifier} --threads {threads} > {log:q} 2>&1"

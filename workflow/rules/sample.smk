@@ -31,4 +31,4 @@ rule sample:
         CONDA_ENV
     shell:
         "ebm-bench sample --spec {params.spec:q} --run-dir {params.run_dir:q}"
-        " --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
+        " --threads {threads} > {log:q} 2>&1"

@@ -33,4 +33,4 @@ rule train:
         CONDA_ENV
     shell:
         "ebm-bench train --spec {params.spec:q} --run-dir {params.run_dir:q}"
-        " --threads {threads} --gpus {resources.gpu} > {log:q} 2>&1"
+        " --threads {threads} > {log:q} 2>&1"
