@@ -11,6 +11,10 @@
     ebm-bench plot     --run-dir DIR
     ebm-bench bench    [--quick] [NAME ...]
 
+train, sample, evaluate and classifier claim their GPU before CUDA starts
+(``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
+that SLURM placed on a card keeps that card. The card is printed to the job's log.
+
 ``--spec`` is the JSON run spec made by ``ebm_bench.config.run_spec`` (the rules pass it);
 ``--spec @file.json`` reads it from a file.
 """
@@ -53,7 +57,13 @@ def cmd_train(args) -> None:
     data = runs.load_data(spec)
     method = runs.build_method(spec, data)
     train(method, data.x_train, spec["train"], Path(args.run_dir), runs.config_id(spec),
-          spec["seed"], runs.run_label(spec), stop_after=args.stop_after)
+          spec["seed"], runs.run_label(spec), stop_after=args.stop_after,
+          status_extra=_gpu_status(args))
+
+
+def _gpu_status(args) -> dict | None:
+    claim = getattr(args, "gpu_claim", None)
+    return {"gpu": claim.as_dict()} if claim is not None and claim.source != "none" else None
 
 
 def cmd_sample(args) -> None:
@@ -118,6 +128,25 @@ def cmd_bench(args) -> None:
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None)
 
 
+GPU_STAGES = ("train", "sample", "evaluate", "classifier")
+
+
+def _claim_gpus(args):
+    """Claim the job's cards before torch starts CUDA, and say which in the job's log."""
+    from . import gpu
+
+    n = args.gpus
+    if n is None:
+        n = 1 if str(_spec(args.spec).get("device", "cpu")).startswith("cuda") else 0
+    try:
+        claim = gpu.claim(n, say=lambda msg: print(f"ebm-bench {args.cmd}: gpu: {msg}", file=sys.stderr, flush=True))
+    except (RuntimeError, TimeoutError) as e:  # too few cards, or none freed in EBM_BENCH_GPU_WAIT
+        raise ConfigError(f"--gpus {n}: {e}") from None
+    if claim.source != "none" or n:
+        print(f"ebm-bench {args.cmd}: gpu: {claim.describe()}", file=sys.stderr, flush=True)
+    return claim
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ebm-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.BENCHMARKS)")
+    for name in GPU_STAGES:
+        sub.choices[name].add_argument("--gpus", type=int, default=None,
+                                       help="cards to claim (default: 1 on device cuda, else 0)")
     args = parser.parse_args(argv)
     try:
+        if args.cmd in GPU_STAGES:
+            args.gpu_claim = _claim_gpus(args)
         args.fn(args)
     except (ConfigError, DatasetMissing, WeightsMissing) as e:
         print(f"ebm-bench {args.cmd}: error: {e}", file=sys.stderr)

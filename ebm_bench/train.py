@@ -70,13 +70,15 @@ def train(
     seed: int,
     label: str = "",
     stop_after: int | None = None,
+    status_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``method`` for ``cfg['steps']`` updates; returns and writes the run status.
 
     Outputs in ``run_dir``: ``model.pt`` (final state), ``train_log.csv`` and
     ``train_status.json``; working files ``checkpoint.pt`` and the partial log.
     ``stop_after`` ends the process early after that many steps *without* finishing,
-    as a kill would (used by tests).
+    as a kill would (used by tests). ``status_extra`` is added to the status (the CLI
+    records the GPU the job claimed there).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +146,7 @@ def train(
         "resumed_from": resumed_from,
         "peak_rss_mb": _peak_rss_mb(),
         "device": str(method.device),
+        **(status_extra or {}),
     }
     if method.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(method.device) / 2**20

@@ -26,3 +26,10 @@ def _tiny_vector_data(n: int = 128) -> Dataset:
 @pytest.fixture(params=["image", "vector"])
 def tiny_data(request) -> Dataset:
     return _tiny_image_data() if request.param == "image" else _tiny_vector_data()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest tests first (the SLURM cluster test, then the workflow tests): under
+    `pytest -n 2` they start at once on the two workers instead of last, which keeps the
+    whole run short. The sort is stable; the rest keeps its order."""
+    items.sort(key=lambda it: 0 if it.get_closest_marker("slurm") else 1 if it.get_closest_marker("workflow") else 2)
