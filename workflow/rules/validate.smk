@@ -35,7 +35,18 @@ def validate_config(config, schema):
         err = e.__context__
         if not isinstance(err, jsonschema.ValidationError):
             raise
-        msg = f"Invalid config: {_json_path(err.absolute_path)}: {err.message}"
+        message = err.message
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            # with patternProperties jsonschema says "does not match any of the regexes";
+            # name the unexpected key the same way everywhere
+            import re
+
+            known = set(err.schema.get("properties", {}))
+            patterns = list(err.schema.get("patternProperties", {}))
+            extra = [k for k in err.instance if k not in known and not any(re.search(q, k) for q in patterns)]
+            if extra:
+                message = f"Additional properties are not allowed ({extra[0]!r} was unexpected)"
+        msg = f"Invalid config: {_json_path(err.absolute_path)}: {message}"
         if err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))
             if allowed:
