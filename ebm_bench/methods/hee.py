@@ -509,6 +509,14 @@ class HEE(Method):
         if self.params["nonlinearity"] == "linear":
             mean, cov = self.marginal_gaussian()
             return torch.distributions.MultivariateNormal(mean, covariance_matrix=cov).log_prob(x)
+        logn = self.mc_log_terms(x)
+        return torch.logsumexp(logn, 1) - math.log(logn.shape[1])
+
+    @torch.no_grad()
+    def mc_log_terms(self, x: torch.Tensor) -> torch.Tensor:
+        """ln N(x_0; K_0 eta_0(x_1^k), K_0) for ``density_mc`` ancestral samples x_1^k drawn
+        from a generator seeded by the run seed (so the estimate is a fixed function)."""
+        x = x.reshape(x.shape[0], -1).double().to(self.device)
         gen = torch.Generator(device=self.device).manual_seed(self.seed + 7919)
         xs = self.ancestral(int(self.params["density_mc"]), gen)
         K0 = self._cond_cov(0)
@@ -518,8 +526,7 @@ class HEE(Method):
         wm = torch.linalg.solve_triangular(chol, means.T, upper=False).T
         d2 = (wx * wx).sum(1, keepdim=True) - 2 * wx @ wm.T + (wm * wm).sum(1)[None, :]
         d = x.shape[1]
-        logn = -0.5 * d2.clamp(min=0) - 0.5 * d * math.log(2 * math.pi) - torch.log(torch.diagonal(chol)).sum()
-        return torch.logsumexp(logn, 1) - math.log(means.shape[0])
+        return -0.5 * d2.clamp(min=0) - 0.5 * d * math.log(2 * math.pi) - torch.log(torch.diagonal(chol)).sum()
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         """-ln p(x_0) (normalised; see :meth:`log_marginal`), used by the exact 2D metrics."""
