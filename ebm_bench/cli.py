@@ -9,7 +9,7 @@
     ebm-bench fetch-inception --dest DIR [--flag FILE]
     ebm-bench tables   --results-dir results --out-dir results/tables
     ebm-bench plot     --run-dir DIR
-    ebm-bench bench    [--quick]
+    ebm-bench bench    [--quick] [NAME ...]
 
 ``--spec`` is the JSON run spec made by ``ebm_bench.config.run_spec`` (the rules pass it);
 ``--spec @file.json`` reads it from a file.
@@ -115,7 +115,7 @@ def cmd_plot(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import run_benchmarks
 
-    run_benchmarks(quick=args.quick, threads=args.threads)
+    run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")
     add("tables", cmd_tables, "results-dir", "out-dir", "reported")
     add("plot", cmd_plot, "run-dir")
-    add("bench", cmd_bench).add_argument("--quick", action="store_true")
+    bench = add("bench", cmd_bench)
+    bench.add_argument("--quick", action="store_true")
+    bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     args = parser.parse_args(argv)
     try:
         args.fn(args)
