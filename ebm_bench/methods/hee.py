@@ -22,8 +22,10 @@ per-unit precision (our addition for data whose scale is far from 1/2, e.g. the 
 ``full``: the learned symmetric Lambda_l of the CIFAR-10 setting, g = -x^T W x - Tr(W^T W).
 The Tr(W^T W) term is constant in x, so it cancels between g and A and changes neither the
 distribution nor the gradient of ln p: it is not implemented. Learned precisions are
-projected onto Lambda >= ``precision_min`` (diagonal; ``full`` is only symmetrised, its
-positive definiteness is not enforced). ``connectivity`` < 1 keeps a fixed random fraction
+projected onto [``precision_min``, ``precision_max``] (diagonal; ``full`` is only symmetrised, its
+positive definiteness is not enforced). The upper bound ``precision_max`` (25) keeps the
+explicit EM steps of x_0 (2 Lambda dt / tau_x = 0.5) and of the interneurons stable: a
+learned precision of an always-constant pixel would otherwise grow without bound. ``connectivity`` < 1 keeps a fixed random fraction
 of each W_l (CIFAR-10: 20% sparse connections, Table 1), drawn from the run seed.
 
 Inference (supp. Sec. 1.3, Sec. 3). With x_0 clamped to the data the latents z = x_{1:L}
@@ -44,7 +46,11 @@ sampler module). The score of layer l is
 
 and A'(eta_{l-1}) is estimated by the fast interneurons u_{l-1} (time constant tau_u),
 which run Langevin on p(u | eta_{l-1}) (supp. Eq. 3); ``interneurons: false`` uses the
-closed-form A' of the Gaussian family instead (exact; for tests and ablation).
+closed-form A' of the Gaussian family instead (exact; for tests and ablation). The
+interneurons' sampling noise enters the latents' drift through W_{l-1}^T (x_{l-1} - u_{l-1}):
+for tau_u > 0 it acts as extra noise (intensity ~ |W|^2 tau_u / (2 Lambda), vanishing only as
+tau_u -> 0), i.e. it heats the posterior; ``n_interneurons`` = K averages K interneurons per
+unit (noise / K; ours, the supplement uses one).
 
 Learning (supp. Eq. 1: grad KL = -E[grad ln p(x_0, z)] under the posterior), local in time
 and space, no negative phase: during each presentation of a batch every weight moves, at
@@ -104,13 +110,14 @@ HEE_DEFAULTS: dict[str, Any] = {
     "nonlinearity": "tanh",  # f in eta_l = W_l f(x_{l+1}) + b_l: "linear" (HEE-L) | "tanh"
     "quadratic": "fixed",  # g = -x^T Lambda x: "fixed" (precision * I) | "diagonal" | "full" (learned)
     "precision": 1.0,  # Lambda (fixed) or its initial value; Table 1: g = -x^T x
-    "precision_min": 0.05,  # projection of learned diagonal precisions
+    "precision_min": 0.05,  # learned diagonal precisions are projected onto [min, max]
+    "precision_max": 25.0,  # EM stability of x_0 and the interneurons: 2 Lambda dt / tau < 2
     "connectivity": 1.0,  # fraction of non-zero entries of each W_l (CIFAR-10: 0.2)
     "weight_init": 0.5,  # W_l ~ N(0, weight_init^2 / n_{l+1})
     "order": 2,  # inference/generation dynamics: 1 (first-order Langevin) | 2 (supp. Eq. 4-5)
     "generation": "joint",  # "joint" | "marginal"
     "generation_output": "average",  # "average" (supp. Sec. 3) | "last"
-    "tau_x": 1.0,
+    "tau_x": 1.0,  # every other time constant (tau_z, tau_u, tau_theta, dt, *_time) is in units of tau_x
     "tau_z": [1.0, 10.0],  # tau of layers 1..L = linspace(tau_z[0], tau_z[1], L) (Table 1)
     "tau_v_factor": 0.5,  # tau_v = 0.5 tau_z
     "v_init": "stationary",  # "stationary": v ~ N(0, 4 m tau_z / tau_v) (Eq. 12) | "zero"
@@ -119,6 +126,7 @@ HEE_DEFAULTS: dict[str, Any] = {
     "tau_theta": 10.0,
     "dt": 0.01,  # Euler-Maruyama step in units of tau_x
     "interneurons": True,  # False: closed-form A'(eta) instead of the interneurons' estimate
+    "n_interneurons": 1,  # interneurons per unit whose average estimates A'(eta) (ours; paper: 1)
     "interneuron_precondition": False,  # True: interneurons relax at rate 1/tau_u whatever Lambda
     "present_time": 300.0,  # tau_x each batch is presented for (Sec. 3)
     "learn_after": 0.0,  # tau_x of inference before learning starts in each presentation
@@ -162,6 +170,7 @@ def check_params(p: dict[str, Any]) -> None:
                 "joint_time", "marginal_time", "feature_time"):
         need(float(p[key]) > 0, key, "expected > 0")
     need(0 < float(p["precision_min"]) <= float(p["precision"]), "precision_min", "expected 0 < precision_min <= precision")
+    need(float(p["precision_max"]) >= float(p["precision"]), "precision_max", "expected precision_max >= precision")
     need(0 < float(p["connectivity"]) <= 1, "connectivity", "expected a fraction in (0, 1]")
     need(float(p["weight_init"]) >= 0, "weight_init", "expected >= 0")
     need(float(p["latent_init_std"]) >= 0, "latent_init_std", "expected >= 0")
@@ -170,9 +179,16 @@ def check_params(p: dict[str, Any]) -> None:
                        ("feature_average", "feature_time")):
         need(0 < float(p[avg]) <= float(p[total]), avg, f"expected 0 < {avg} <= {total}")
     need(int(p["density_mc"]) >= 1, "density_mc", "expected >= 1")
+    need(int(p["n_interneurons"]) >= 1, "n_interneurons", "expected >= 1")
     need(int(p["sample_batch"]) >= 1, "sample_batch", "expected >= 1")
     dt = float(p["dt"]) * float(p["tau_x"])
-    need(dt < float(p["tau_u"]), "dt", f"the EM step dt * tau_x = {dt:g} must be below tau_u = {p['tau_u']}")
+    if p["interneurons"] and not p["interneuron_precondition"] and p["quadratic"] != "full":
+        top = float(p["precision"] if p["quadratic"] == "fixed" else p["precision_max"])
+        need(2 * top * dt / (float(p["tau_u"]) * float(p["tau_x"])) < 2, "interneuron_precondition",
+             f"the interneurons' EM step is unstable for precisions up to {top:g} (2 Lambda dt / tau_u >= 2): "
+             "set interneuron_precondition: true or lower precision / precision_max")
+    need(float(p["dt"]) < float(p["tau_u"]), "dt",
+         f"the EM step dt = {p['dt']} tau_x must be below tau_u = {p['tau_u']} tau_x")
 
 
 def _steps(time: float, dt_rel: float) -> int:
@@ -347,7 +363,8 @@ class HEE(Method):
                 for lam, d in zip(self.lam, upd["lam"]):
                     lam.add_(0.5 * (d + d.T), alpha=rate)
             else:
-                self.lam.add_(upd["lam"], alpha=rate).clamp_(min=float(self.params["precision_min"]))
+                self.lam.add_(upd["lam"], alpha=rate).clamp_(float(self.params["precision_min"]),
+                                                             float(self.params["precision_max"]))
 
     # --- dynamics ------------------------------------------------------------------------------
     def _interneuron_step(self, U: torch.Tensor, E: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -394,21 +411,23 @@ class HEE(Method):
             if p["v_init"] == "stationary":
                 V = torch.randn(X.shape, generator=gen, device=dev, dtype=X.dtype) * torch.sqrt(4.0 * m * tau / tau_v)
         use_u = bool(p["interneurons"]) and mode != "marginal"
-        U = torch.zeros_like(X) if use_u else None
+        k_u = int(p["n_interneurons"])
+        U = X.new_zeros(k_u, *X.shape) if use_u else None  # k_u interneurons per unit
         learn_m2 = p["quadratic"] != "fixed"
         total = torch.zeros_like(X) if avg_from is not None else None
         n_avg = 0
         for step in range(n_steps):
             FX = self.f(X)
             E = self.eta(FX)
-            A = U if use_u else self.cond_mean(E)
+            A = U.mean(0) if use_u else self.cond_mean(E)
             S = self.score(X, FX, E, A, bottom_up=mode != "marginal")
             upd = None
             if learn_from is not None and step >= learn_from:
                 if not learn_m2:
                     A2 = None
                 elif use_u:
-                    A2 = [U[:, s, None] * U[:, None, s] for s in self.sl] if self.full else U * U
+                    A2 = ([(U[:, :, s, None] * U[:, :, None, s]).mean(0) for s in self.sl] if self.full
+                          else (U * U).mean(0))
                 else:
                     A2 = self.cond_second_moment(E)
                 upd = self.updates(X, FX, A, A2)
