@@ -102,15 +102,19 @@ def _model(**params):
     return HEE(p, DataInfo((2,), False), "cpu", 0)
 
 
-@pytest.mark.parametrize("quadratic,precondition", [("fixed", False), ("diagonal", True), ("full", False)])
+@pytest.mark.parametrize("quadratic,precondition", [("fixed", False), ("diagonal", True), ("full", False),
+                                                    ("diagonal", "exact")])
 def test_interneurons_estimate_a_prime_of_gaussian_conditional(quadratic, precondition):
     """Interneurons driven by a fixed eta: their average over chains and the last 2 tau_x is
     A'(eta) = (2 Lambda)^-1 eta within 4 Monte Carlo standard errors (chains independent;
     the EM recursion is linear, its stationary mean has no discretisation bias), and their
     variance is the exact stationary variance of the EM recursion (the conditional's
-    (2 Lambda)^-1 up to the O(dt / tau_u) factor 2 / (2 - a)) to 4 MC errors. Mutations
+    (2 Lambda)^-1 up to the O(dt / tau_u) factor 2 / (2 - a); for the exact OU step the
+    conditional's variance itself) to 4 MC errors. Mutations
     caught: noise std off by sqrt(2); drift eta - Lambda u instead of eta - 2 Lambda u."""
-    m = _model(quadratic=quadratic, interneuron_precondition=precondition)
+    exact = precondition == "exact"
+    m = _model(quadratic=quadratic, interneuron_precondition=precondition is True,
+               interneuron_integrator="exact" if exact else "euler")
     g = torch.Generator().manual_seed(2)
     n_chain = 2000
     if quadratic == "full":
@@ -131,11 +135,13 @@ def test_interneurons_estimate_a_prime_of_gaussian_conditional(quadratic, precon
     # exact stationary variance of the EM recursion: u' = (1 - a) u + ..., a = dt / tau_u * 2 lambda
     # (preconditioned: a = dt / tau_u, noise scaled by (2 lambda)^-1/2), and for the full
     # precision the discrete Lyapunov fixed point of the same recursion
-    if quadratic == "full":
+    if exact:  # exact OU step: the conditional's variance itself
+        var_em = 1 / (2 * m.lam)
+    elif quadratic == "full":
         var_em = torch.cat([torch.diagonal(hd.stationary_cov_linear(2 * lam, m.dt, m.tau_u, order=1)) for lam in m.lam])
     else:
-        a = m.dt / m.tau_u * (torch.ones(m.N) if precondition else 2 * m.lam)
-        var_em = 2 * m.dt / m.tau_u * (1 / (2 * m.lam) if precondition else 1) / (a * (2 - a))
+        a = m.dt / m.tau_u * (torch.ones(m.N) if precondition is True else 2 * m.lam)
+        var_em = 2 * m.dt / m.tau_u * (1 / (2 * m.lam) if precondition is True else 1) / (a * (2 - a))
     ratio = u.var(0) / var_em.float()
     assert ((ratio - 1).abs() < 4 * math.sqrt(2 / n_chain)).all(), ratio
 

@@ -50,7 +50,13 @@ closed-form A' of the Gaussian family instead (exact; for tests and ablation). T
 interneurons' sampling noise enters the latents' drift through W_{l-1}^T (x_{l-1} - u_{l-1}):
 for tau_u > 0 it acts as extra noise (intensity ~ |W|^2 tau_u / (2 Lambda), vanishing only as
 tau_u -> 0), i.e. it heats the posterior; ``n_interneurons`` = K averages K interneurons per
-unit (noise / K; ours, the supplement uses one).
+unit (noise / K; ours, the supplement uses one). ``interneuron_integrator: exact`` integrates
+the interneurons' Ornstein-Uhlenbeck SDE exactly over each step (eta held fixed), so they
+keep their physical rate 2 Lambda / tau_u for any learned precision; the preconditioned
+Euler alternative relaxes them at 1 / tau_u only, which for 2 Lambda > tau_x / tau_u makes
+them slower than x_0 itself: in joint generation x_0 - u_0 then feeds the velocity of
+x_l back into x_l (negative friction) and the dynamics blew up (HEE-L on the 8-mode toy,
+sample std ~700). Use ``exact`` (or the plain Euler step) with learned precisions.
 
 Learning (supp. Eq. 1: grad KL = -E[grad ln p(x_0, z)] under the posterior), local in time
 and space, no negative phase: during each presentation of a batch every weight moves, at
@@ -102,7 +108,7 @@ import torch
 
 from ..errors import ConfigError
 from ..samplers.hee_dynamics import (first_order_step, gaussian_family_drift, interneuron_step,
-                                     second_order_step)
+                                     interneuron_step_exact, second_order_step)
 from .base import DataInfo, Method, register_method
 
 HEE_DEFAULTS: dict[str, Any] = {
@@ -127,6 +133,7 @@ HEE_DEFAULTS: dict[str, Any] = {
     "dt": 0.01,  # Euler-Maruyama step in units of tau_x
     "interneurons": True,  # False: closed-form A'(eta) instead of the interneurons' estimate
     "n_interneurons": 1,  # interneurons per unit whose average estimates A'(eta) (ours; paper: 1)
+    "interneuron_integrator": "euler",  # "euler" (supp. Sec. 3) | "exact" (OU step; fixed/diagonal)
     "interneuron_precondition": False,  # True: interneurons relax at rate 1/tau_u whatever Lambda
     "present_time": 300.0,  # tau_x each batch is presented for (Sec. 3)
     "learn_after": 0.0,  # tau_x of inference before learning starts in each presentation
@@ -182,7 +189,11 @@ def check_params(p: dict[str, Any]) -> None:
     need(int(p["n_interneurons"]) >= 1, "n_interneurons", "expected >= 1")
     need(int(p["sample_batch"]) >= 1, "sample_batch", "expected >= 1")
     dt = float(p["dt"]) * float(p["tau_x"])
-    if p["interneurons"] and not p["interneuron_precondition"] and p["quadratic"] != "full":
+    need(p["interneuron_integrator"] in ("euler", "exact"), "interneuron_integrator", "expected 'euler' or 'exact'")
+    need(not (p["interneuron_integrator"] == "exact" and p["quadratic"] == "full"), "interneuron_integrator",
+         "the exact step is implemented for fixed / diagonal precisions only")
+    if p["interneurons"] and not p["interneuron_precondition"] and p["quadratic"] != "full" \
+            and p["interneuron_integrator"] == "euler":
         top = float(p["precision"] if p["quadratic"] == "fixed" else p["precision_max"])
         need(2 * top * dt / (float(p["tau_u"]) * float(p["tau_x"])) < 2, "interneuron_precondition",
              f"the interneurons' EM step is unstable for precisions up to {top:g} (2 Lambda dt / tau_u >= 2): "
@@ -368,9 +379,14 @@ class HEE(Method):
 
     # --- dynamics ------------------------------------------------------------------------------
     def _interneuron_step(self, U: torch.Tensor, E: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One step of the interneurons U (K, B, N) driven by eta = E (B, N)."""
         if self.full:
-            noise = torch.randn(U.shape, generator=gen, device=U.device, dtype=U.dtype)
-            return first_order_step(U, E + self.quad_grad(U), self.tau_u, self.dt, noise)
+            shape = U.shape
+            U2, E2 = U.reshape(-1, self.N), E.expand(shape).reshape(-1, self.N)
+            noise = torch.randn(U2.shape, generator=gen, device=U.device, dtype=U.dtype)
+            return first_order_step(U2, E2 + self.quad_grad(U2), self.tau_u, self.dt, noise).reshape(shape)
+        if self.params["interneuron_integrator"] == "exact":
+            return interneuron_step_exact(U, E, self.lam, self.tau_u, self.dt, gen)
         if not self.params["interneuron_precondition"]:
             return interneuron_step(U, E, self.lam, self.tau_u, self.dt, gen)
         # preconditioned by the conditional variance K = (2 Lambda)^{-1}: same target, every
