@@ -34,7 +34,8 @@ def bench_train_iteration(quick: bool = False) -> None:
     info = DataInfo((1, 8, 8), True, 10)
     g = torch.Generator().manual_seed(0)
     x = torch.rand((512, 1, 8, 8), generator=g) * 2 - 1
-    common = {"net": "convnet", "net_params": {"nf": 16}, "n_steps": 20, "n_walkers": 64}  # n_walkers: jarzynski
+    common = {"net": "convnet", "net_params": {"nf": 16}, "n_steps": 20, "n_walkers": 64,  # n_walkers: jarzynski
+              "present_time": 0.2}  # hee: 20 Euler steps per update (its default is 30,000)
     fns = {}
     for name, cls in METHODS.items():
         params = {k: v for k, v in common.items() if k in cls.defaults}
