@@ -201,7 +201,6 @@ def bench_hee_inference(quick: bool = False) -> None:
     reference (both orders' chains, time-averaged over the second half). (3) ms per EM
     step of the method's inference loop (with learning), interleaved."""
     from .methods.hee import HEE
-    from .samplers.hee_dynamics import stationary_cov_linear  # noqa: F401  (documented alternative)
 
     info = DataInfo((2,), False)
     g = torch.Generator().manual_seed(0)

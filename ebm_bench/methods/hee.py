@@ -22,11 +22,12 @@ per-unit precision (our addition for data whose scale is far from 1/2, e.g. the 
 ``full``: the learned symmetric Lambda_l of the CIFAR-10 setting, g = -x^T W x - Tr(W^T W).
 The Tr(W^T W) term is constant in x, so it cancels between g and A and changes neither the
 distribution nor the gradient of ln p: it is not implemented. Learned precisions are
-projected onto [``precision_min``, ``precision_max``] (diagonal; ``full`` is only symmetrised, its
-positive definiteness is not enforced). The upper bound ``precision_max`` (25) keeps the
-explicit EM steps of x_0 (2 Lambda dt / tau_x = 0.5) and of the interneurons stable: a
-learned precision of an always-constant pixel would otherwise grow without bound. ``connectivity`` < 1 keeps a fixed random fraction
-of each W_l (CIFAR-10: 20% sparse connections, Table 1), drawn from the run seed.
+projected onto [``precision_min``, ``precision_max``] (diagonal; ``full`` is only
+symmetrised, its positive definiteness is not enforced). The upper bound ``precision_max``
+(25) keeps the explicit EM step of x_0 stable (2 Lambda dt / tau_x = 0.5): a learned
+precision of an always-constant pixel would otherwise grow without bound. ``connectivity``
+< 1 keeps a fixed random fraction of each W_l (CIFAR-10: 20% sparse connections, Table 1),
+drawn from the run seed.
 
 Inference (supp. Sec. 1.3, Sec. 3). With x_0 clamped to the data the latents z = x_{1:L}
 run Langevin dynamics on ln p(z | x_0) = ln p(x_{0:L}) + const, integrated by Euler-
@@ -176,12 +177,14 @@ def check_params(p: dict[str, Any]) -> None:
     for key in ("precision", "tau_x", "tau_v_factor", "m", "tau_u", "tau_theta", "dt", "present_time",
                 "joint_time", "marginal_time", "feature_time"):
         need(float(p[key]) > 0, key, "expected > 0")
-    need(0 < float(p["precision_min"]) <= float(p["precision"]), "precision_min", "expected 0 < precision_min <= precision")
+    need(0 < float(p["precision_min"]) <= float(p["precision"]), "precision_min",
+         "expected 0 < precision_min <= precision")
     need(float(p["precision_max"]) >= float(p["precision"]), "precision_max", "expected precision_max >= precision")
     need(0 < float(p["connectivity"]) <= 1, "connectivity", "expected a fraction in (0, 1]")
     need(float(p["weight_init"]) >= 0, "weight_init", "expected >= 0")
     need(float(p["latent_init_std"]) >= 0, "latent_init_std", "expected >= 0")
-    need(0 <= float(p["learn_after"]) < float(p["present_time"]), "learn_after", "expected 0 <= learn_after < present_time")
+    need(0 <= float(p["learn_after"]) < float(p["present_time"]), "learn_after",
+         "expected 0 <= learn_after < present_time")
     for avg, total in (("joint_average", "joint_time"), ("marginal_average", "marginal_time"),
                        ("feature_average", "feature_time")):
         need(0 < float(p[avg]) <= float(p[total]), avg, f"expected 0 < {avg} <= {total}")
