@@ -70,7 +70,7 @@ every EM step, by
 replaced by its expectation A'(eta_l) (and u u^T by E[x x^T | eta]) this is exactly
 grad ln p(x_{0:L}) (tested against autograd), and u_l is an unbiased sample of it. A batch
 is presented for ``present_time`` tau_x (supp. Sec. 3: 300 tau_x); latents start from
-N(0, ``latent_init_std``^2), v at 0 and interneurons at 0 (the supplement does not say);
+N(0, ``latent_init_std``^2), v per ``v_init`` and interneurons at 0 (not in the supplement);
 ``learn_after`` tau_x of inference may precede learning (default 0: learning always on).
 
 Generation (supp. Sec. 3), selected by ``generation``:
