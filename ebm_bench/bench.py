@@ -34,7 +34,8 @@ def bench_train_iteration(quick: bool = False) -> None:
     info = DataInfo((1, 8, 8), True, 10)
     g = torch.Generator().manual_seed(0)
     x = torch.rand((512, 1, 8, 8), generator=g) * 2 - 1
-    common = {"net": "convnet", "net_params": {"nf": 16}, "n_steps": 20, "n_walkers": 64}  # n_walkers: jarzynski
+    common = {"net": "convnet", "net_params": {"nf": 16}, "n_steps": 20, "n_walkers": 64,  # n_walkers: jarzynski
+              "present_time": 0.2}  # hee: 20 Euler steps per update (its default is 30,000)
     fns = {}
     for name, cls in METHODS.items():
         params = {k: v for k, v in common.items() if k in cls.defaults}
@@ -128,10 +129,170 @@ def bench_gmm_run(quick: bool = False) -> None:
         print(f"  {variant:12s} {steps} steps: {what} ({1e3 * wall / k:.1f} ms/step)")
 
 
+def _hee_linear_posterior(m, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """HEE-L with closed-form A': the latent score is affine, S(z) = H z + c. H and c are read
+    off the method's own score at z = 0 and at the unit vectors (float64)."""
+    nz = m.N - m.sizes[0]
+
+    def score(z: torch.Tensor) -> torch.Tensor:
+        X = torch.cat([x0.expand(z.shape[0], -1), z], 1)
+        FX = m.f(X)
+        E = m.eta(FX)
+        return m.score(X, FX, E, m.cond_mean(E))[:, m.sizes[0]:]
+
+    c = score(torch.zeros(1, nz, dtype=torch.float64))[0]
+    H = (score(torch.eye(nz, dtype=torch.float64)) - c).T
+    return H, c
+
+
+def _hee_moment_trajectory(H, c, tau, dt, order, m_adapt, tau_v_factor, n_steps, init_std, v_stationary=False):
+    """Exact mean and covariance of z after every EM step of the linear recursion (z0 ~
+    N(0, init_std^2 I), v0 = 0 or, with ``v_stationary``, v0 ~ N(0, 4 m tau_z / tau_v)
+    independent of z0), as (means, covs) lists."""
+    nz = H.shape[0]
+    eye = torch.eye(nz, dtype=torch.float64)
+    h = dt / tau
+    s = torch.sqrt(2 * dt / tau)
+    if order == 1:
+        M, const, Bn = eye + h[:, None] * H, h * c, torch.diag(s)
+        mean, cov = torch.zeros(nz, dtype=torch.float64), init_std ** 2 * eye
+    else:
+        tv = tau_v_factor * tau
+        M = torch.zeros(2 * nz, 2 * nz, dtype=torch.float64)
+        M[:nz, :nz], M[:nz, nz:] = eye + h[:, None] * H, -torch.diag(h)
+        M[nz:, nz:] = torch.diag(1 - dt * m_adapt / tv)
+        const = torch.cat([h * c, torch.zeros(nz, dtype=torch.float64)])
+        Bn = torch.cat([torch.diag(s), torch.diag(2 * m_adapt * torch.sqrt(2 * tau) / tv * dt ** 0.5)])
+        mean = torch.zeros(2 * nz, dtype=torch.float64)
+        cov = torch.zeros(2 * nz, 2 * nz, dtype=torch.float64)
+        cov[:nz, :nz] = init_std ** 2 * eye
+        if v_stationary:
+            cov[nz:, nz:] = torch.diag(4 * m_adapt * tau / tv)
+    Q = Bn @ Bn.T
+    means, covs = [], []
+    for _ in range(n_steps):
+        mean = M @ mean + const
+        cov = M @ cov @ M.T + Q
+        means.append(mean[:nz])
+        covs.append(cov[:nz, :nz])
+    return means, covs
+
+
+def _first_below(errs: list[float], tol: float, dt: float) -> float:
+    """Simulated time (tau_x) after which the error stays below tol (inf if never)."""
+    last_above = -1
+    for i, e in enumerate(errs):
+        if not e < tol:
+            last_above = i
+    return (last_above + 2) * dt if last_above + 1 < len(errs) else float("inf")
+
+
+def bench_hee_inference(quick: bool = False) -> None:
+    """HEE (paper 000 supp. Eq. 4-13): simulated time until first- and second-order inference
+    reach the posterior, side by side in one run, and the wall time per EM step of each.
+
+    (1) HEE-L at the 2D-synthetic setting of supp. Table 1 (L = 5, n_l = 10, tau_z =
+    linspace(1, 10), dt = 0.01, tau_v = 0.5 tau_z, m = 0.5), random weights, one data
+    point: the recursion is linear, so the mean and covariance of the chains after every EM
+    step are computed exactly (no Monte Carlo). Errors: RMS over latent units of
+    |E z_t - mu| / sd (posterior sd units) and the relative Frobenius distance of Cov z_t
+    to the recursion's own stationary covariance. (2) The nonlinear (tanh) model with
+    interneurons, simulated chains: RMS error of the chain mean against a long-run
+    reference (both orders' chains, time-averaged over the second half). (3) ms per EM
+    step of the method's inference loop (with learning), interleaved."""
+    from .methods.hee import HEE
+
+    info = DataInfo((2,), False)
+    g = torch.Generator().manual_seed(0)
+    base = {"layers": [10] * 5, "weight_init": 1.0, "tau_z": [1.0, 10.0], "dt": 0.01}
+    x0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+
+    # (1) exact moments, HEE-L
+    lin = HEE({**base, "nonlinearity": "linear", "interneurons": False}, info, "cpu", 0)
+    lin.W = [w.double() for w in lin.W]
+    lin.bias = (0.5 * torch.randn(lin.N, generator=g)).double()
+    lin.lam = lin.lam.double()
+    H, c = _hee_linear_posterior(lin, x0)
+    cov_post = torch.linalg.inv(-H)
+    mu = cov_post @ c
+    sd = torch.sqrt(torch.diagonal(cov_post))
+    tau = lin.tau_vec[lin.sizes[0]:].double()
+    T = 60.0 if quick else 150.0
+    n_steps = int(round(T / lin.dt))
+    print(f"HEE-L posterior, supp. Table 1 2D setting (L=5, n_l=10, tau_z=linspace(1,10), dt=0.01 tau_x), "
+          f"exact moments of the EM recursion over {T:g} tau_x")
+    res = {}
+    labels = {1: "first-order", 2: "second-order (v0 = 0)", 3: "second-order (v0 ~ N(0, 4m tau_z/tau_v))"}
+    for key in (1, 2, 3):
+        means, covs = _hee_moment_trajectory(H, c, tau, lin.dt, min(key, 2), 0.5, 0.5, n_steps, 1.0,
+                                             v_stationary=key == 3)
+        stat = covs[-1]
+        e_mean = [float(((mt - mu) / sd).pow(2).mean().sqrt()) for mt in means]
+        e_cov = [float((ct - stat).norm() / stat.norm()) for ct in covs]
+        bias = float((stat - cov_post).norm() / cov_post.norm())
+        res[key] = (e_mean, e_cov, bias)
+    rows = [(f"mean within {tol:g} sd (RMS)", 0, tol) for tol in (0.1, 0.01)] + \
+           [(f"covariance within {100 * tol:g}%", 1, tol) for tol in (0.05, 0.01)]
+    for what, idx, tol in rows:
+        t = {k: _first_below(res[k][idx], tol, lin.dt) for k in res}
+        print(f"  {what}: " + "   ".join(f"{labels[k]} {t[k]:6.2f} tau_x" for k in res) + "   speed-up "
+              + ", ".join(f"x{t[1] / t[k]:.2f}" for k in (2, 3)))
+    print("  O(dt) bias of the stationary covariance vs the posterior: "
+          + ", ".join(f"{labels[k]} {100 * res[k][2]:.2f}%" for k in (1, 2)))
+
+    # (2) nonlinear model with interneurons, simulated chains
+    n_chain = 500 if quick else 2000
+    T2 = 20.0 if quick else 60.0
+    n2 = int(round(T2 / 0.01))
+    nl = HEE({**base, "nonlinearity": "tanh", "interneurons": True}, info, "cpu", 0)
+    nl.bias = 0.5 * torch.randn(nl.N, generator=g)
+    xb = x0.float().expand(n_chain, -1)
+    traj, tails = {}, []
+    for order in (1, 2):
+        nl.params["order"] = order
+        mean_t: list[torch.Tensor] = []
+        acc = {"sum": 0.0, "sq": 0.0, "n": 0}
+
+        def rec(step, X, mean_t=mean_t, acc=acc):
+            z = X[:, nl.sizes[0]:]
+            mean_t.append(z.mean(0).double())
+            if step > n2 // 2:
+                acc["sum"] = acc["sum"] + z.double().sum(0)
+                acc["sq"] = acc["sq"] + z.double().pow(2).sum(0)
+                acc["n"] += z.shape[0]
+
+        nl.simulate(xb, n2, torch.Generator().manual_seed(10 + order), mode="infer", record=rec)
+        traj[order] = mean_t
+        tails.append(acc)
+    tot = sum(a["n"] for a in tails)
+    ref = sum(a["sum"] for a in tails) / tot
+    sd2 = torch.sqrt(sum(a["sq"] for a in tails) / tot - ref ** 2)
+    print(f"tanh HEE with interneurons (tau_u = 0.1), {n_chain} chains, {T2:g} tau_x; reference = both orders' "
+          f"chains averaged over the second half")
+    errs = {o: [float(((mt - ref) / sd2).pow(2).mean().sqrt()) for mt in traj[o]] for o in (1, 2)}
+    floor = 1.0 / n_chain ** 0.5
+    for tol in (0.2, 0.1):
+        t1, t2 = (_first_below(errs[o], tol, 0.01) for o in (1, 2))
+        print(f"  mean within {tol:g} sd (RMS; MC floor ~{floor:.3f}): first-order {t1:7.2f} tau_x   "
+              f"second-order {t2:7.2f} tau_x   speed-up x{t1 / t2:.2f}")
+
+    # (3) cost per EM step, interleaved
+    xs = torch.randn(256, 2, generator=g)
+    ms = {o: HEE({**base, "nonlinearity": "tanh", "order": o, "present_time": 1.0}, info, "cpu", 0) for o in (1, 2)}
+    med = _median_time({f"order {o}": (lambda m=m: m.train_step(xs, 1)) for o, m in ms.items()}, 3 if quick else 10)
+    n_em = ms[1].sampler_steps_per_iter
+    print(f"cost per EM step (inference + interneurons + local learning, batch 256, tanh, {torch.get_num_threads()} "
+          f"threads)")
+    for k, t in med.items():
+        print(f"  {k}: {1e3 * t / n_em:7.3f} ms/step")
+    print(f"  second-order / first-order cost: x{med['order 2'] / med['order 1']:.2f}")
+
+
 BENCHMARKS: dict[str, Callable[[bool], None]] = {
     "train_iteration": bench_train_iteration,
     "ula_vectorisation": bench_ula_vectorisation,
     "jarzynski_overhead": bench_jarzynski_overhead,
+    "hee_inference": bench_hee_inference,
 }
 
 
