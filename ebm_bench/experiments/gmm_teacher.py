@@ -259,6 +259,8 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str,
         by.setdefault(r["variant"], {}).setdefault(int(r["seed"]), []).append(r)
     fig, axes = plt.subplots(1, 5, figsize=(25, 4.2))
     colors = dict(zip(list(VARIANTS) + list(EXTRA_VARIANTS), ["C0", "C3", "C2", "C1", "C4"]))
+    for i, v in enumerate(v for v in by if v not in colors):  # other rows (e.g. short_run)
+        colors[v] = f"C{5 + i}"
 
     def band(ax, v, key, label=None, **kw):
         seeds = by[v]
