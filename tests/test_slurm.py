@@ -31,7 +31,7 @@ import yaml
 
 from ebm_bench import gpu
 from ebm_bench.io import load_torch
-from test_workflow import TOY, tiny_config
+from test_workflow import TOY, tiny_config, wait_for_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "profiles" / "slurm-local" / "cluster.sh"
@@ -127,15 +127,7 @@ def test_dag_through_slurm_with_a_cancelled_job(slurm_cluster, tmp_path: Path) -
         first = _snakemake(work, cfg, env, "--profile", str(ROOT / "profiles" / "slurm-local"))
         procs.append(first)
         ckpt = work / RUN / "checkpoint.pt"
-        deadline = time.time() + 400
-        while time.time() < deadline and first.poll() is None:
-            if ckpt.exists():
-                try:
-                    if load_torch(ckpt)["step"] >= 40:
-                        break
-                except Exception:  # being replaced right now
-                    pass
-            time.sleep(0.2)
+        wait_for_checkpoint(first, ckpt, 40, timeout=400)
         assert ckpt.exists(), "no checkpoint of the training job appeared:\n" + _log_of(first)
         assert first.poll() is None, "training finished before it could be cancelled:\n" + _log_of(first)
         (train_job,) = [j for r, _, j in _slurm_jobs(work) if r == "train"]

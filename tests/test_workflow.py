@@ -63,6 +63,19 @@ def snakemake(workdir: Path, config: dict, *targets: str, popen: bool = False, t
     return r
 
 
+def wait_for_checkpoint(proc, ckpt: Path, step: int, timeout: float) -> None:
+    """Poll until ``ckpt`` holds at least ``step`` training steps, ``proc`` ends, or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            try:
+                if load_torch(ckpt)["step"] >= step:
+                    return
+            except Exception:  # being replaced right now
+                pass
+        time.sleep(0.2)
+
+
 def test_whole_dag_with_a_diverging_run(tmp_path: Path) -> None:
     snakemake(tmp_path, tiny_config())
     tables = tmp_path / "results" / "tables"
@@ -100,15 +113,7 @@ def test_killed_training_resumes_to_the_same_state(tmp_path: Path) -> None:
     work = tmp_path / "killed"
     proc = snakemake(work, cfg, target, popen=True)
     ckpt = work / "results/runs/rings/pcd/seed0/checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists():
-            try:
-                if load_torch(ckpt)["step"] >= 50:
-                    break
-            except Exception:  # being replaced right now
-                pass
-        time.sleep(0.2)
+    wait_for_checkpoint(proc, ckpt, 50, timeout=300)
     assert proc.poll() is None, "training finished before it could be killed; make it longer"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
