@@ -3,8 +3,9 @@
     ebm-bench list                          registered datasets, networks and methods
     ebm-bench train    --spec JSON --run-dir DIR
     ebm-bench sample   --spec JSON --run-dir DIR
-    ebm-bench evaluate --spec JSON --run-dir DIR --classifier PATH
+    ebm-bench evaluate --spec JSON --run-dir DIR --classifier PATH --reference PATH
     ebm-bench classifier --spec JSON --out PATH
+    ebm-bench reference  --spec JSON --classifier PATH --out PATH   FID/KID/IS reference of a dataset
     ebm-bench download --spec JSON --data-root DIR [--flag FILE]
     ebm-bench fetch-inception --dest DIR [--flag FILE]
     ebm-bench tables   --results-dir results --out-dir results/tables
@@ -76,7 +77,14 @@ def cmd_evaluate(args) -> None:
     from .stages import evaluate_stage
 
     evaluate_stage(_spec(args.spec), Path(args.run_dir), Path(args.classifier) if args.classifier else None,
-                   args.threads)
+                   args.threads, reference=Path(args.reference) if args.reference else None)
+
+
+def cmd_reference(args) -> None:
+    from .stages import reference_stage
+
+    reference_stage(_spec(args.spec), Path(args.classifier) if args.classifier else None, Path(args.out),
+                    args.threads)
 
 
 def cmd_classifier(args) -> None:
@@ -128,7 +136,7 @@ def cmd_bench(args) -> None:
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None)
 
 
-GPU_STAGES = ("train", "sample", "evaluate", "classifier")
+GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference")
 
 
 def _claim_gpus(args):
@@ -164,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     add("train", cmd_train, "spec", "run-dir").add_argument("--stop-after", type=int, default=None,
                                                             help="exit after N steps without finishing (tests)")
     add("sample", cmd_sample, "spec", "run-dir")
-    add("evaluate", cmd_evaluate, "spec", "run-dir", "classifier")
+    add("evaluate", cmd_evaluate, "spec", "run-dir", "classifier", "reference")
+    add("reference", cmd_reference, "spec", "classifier", "out")
     add("classifier", cmd_classifier, "spec", "out")
     add("download", cmd_download, "spec", "data-root", "flag")
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")

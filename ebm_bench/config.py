@@ -23,7 +23,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 SAMPLE_DEFAULTS: dict[str, Any] = {"n": 1000}
 EVALUATE_DEFAULTS: dict[str, Any] = {
     "features": "auto",
-    "n_real": 1000,
+    "real_split": "train",
+    "n_real": None,
+    "min_real_per_dim": 2.0,
+    "min_classifier_accuracy": 0.9,
     "probe_max_train": 5000,
     "inception_weights": None,
 }

@@ -31,10 +31,40 @@ rule classifier:
         " > {log:q} 2>&1"
 
 
+# The FID/KID/IS reference of a dataset: features of the configured real split
+# (evaluate.real_split, train by default) computed once and read by every run's evaluate
+# job (stages.reference_stage).
+rule reference:
+    input:
+        data_flag,
+        inception_flag,
+        classifier=classifier_input,
+    output:
+        npz=REFERENCE,
+        meta=REFERENCE.replace(".npz", ".json"),
+    params:
+        spec=reference_spec_param,
+        tracked=reference_tracked_param,
+        classifier=classifier_arg,
+    log:
+        f"{LOGS}/reference/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/reference/{{dataset}}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "ebm-bench reference --spec {params.spec:q} {params.classifier} --out {output.npz:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
 rule evaluate:
     input:
         data_flag,
         inception_flag,
+        reference=reference_input,
         model=run_file("model.pt"),  # the linear probe reads the model's features
         samples=run_file("samples.npz"),
         status=run_file("train_status.json"),
@@ -46,6 +76,7 @@ rule evaluate:
         tracked=tracked_param("evaluate"),
         run_dir=parent_dir("metrics"),
         classifier=classifier_arg,
+        reference=reference_arg,
     log:
         run_log("evaluate"),
     benchmark:
@@ -57,4 +88,4 @@ rule evaluate:
         CONDA_ENV
     shell:
         "ebm-bench evaluate --spec {params.spec:q} --run-dir {params.run_dir:q}"
-        " {params.classifier} --threads {threads} > {log:q} 2>&1"
+        " {params.classifier} {params.reference} --threads {threads} > {log:q} 2>&1"
