@@ -6,6 +6,7 @@
     ebm-bench evaluate --spec JSON --run-dir DIR --classifier PATH --reference PATH
     ebm-bench classifier --spec JSON --out PATH
     ebm-bench reference  --spec JSON --classifier PATH --out PATH   FID/KID/IS reference of a dataset
+    ebm-bench run      --spec JSON --run-dir DIR [--classifier PATH] [--reference PATH]   train+sample+evaluate
     ebm-bench download --spec JSON --data-root DIR [--flag FILE]
     ebm-bench fetch-inception --dest DIR [--flag FILE]
     ebm-bench tables   --results-dir results --out-dir results/tables [--claims config/claims.yaml]
@@ -80,6 +81,29 @@ def cmd_evaluate(args) -> None:
                    args.threads, reference=Path(args.reference) if args.reference else None)
 
 
+def cmd_run(args) -> None:
+    """train + sample + evaluate of one run in one process (combine_stages: true)."""
+    import time
+
+    from .io import write_json
+    from .stages import evaluate_stage, sample_stage
+
+    t0 = time.perf_counter()
+    cmd_train(args)
+    if getattr(args, "stop_after", None) is not None:
+        return
+    t1 = time.perf_counter()
+    run_dir = Path(args.run_dir)
+    spec = _spec(args.spec)
+    sample_stage(spec, run_dir, args.threads)
+    t2 = time.perf_counter()
+    evaluate_stage(spec, run_dir, Path(args.classifier) if args.classifier else None, args.threads,
+                   reference=Path(args.reference) if args.reference else None)
+    t3 = time.perf_counter()
+    # in-process seconds per stage, against the job's wall time in its benchmark file
+    write_json({"train_s": t1 - t0, "sample_s": t2 - t1, "evaluate_s": t3 - t2}, run_dir / "stage_times.json")
+
+
 def cmd_reference(args) -> None:
     from .stages import reference_stage
 
@@ -146,7 +170,7 @@ def cmd_bench(args) -> None:
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None)
 
 
-GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference")
+GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
 
 
 def _claim_gpus(args):
@@ -184,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     add("sample", cmd_sample, "spec", "run-dir")
     add("evaluate", cmd_evaluate, "spec", "run-dir", "classifier", "reference")
     add("reference", cmd_reference, "spec", "classifier", "out")
+    add("run", cmd_run, "spec", "run-dir", "classifier", "reference").add_argument(
+        "--stop-after", type=int, default=None, help="exit after N training steps without finishing (tests)")
     add("classifier", cmd_classifier, "spec", "out")
     add("download", cmd_download, "spec", "data-root", "flag")
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")

@@ -255,7 +255,9 @@ def collect(
                  "fingerprint": "" if fp is None else str(fp), "note": note}
             )
         bench = {stage: _read_benchmark(results_dir / "benchmarks" / stage / dataset / method / f"seed{seed}.tsv")
-                 for stage in ("train", "sample", "evaluate")}
+                 for stage in ("train", "sample", "evaluate", "run")}
+        if not bench["train"]:  # combine_stages: one job ran all three
+            bench["train"] = bench["run"]
         wall = _as_float(train.get("wall_time_s"))
         if math.isnan(wall):
             wall = bench["train"].get("s", math.nan)
