@@ -11,7 +11,12 @@ test use to train it in seconds. The training loop (``ebm_bench.train``) calls o
 - ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume bit-exactly,
   including random generators; only tensors, numbers, strings, lists and dicts, so
   checkpoints load with ``torch.load(weights_only=True)``;
-- ``sampler_steps_per_iter``: sampler steps per update, for the cost columns.
+- ``sampler_steps_per_iter``: sampler steps per update, for the cost columns;
+- optionally ``bind_data(dataset, real_split)``: called by the sample stage before
+  ``sample`` for methods that generate from the data itself (the ``data`` reference row).
+
+Gradient evaluations (grad_x U at one point) are counted where they happen
+(:mod:`ebm_bench.samplers.counting`); the cost columns read the counter.
 
 Randomness: a method draws only from ``self.gen`` (a seeded ``torch.Generator`` on the
 method's device), never from torch's global RNG, so a resumed run repeats an
