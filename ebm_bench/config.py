@@ -29,6 +29,7 @@ EVALUATE_DEFAULTS: dict[str, Any] = {
     "min_classifier_accuracy": 0.9,
     "probe_max_train": 5000,
     "inception_weights": None,
+    "model_modes": {},  # AIS settings of the model_modes family (ebm_bench/evaluation/model_modes.py)
 }
 DATASET_KEYS = {"type", "params", "train", "variants", "variant_params"}
 
