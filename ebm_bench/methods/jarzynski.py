@@ -134,6 +134,8 @@ class Jarzynski(LangevinEBM):
                               "account for; set weights_ignore_clamp: true to run it anyway (reference-code quirk 3)")
         if self.sampler.step_rule is not None:
             raise ConfigError("the Jarzynski weights assume the plain ULA move (no step_rule)")
+        if self.sampler.metropolis:
+            raise ConfigError("metropolis: the Jarzynski weights assume the plain ULA move (no accept/reject)")
         self.n_walkers = int(p["n_walkers"])
         n_moved = int(p["n_moved"])
         self.n_moved = self.n_walkers if n_moved == 0 or n_moved >= self.n_walkers else n_moved
