@@ -158,6 +158,8 @@ class Jarzynski(LangevinEBM):
                 f"burn_in_steps to start from the init_chains law plus unweighted ULA burn-in (an approximation "
                 f"of rho_theta0, logged as walkers_exact_start = 0)")
         self.strict = p["weights_precision"] == "strict"
+        if self.sampler.metropolis:
+            raise ConfigError("metropolis: the Jarzynski weights assume the plain ULA move (no accept/reject)")
         self.n_walkers = int(p["n_walkers"])
         n_moved = int(p["n_moved"])
         self.n_moved = self.n_walkers if n_moved == 0 or n_moved >= self.n_walkers else n_moved

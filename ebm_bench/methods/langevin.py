@@ -28,6 +28,7 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "temperature": 5e-5,
     "n_steps": 100,  # K Langevin steps per update
     "grad_clip": None,  # optional clamp of grad_x U in Langevin (paper 003's CIFAR runs)
+    "metropolis": False,  # Metropolis-adjust every Langevin move (MALA; STANLEY + MH): samplers/ula.py
     "clamp": False,  # project image chains onto [-1, 1] after each step
     "data_noise": 0.03,  # N(0, s^2) added to data batches (images only)
     "init_scale": 1.0,  # chains start from U[-s, s]
@@ -71,6 +72,7 @@ class LangevinEBM(Method):
             temperature=p["temperature"],
             grad_clip=p["grad_clip"],
             clamp=(-1.0, 1.0) if p["clamp"] else None,
+            metropolis=bool(p["metropolis"]),
         )
         self.sampler_steps_per_iter = int(p["n_steps"])
 
@@ -177,7 +179,9 @@ class LangevinEBM(Method):
         if not self.chains_seeded:
             self.seed_chains(pos)
             self.chains_seeded = True
+        self.sampler.reset_acceptance()
         neg = self.negatives(pos)
+        accept = {} if self.sampler.accept_rate is None else {"accept_rate": self.sampler.accept_rate}
         e_pos, e_neg = self.energy(pos), self.energy(neg)
         loss = e_pos.mean() - e_neg.mean()
         if self.params["energy_reg"] > 0:
@@ -193,6 +197,7 @@ class LangevinEBM(Method):
             "energy_data": float(e_pos.mean().detach()),
             "energy_model": float(e_neg.mean().detach()),
             "sample_absmax": float(neg.abs().max()),
+            **accept,
             **self.net_scalars(),
         }
 
