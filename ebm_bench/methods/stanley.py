@@ -17,6 +17,7 @@ The MLE update (Eq. 7-8) is the shared contrastive loss of :class:`LangevinEBM`.
 
 from __future__ import annotations
 
+from .. import validation as V
 from ..errors import ConfigError
 from ..samplers.stanley_step import MODES, StanleyStep
 from .base import register_method
@@ -35,6 +36,7 @@ class Stanley(ShortRun):
         "stanley_threshold": 0.05,  # th (unofficial prototypes: 0.05 on toys, 1e-4..3e-4 on images)
         "stanley_mode": "coordinate",  # coordinate | sample
     }
+    checks = {"stanley_threshold": V.positive(), "stanley_mode": V.choice(*MODES)}
     tiny = {**LangevinEBM.tiny}
 
     def __init__(self, params, data, device, seed):
