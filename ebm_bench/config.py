@@ -227,23 +227,32 @@ def check_config(config: dict) -> None:
             if "net" not in cls.defaults:
                 continue
             layers = _layers(config, dname, vname)
-            net_path = next((f"{p}.net" for p, block in reversed(layers) if "net" in block), None)
-            np_path = next((f"{p}.net_params" for p, block in reversed(layers) if "net_params" in block), None)
-            net = params.get("net", cls.defaults.get("net"))
-            given = params.get("net_params", None)
-            if net is None:
-                net = ds["default_net"]
-                net_path = net_path or f"datasets.{dname}.type ({ds['type']}'s default network)"
-            net_cls = NETWORKS.get(net, key=net_path or f"variants.{vname}.net (method {method}'s default)")
-            if given is None:
-                continue
-            if not isinstance(given, dict):
-                raise ConfigError(f"{np_path}: {given!r} is not a mapping of {net}'s arguments")
-            if np_path is not None:
+
+            def net_of(upto: int) -> tuple[str, str]:
+                """The network (and the key naming it) in force after ``layers[:upto]``."""
+                for p, block in reversed(layers[:upto]):
+                    if block.get("net") is not None:
+                        return block["net"], f"{p}.net"
+                if cls.defaults.get("net") is not None:
+                    return cls.defaults["net"], f"variants.{vname}.net (method {method}'s default)"
+                return ds["default_net"], f"datasets.{dname}.type ({ds['type']}'s default network)"
+
+            net, net_path = net_of(len(layers))
+            NETWORKS.get(net, key=net_path)
+            # every block that sets net_params for this run, against the network in force
+            # there (the last block wins, but none may be wrong)
+            for i, (p, block) in enumerate(layers):
+                if "net_params" not in block:
+                    continue
+                given, np_path = block["net_params"], f"{p}.net_params"
+                net_i, key_i = net_of(i + 1)
+                net_cls = NETWORKS.get(net_i, key=key_i)
+                if not isinstance(given, dict):
+                    raise ConfigError(f"{np_path}: {given!r} is not a mapping of {net_i}'s arguments")
                 try:
                     V.check_block(net_cls, given, np_path)
                 except ConfigError as e:
-                    raise ConfigError(f"{e} (network {net} of variant {vname!r} on dataset {dname!r})") from None
+                    raise ConfigError(f"{e} (network {net_i} of variant {vname!r} on dataset {dname!r})") from None
     _check_section(Train, config.get("train") or {}, "train")
     _check_section(Sample, config.get("sample") or {}, "sample")
     _check_section(Evaluate, config.get("evaluate") or {}, "evaluate")
