@@ -500,3 +500,21 @@ def test_jobs_import_the_workflows_own_package(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log = (tmp_path / "wd" / "results" / "logs" / "classifier" / "rings.log").read_text()
     assert f"ebm_bench imported from {copy_root / 'ebm_bench' / '__init__.py'}" in log, log
+
+
+@pytest.mark.workflow
+def test_every_output_lies_under_results_dir(tmp_path) -> None:
+    """Runs write only under results_dir: every output of the paper suite's DAG (downloads,
+    weights flag, classifiers, runs, tables, figures) lies under it."""
+    cfg = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    cfg["results_dir"] = "out/res"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([_snakemake(), "--summary", "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                           str(tmp_path / "wd"), "--configfile", str(tmp_path / "c.yaml"), "--cores", "1"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split("\t")[0] for line in proc.stdout.splitlines()[1:] if line.strip()]
+    assert len(rows) > 50 and any("/data/" in r for r in rows), rows[:5]
+    outside = [r for r in rows if not r.startswith("out/res/")]
+    assert not outside, outside[:5]
