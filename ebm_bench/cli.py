@@ -3,11 +3,13 @@
     ebm-bench list                          registered datasets, networks and methods
     ebm-bench train    --spec JSON --run-dir DIR
     ebm-bench sample   --spec JSON --run-dir DIR
-    ebm-bench evaluate --spec JSON --run-dir DIR --classifier PATH
+    ebm-bench evaluate --spec JSON --run-dir DIR --classifier PATH --reference PATH
     ebm-bench classifier --spec JSON --out PATH
+    ebm-bench reference  --spec JSON --classifier PATH --out PATH   FID/KID/IS reference of a dataset
+    ebm-bench run      --spec JSON --run-dir DIR [--classifier PATH] [--reference PATH]   train+sample+evaluate
     ebm-bench download (--spec JSON | --dataset NAME) --data-root DIR [--flag FILE]
     ebm-bench fetch-inception --dest DIR [--flag FILE]
-    ebm-bench tables   --results-dir results --out-dir results/tables
+    ebm-bench tables   --results-dir results --out-dir results/tables [--claims config/claims.yaml]
     ebm-bench plot     --run-dir DIR
     ebm-bench bench    [--quick] [NAME ...]
 
@@ -80,7 +82,37 @@ def cmd_evaluate(args) -> None:
     from .stages import evaluate_stage
 
     evaluate_stage(_spec(args.spec), Path(args.run_dir), Path(args.classifier) if args.classifier else None,
-                   args.threads)
+                   args.threads, reference=Path(args.reference) if args.reference else None)
+
+
+def cmd_run(args) -> None:
+    """train + sample + evaluate of one run in one process (combine_stages: true)."""
+    import time
+
+    from .io import write_json
+    from .stages import evaluate_stage, sample_stage
+
+    t0 = time.perf_counter()
+    cmd_train(args)
+    if getattr(args, "stop_after", None) is not None:
+        return
+    t1 = time.perf_counter()
+    run_dir = Path(args.run_dir)
+    spec = _spec(args.spec)
+    sample_stage(spec, run_dir, args.threads)
+    t2 = time.perf_counter()
+    evaluate_stage(spec, run_dir, Path(args.classifier) if args.classifier else None, args.threads,
+                   reference=Path(args.reference) if args.reference else None)
+    t3 = time.perf_counter()
+    # in-process seconds per stage, against the job's wall time in its benchmark file
+    write_json({"train_s": t1 - t0, "sample_s": t2 - t1, "evaluate_s": t3 - t2}, run_dir / "stage_times.json")
+
+
+def cmd_reference(args) -> None:
+    from .stages import reference_stage
+
+    reference_stage(_spec(args.spec), Path(args.classifier) if args.classifier else None, Path(args.out),
+                    args.threads)
 
 
 def cmd_classifier(args) -> None:
@@ -122,11 +154,21 @@ def cmd_fetch_inception(args) -> None:
 
 
 def cmd_tables(args) -> None:
+    """Verdicts first (claims.md opens summary.md), then every table."""
+    from .claims import DEFAULT_CLAIMS, ClaimError, build_claims
     from .tables import DEFAULT_REPORTED, build_tables
 
     reported = Path(args.reported) if args.reported else DEFAULT_REPORTED
-    written = build_tables(Path(args.results_dir), Path(args.out_dir), reported=reported)
-    for p in (written.values() if isinstance(written, dict) else written):
+    claims = Path(args.claims) if args.claims else DEFAULT_CLAIMS
+    written = {}
+    if claims.is_file():
+        try:
+            written.update(build_claims(Path(args.results_dir), Path(args.out_dir), claims))
+        except ClaimError as e:
+            raise ConfigError(str(e)) from None
+    written.update(build_tables(Path(args.results_dir), Path(args.out_dir), reported=reported,
+                                claims_md=written.get("claims.md")))
+    for p in written.values():
         print(p)
 
 
@@ -143,7 +185,7 @@ def cmd_bench(args) -> None:
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None)
 
 
-GPU_STAGES = ("train", "sample", "evaluate", "classifier")
+GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
 
 
 def _claim_gpus(args):
@@ -179,11 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     add("train", cmd_train, "spec", "run-dir").add_argument("--stop-after", type=int, default=None,
                                                             help="exit after N steps without finishing (tests)")
     add("sample", cmd_sample, "spec", "run-dir")
-    add("evaluate", cmd_evaluate, "spec", "run-dir", "classifier")
+    add("evaluate", cmd_evaluate, "spec", "run-dir", "classifier", "reference")
+    add("reference", cmd_reference, "spec", "classifier", "out")
+    add("run", cmd_run, "spec", "run-dir", "classifier", "reference").add_argument(
+        "--stop-after", type=int, default=None, help="exit after N training steps without finishing (tests)")
     add("classifier", cmd_classifier, "spec", "out")
     add("download", cmd_download, "spec", "dataset", "data-root", "flag")
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")
-    add("tables", cmd_tables, "results-dir", "out-dir", "reported")
+    add("tables", cmd_tables, "results-dir", "out-dir", "reported", "claims")
     add("plot", cmd_plot, "run-dir")
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")

@@ -23,7 +23,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 SAMPLE_DEFAULTS: dict[str, Any] = {"n": 1000}
 EVALUATE_DEFAULTS: dict[str, Any] = {
     "features": "auto",
-    "n_real": 1000,
+    "real_split": "train",
+    "n_real": None,
+    "min_real_per_dim": 2.0,
+    "min_classifier_accuracy": 0.9,
     "probe_max_train": 5000,
     "inception_weights": None,
 }
@@ -59,8 +62,10 @@ def _sections():
 
     class Evaluate(_Section):
         defaults = EVALUATE_DEFAULTS
-        checks = {"features": V.choice("auto", "inception", "domain"), "n_real": V.count(MIN_REAL),
-                  "probe_max_train": V.count(MIN_PROBE_TRAIN), "inception_weights": V.Check("str", nullable=True)}
+        checks = {"features": V.choice("auto", "inception", "domain"), "real_split": V.choice("train", "test"),
+                  "n_real": V.count(MIN_REAL, nullable=True), "min_real_per_dim": V.nonnegative(),
+                  "min_classifier_accuracy": V.probability(), "probe_max_train": V.count(MIN_PROBE_TRAIN),
+                  "inception_weights": V.Check("str", nullable=True)}
 
     return Train, Sample, Evaluate
 

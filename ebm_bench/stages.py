@@ -8,6 +8,9 @@ the DAG completes and the tables say what happened.
 from __future__ import annotations
 
 import io as _io
+import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,9 @@ import torch
 
 from . import runs
 from .data import to_uint8
-from .io import atomic_write_bytes, load_torch, read_json, write_json
+from .errors import ConfigError
+from .samplers.counting import grad_evals
+from .io import atomic_write_bytes, load_torch, read_json, spec_hash, write_json
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
@@ -28,6 +33,12 @@ def _save_npz(path: Path, **arrays: Any) -> None:
 def load_samples(path: Path) -> tuple[np.ndarray, str]:
     with np.load(path, allow_pickle=False) as z:
         return z["samples"], str(z["status"])
+
+
+def load_sample_cost(path: Path) -> dict[str, Any]:
+    """The generation cost the sample stage recorded (grad evals, seconds); {} if none."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["cost"])) if "cost" in z.files else {}
 
 
 def load_trained(spec: dict[str, Any], run_dir: Path, data=None):
@@ -46,27 +57,49 @@ def load_trained(spec: dict[str, Any], run_dir: Path, data=None):
 
 
 def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None) -> str:
-    from .plots import sample_grid
+    """Write ``samples.npz`` (and ``samples.png``); returns its status.
 
+    A sampler that raises does not stop the suite: ``samples.npz`` then holds no samples,
+    ``status: error`` and the message, and every metric family of the run reads ``error``.
+    """
     runs.set_threads(threads)
     label = runs.run_label(spec)
     status = read_json(run_dir / "train_status.json")["status"]
     method = load_trained(spec, run_dir)
     data = method.data
     samples = np.zeros((0, *data.shape), dtype=np.uint8 if data.is_image else np.float32)
+    error = ""
+    cost: dict[str, Any] = {}
     if status == "ok":
         method.gen.manual_seed(spec["seed"] + 7919)  # the sampling stage is reproducible alone
         n = int(spec["sample"]["n"])
-        print(f"[{label}] sampling {n} with {type(method).__name__}", flush=True)
-        x = method.sample(n).detach().cpu()
-        if not torch.isfinite(x).all():
-            status = "diverged"
-            print(f"[{label}] samples are not finite: recorded as diverged", flush=True)
+        try:
+            if hasattr(method, "bind_data"):  # the held-out data reference row
+                method.bind_data(runs.load_data(spec), str(spec["evaluate"].get("real_split", "train")))
+            print(f"[{label}] sampling {n} with {type(method).__name__}", flush=True)
+            evals0, t0 = grad_evals(), time.perf_counter()
+            x = method.sample(n).detach().cpu()
+            cost = {"grad_evals_sample": grad_evals() - evals0, "sample_time_s": time.perf_counter() - t0, "n": n}
+        except Exception as e:  # noqa: BLE001 - recorded as this run's error, the DAG goes on
+            status, error = "error", f"{type(e).__name__}: {e}"
+            print(f"[{label}] sampling failed: {error}", flush=True)
         else:
-            samples = to_uint8(x).numpy() if data.is_image else x.float().numpy()
-    _save_npz(run_dir / "samples.npz", samples=samples, status=np.array(status))
-    real = None if data.is_image else runs.load_data(spec).x_test[:2000].numpy()
-    sample_grid(samples, run_dir / "samples.png", data.is_image, real=real)
+            if not torch.isfinite(x).all():
+                status = "diverged"
+                print(f"[{label}] samples are not finite: recorded as diverged", flush=True)
+            else:
+                samples = to_uint8(x).numpy() if data.is_image else x.float().numpy()
+    _save_npz(run_dir / "samples.npz", samples=samples, status=np.array(status), error=np.array(error),
+              cost=np.array(json.dumps(cost)))
+    try:
+        from .plots import sample_grid
+
+        real = None if data.is_image else runs.load_data(spec).x_test[:2000].numpy()
+        sample_grid(samples, run_dir / "samples.png", data.is_image, real=real)
+    except Exception as e:  # noqa: BLE001 - a figure never fails the stage
+        print(f"[{label}] no sample grid: {type(e).__name__}: {e}", flush=True)
+        if not (run_dir / "samples.png").exists():
+            (run_dir / "samples.png").write_bytes(b"")
     return status
 
 
@@ -91,34 +124,120 @@ def classifier_stage(spec: dict[str, Any], out: Path, threads: int | None = None
     print(f"[{ds['name']}] domain classifier: test accuracy {info['test_accuracy']:.3f}, sha256 {sha[:12]}")
 
 
+# --- reference statistics ------------------------------------------------------------
+
+REFERENCE_FORMAT = "ebm-bench/reference-statistics"
+KID_MAX_REAL = 5000  # real feature rows kept for KID (torch-fidelity draws subsets of 1000)
+
+
+def build_extractor(spec: dict[str, Any], classifier: Path | None, device="cpu"):
+    """The dataset's feature extractor: Inception for natural images, else its domain
+    classifier; ``(kind, extractor)`` with extractor None where there is none."""
+    from .metrics.extractors import DomainExtractor, InceptionExtractor
+
+    ev = spec["evaluate"]
+    if ev.get("use_inception"):
+        return "inception", InceptionExtractor(weights_path=ev.get("inception_weights"), device=device)
+    if classifier is not None and Path(classifier).exists():
+        return "domain", DomainExtractor(classifier, device=device)
+    return "domain", None
+
+
+def reference_stage(spec: dict[str, Any], classifier: Path | None, out: Path, threads: int | None = None) -> None:
+    """FID/KID/IS reference of one dataset, computed once and reused by every run.
+
+    The real set is ``evaluate.real_split`` (``train`` by default, as published FIDs use
+    training-set statistics), its first ``evaluate.n_real`` items (``null``: all of
+    them); asking for more than the split has is an error before any feature pass.
+    Domain features use the penultimate layer only where the real set has at least
+    ``evaluate.min_real_per_dim`` rows per feature dimension (a covariance of n < d rows
+    is singular and FID is then biased by tens of units); else the logits layer, and the
+    file says which. Writes ``out`` (.npz: mu, sigma, KID rows, the real set's IS) and
+    ``out`` with suffix .json (the protocol and its fingerprint).
+    """
+    from .metrics.fid import fid_statistics, inception_score_from_logits
+    from .metrics.fid import protocol as fid_protocol
+
+    runs.set_threads(threads)
+    ev = spec["evaluate"]
+    data = runs.load_data(spec)
+    split = str(ev.get("real_split", "train"))
+    x = {"train": data.x_train, "test": data.x_test}[split]
+    n_real = ev.get("n_real")
+    if n_real is not None and int(n_real) > len(x):
+        raise ConfigError(f"evaluate.n_real = {n_real} but the {split} split of {spec['dataset']['name']!r} "
+                          f"has {len(x)} items; set n_real <= {len(x)} or null (all)")
+    x = x[: int(n_real)] if n_real is not None else x
+    kind, extractor = build_extractor(spec, classifier)
+    if extractor is None:
+        raise ConfigError(f"dataset {spec['dataset']['name']!r} has neither Inception features nor a domain classifier")
+    if data.is_image:
+        x = to_uint8(x)
+    print(f"[{spec['dataset']['name']}] reference: {kind} features of {len(x)} {split} items", flush=True)
+    feats = extractor.extract(x)
+    eproto = extractor.protocol()
+    dim = feats["pool"].shape[1]
+    min_per_dim = float(ev.get("min_real_per_dim", 2.0))
+    layer = "pool" if kind == "inception" or len(x) >= min_per_dim * dim else "logits"
+    f = feats[layer]
+    stats = fid_statistics(f)
+    isc = inception_score_from_logits(feats["logits"], splits=min(10, len(x)))
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(len(f), size=min(len(f), KID_MAX_REAL), replace=False))
+    weights = data.class_weights()
+    fingerprint = {
+        "extractor": eproto.get("name"), "weights_sha256": eproto.get("weights_sha256"),
+        "layer": eproto.get("feature_layer_fid") if layer == "pool" else eproto.get("feature_layer_is"),
+        "feature_dim": int(f.shape[1]), "real_split": split, "n_real": int(len(x)),
+        "torch_fidelity": fid_protocol()["torch_fidelity_version"],
+    }
+    meta = {
+        "format": REFERENCE_FORMAT, "dataset": spec["dataset"]["name"], "feature_kind": kind,
+        "layer": layer, "n_real": int(len(x)), "real_split": split, "min_real_per_dim": min_per_dim,
+        "pool_dim": int(dim), "extractor": eproto, "is_real": isc["is_mean"], "is_real_std": isc["is_std"],
+        "class_weights": None if weights is None else [float(w) for w in weights],
+        "fingerprint": fingerprint, **fid_protocol(),
+    }
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, mu=stats["mu"], sigma=stats["sigma"], kid_features=f[keep].astype(np.float32),
+                        logits=feats["logits"][: min(len(x), KID_MAX_REAL)].astype(np.float32))
+    atomic_write_bytes(out, lambda fh: fh.write(buf.getvalue()))
+    write_json(meta, Path(out).with_suffix(".json"))
+    print(f"[{spec['dataset']['name']}] reference: layer {layer} ({f.shape[1]} dims), IS of the real set "
+          f"{isc['is_mean']:.3f}; written to {out}", flush=True)
+
+
+def load_reference(path: Path) -> dict[str, Any]:
+    """A reference written by :func:`reference_stage` (arrays as data, no pickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    out["meta"] = read_json(Path(path).with_suffix(".json"))
+    return out
+
+
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def _batched(fn, x: torch.Tensor, bs: int = 512) -> dict[str, torch.Tensor]:
-    parts: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(x), bs):
-        for k, v in fn(x[i : i + bs]).items():
-            parts.setdefault(k, []).append(v.detach().cpu().double())
-    return {k: torch.cat(v) for k, v in parts.items()}
+def _clean(metrics: dict) -> dict:
+    return {k: (None if v is None or (isinstance(v, float) and not np.isfinite(v)) else float(v))
+            for k, v in metrics.items()}
 
 
-def _family(out_dir: Path, base: dict, family: str, status: str, metrics: dict, protocol: dict) -> None:
-    clean = {k: (None if v is None or (isinstance(v, float) and not np.isfinite(v)) else float(v))
-             for k, v in metrics.items()}
-    write_json({**base, "family": family, "status": status, "metrics": clean, "protocol": protocol},
-               out_dir / f"{family}.json")
+def _fingerprint_id(fp: dict | None) -> str | None:
+    return None if not fp else spec_hash(fp)[:12]
 
 
-def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None, threads: int | None = None) -> None:
-    """Write ``metrics/{family}.json`` for every metric family that applies to the data.
+def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None, threads: int | None = None,
+                   reference: Path | None = None) -> dict[str, str]:
+    """Write ``metrics/{family}.json`` for every metric family (``ebm_bench.evaluation``)
+    that applies to the run; returns {family: status}.
 
-    Families: ``fid`` (FID and IS with Inception or the domain classifier, named
-    ``fid_inception``/``fid_domain``), ``probe`` (linear-probe accuracy per named feature),
-    ``exact`` (KL against the known density: grid KL for 2D data, closed-form
-    normalisers for the GMM teacher/student of paper 003) and ``modes`` (mode weights
-    of generated samples read by the domain classifier, paper 003 Fig. 3).
+    Each family succeeds or fails on its own: an exception in one is written as
+    ``status: error`` with its message into that family's file and the next family runs.
+    A run whose training or sampling diverged gets every family's keys with null values
+    and ``status: diverged``; unreadable samples give every family ``status: error``.
     """
-    from .metrics.extractors import DomainExtractor, InceptionExtractor
+    from .evaluation import EvalContext, families
 
     runs.set_threads(threads)
     label = runs.run_label(spec)
@@ -126,117 +245,54 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {"dataset": spec["dataset"]["name"], "variant": spec["variant"], "method": spec["method"],
             "seed": spec["seed"]}
-    train_status = read_json(run_dir / "train_status.json")
-    samples, sample_status = load_samples(run_dir / "samples.npz")
+    done: dict[str, str] = {}
+
+    def write(family: str, status: str, metrics: dict, protocol: dict, error: str | None = None) -> None:
+        doc = {**base, "family": family, "status": status, "metrics": _clean(metrics), "protocol": protocol,
+               "fingerprint": _fingerprint_id(protocol.get("fingerprint"))}
+        if error is not None:
+            doc["error"] = error
+        write_json(doc, out_dir / f"{family}.json")
+        done[family] = status
+
+    try:
+        train_status = read_json(run_dir / "train_status.json")
+        samples, sample_status = load_samples(run_dir / "samples.npz")
+        data = runs.load_data(spec)
+        method = load_trained(spec, run_dir, data)
+    except Exception as e:  # noqa: BLE001 - recorded, never raised: the tables must build
+        msg = f"{type(e).__name__}: {e}"
+        print(f"[{label}] cannot evaluate: {msg}", flush=True)
+        write("run", "error", {}, {}, error=msg)
+        return done
     status = "ok" if train_status["status"] == "ok" and sample_status == "ok" else "diverged"
     if status != "ok":
         base["diverged_step"] = train_status.get("diverged_step")
-    data = runs.load_data(spec)
-    method = load_trained(spec, run_dir, data)
-    ev = spec["evaluate"]
-    n_real = min(int(ev["n_real"]), len(data.x_test))
-    real = data.x_test[:n_real]
-    fake = torch.from_numpy(samples)
-    if data.is_image:
-        real = to_uint8(real)
-    kind = "inception" if ev.get("use_inception") else "domain"
-    domain = DomainExtractor(classifier) if classifier is not None and classifier.exists() else None
+    if sample_status == "error":
+        status = "error"
+    domain = None
+    if classifier is not None and Path(classifier).exists():
+        from .metrics.extractors import DomainExtractor
 
-    # FID / IS
-    names = (f"fid_{kind}", f"is_{kind}")
-    extractor = InceptionExtractor(weights_path=ev.get("inception_weights"), device=method.device) \
-        if kind == "inception" else domain
-    if extractor is not None:
-        if status == "ok":
-            from .metrics.fid import fid_is_with_extractor
-
-            print(f"[{label}] FID/IS with {kind} features: {n_real} real vs {len(fake)} generated", flush=True)
-            r = fid_is_with_extractor(extractor, real, fake)
-            metrics = {names[0]: r["fid"], names[1]: r["is_mean"], f"is_{kind}_std": r["is_std"],
-                       "fid_pytorch_fid_rel_diff": r["fid_rel_diff"]}
-            protocol = {**r["protocol"], "n_real": n_real, "n_generated": len(fake),
-                        "real_split": "test", "feature_kind": kind}
-        else:
-            metrics, protocol = dict.fromkeys(names), {"feature_kind": kind}
-        _family(out_dir, base, "fid", status, metrics, protocol)
-
-    # linear probe on the method's frozen features
-    if data.y_train is not None:
-        from .metrics.probe import linear_probe
-
-        max_train = int(ev["probe_max_train"])
-        f_test = _batched(method.features, data.x_test.to(method.device))
-        metrics, protocol = {}, {"splits": "fit on train, score on test", "n_test": len(data.x_test)}
-        if status == "ok":
-            f_train = _batched(method.features, data.x_train.to(method.device))
-            for fname in f_train:
-                r = linear_probe(f_train[fname].numpy(), data.y_train.numpy(), f_test[fname].numpy(),
-                                 data.y_test.numpy(), seed=0, max_train=max_train)
-                metrics[f"probe_acc_{fname}"] = r["accuracy"]
-                protocol[fname] = r["protocol"]
-                print(f"[{label}] probe {fname}: {r['accuracy']:.3f}", flush=True)
-        else:
-            metrics = dict.fromkeys(f"probe_acc_{k}" for k in f_test)
-        _family(out_dir, base, "probe", status, metrics, protocol)
-
-    # exact metrics against the known density
-    exact = _exact_metrics(spec, data, method, status)
-    if exact is not None:
-        _family(out_dir, base, "exact", status, *exact)
-
-    # mode weights read by the domain classifier
-    weights = data.truth.get("mode_weights")
-    if weights is None and data.class_weights() is not None:
-        weights = data.class_weights().tolist()
-    if domain is not None and weights is not None:
-        from .metrics.modes import mode_weights
-
-        classes = data.class_names or [str(i) for i in range(len(weights))]
-        keys = (["mode_rel_error_mean", "mode_rel_error_max"] + [f"mode_weight_{c}" for c in classes]
-                + [f"mode_rel_error_{c}" for c in classes])
-        metrics, protocol = dict.fromkeys(keys), {"reader": domain.protocol(), "data_weights": weights}
-        if status == "ok":
-            pred = domain.extract(fake)["logits"].argmax(1)
-            r = mode_weights(pred, len(weights), weights)
-            metrics = {"mode_rel_error_mean": r["mean_rel_error"], "mode_rel_error_max": r["max_rel_error"],
-                       **{f"mode_weight_{c}": w for c, w in zip(classes, r["weights_gen"])},
-                       **{f"mode_rel_error_{c}": e for c, e in zip(classes, r["rel_error"])}}  # paper 003 Fig. 3
-            protocol.update(rel_error=r["rel_error"], n_generated=r["n"])
-        _family(out_dir, base, "modes", status, metrics, protocol)
+        domain = DomainExtractor(classifier)
+    ctx = EvalContext(spec=spec, label=label, run_dir=run_dir, data=data, method=method, samples=samples,
+                      status="ok" if status == "ok" else "diverged", domain=domain, reference=reference)
+    # fault injection for the crash-isolation tests: EBM_BENCH_FAIL_FAMILY=dataset/variant/seedN:family
+    inject = os.environ.get("EBM_BENCH_FAIL_FAMILY", "")
+    for name, fn in families():
+        try:
+            if inject == f"{label}:{name}":
+                raise RuntimeError(f"failure injected by EBM_BENCH_FAIL_FAMILY={inject}")
+            result = fn(ctx)
+        except Exception as e:  # noqa: BLE001 - one family's failure is that family's cell
+            msg = f"{type(e).__name__}: {e}"
+            print(f"[{label}] {name}: error: {msg}", flush=True)
+            write(name, "error", {}, {}, error=msg)
+            continue
+        if result is None:
+            continue
+        metrics, protocol = result
+        write(name, "error" if status == "error" else status, metrics, protocol,
+              error="sampling failed (samples.npz status error)" if status == "error" else None)
     print(f"[{label}] metrics written to {out_dir}", flush=True)
-
-
-def _exact_metrics(spec, data, method, status):
-    """KL(data || model) where the data density is known; None where it is not."""
-    if data.log_density is None:
-        return None
-    from .metrics.exact import gmm_exact_kl, grid_kl
-
-    temperature = float(method.params.get("temperature", 1.0))
-    teacher = data.truth.get("teacher")
-    net = getattr(method, "net", None)
-    if teacher is not None and hasattr(net, "student") and temperature == 1.0:
-        keys = ("kl_exact", "cross_entropy_exact", "mass_a")
-        if status != "ok":
-            return dict.fromkeys(keys), {}
-        r = gmm_exact_kl(teacher, net.student(), n_mc=100_000, seed=0)
-        return ({"kl_exact": r["kl"], "cross_entropy_exact": r["cross_entropy"], "mass_a": r["mass_a"]},
-                {"kl": "KL(teacher || student), closed-form normalisers (paper 003 Eq. 14-15), "
-                       "Monte Carlo expectation", "n_mc": r["n_mc"], "kl_stderr": r["kl_stderr"],
-                 "mass_a_teacher": r["mass_a_teacher"]})
-    grid = data.truth.get("grid")
-    if grid is None or data.dim != 2 or not hasattr(method, "energy"):
-        return None
-    if status != "ok":
-        return {"kl_exact": None}, {}
-
-    def log_unnorm(x: torch.Tensor) -> torch.Tensor:
-        # the chains sample exp(-U/T): that is the model's density
-        with torch.no_grad():
-            return -method.energy(x.float().to(method.device)).double().cpu() / temperature
-
-    r = grid_kl(log_unnorm, data.log_density, grid["low"], grid["high"], n=200)
-    return ({"kl_exact": r["kl"]},
-            {"kl": "KL(data || exp(-U/T)/Z), model normalised on the grid", "grid_n": r["n"],
-             "low": r["low"], "high": r["high"], "data_mass_inside": r["data_mass_inside"],
-             "temperature": temperature})
+    return done

@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from .counting import count_grad_evals
+
 Energy = Callable[[torch.Tensor], torch.Tensor]
 StepRule = Callable[[torch.Tensor], torch.Tensor]
 
@@ -29,6 +31,7 @@ def energy_and_grad(energy: Energy, x: torch.Tensor) -> tuple[torch.Tensor, torc
         x = x.detach().requires_grad_(True)
         u = energy(x)
         (g,) = torch.autograd.grad(u.sum(), x)
+    count_grad_evals(x.shape[0] if x.dim() else 1)
     return u.detach(), g.detach()
 
 

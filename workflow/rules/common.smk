@@ -38,15 +38,22 @@ def uses_inception(config, dataset):
 # --- paths ---------------------------------------------------------------------------
 
 R = config["results_dir"]
+# train + sample + evaluate of a run in one job (workflow/rules/run.smk), or one job each
+COMBINED = bool(config.get("combine_stages", False))
+STAGES = ("run",) if COMBINED else ("train", "sample", "evaluate")
 RUN = f"{R}/runs/{{dataset}}/{{variant}}/seed{{seed}}"
 BENCH = f"{R}/benchmarks/{{stage}}/{{dataset}}/{{variant}}/seed{{seed}}.tsv"
 CLASSIFIER = f"{R}/classifiers/{{dataset}}.pt"
+REFERENCE = f"{R}/reference/{{dataset}}.npz"  # FID/KID/IS reference statistics
 DATA_FLAG = f"{R}/data/{{dataset}}.ready"
 # a folder of its own, so that no dataset name can collide with it
 INCEPTION_FLAG = f"{R}/data/weights/inception.ready"
 TABLES = f"{R}/tables"
 LOGS = f"{R}/logs"
 REPORTED = "config/reported.yaml"  # numbers the papers report; optional
+# the papers' claims as data (ebm_bench.claims): the working directory's, else the workflow's
+CLAIMS = "config/claims.yaml" if os.path.exists("config/claims.yaml") else os.path.join(
+    workflow.basedir, "config", "claims.yaml")
 
 
 def bench(stage):
@@ -95,7 +102,7 @@ def tables_input(wildcards):
         "status": expand(run_file("train_status.json"), zip, **runs),
         "bench": [
             f
-            for stage in ("train", "sample", "evaluate")
+            for stage in STAGES
             for f in expand(bench(stage), zip, **runs)
         ],
         "reported": reported_file(),
@@ -107,7 +114,7 @@ def reported_arg(wildcards, input):
 
 
 def table_files():
-    files = [f"{TABLES}/runs.csv", f"{TABLES}/summary.md"]
+    files = [f"{TABLES}/runs.csv", f"{TABLES}/summary.md", f"{TABLES}/claims.csv", f"{TABLES}/claims.md"]
     for d in config["datasets"]:
         files += [f"{TABLES}/{d}.{ext}" for ext in ("csv", "md", "tex")]
     if reported_file():
@@ -148,6 +155,39 @@ def classifier_arg(wildcards, input):
     """--classifier PATH for the evaluate command, or nothing."""
     paths = [input.classifier] if isinstance(input.classifier, str) else list(input.classifier)
     return f"--classifier {shlex.quote(paths[0])}" if paths else ""
+
+
+def uses_reference(dataset):
+    """Every dataset with a feature space (Inception or a domain classifier) gets one."""
+    return uses_inception(config, dataset) or uses_classifier(dataset)
+
+
+def reference_input(wildcards):
+    return [REFERENCE.format(dataset=wildcards.dataset)] if uses_reference(wildcards.dataset) else []
+
+
+def reference_arg(wildcards, input):
+    paths = [input.reference] if isinstance(input.reference, str) else list(input.reference)
+    return f"--reference {shlex.quote(paths[0])}" if paths else ""
+
+
+def _reference_spec(wildcards):
+    """A run spec of the dataset (first variant, seed 0): the reference reads only its
+    dataset, data_root, device and evaluate sections."""
+    variant = _pkg_config().dataset_variants(config, wildcards.dataset)[0]
+    return run_spec(config, wildcards.dataset, variant, 0)
+
+
+def reference_spec_param(wildcards):
+    return Untracked(json.dumps(_reference_spec(wildcards), sort_keys=True))
+
+
+def reference_tracked_param(wildcards):
+    spec = _reference_spec(wildcards)
+    view = {"dataset": spec["dataset"], "evaluate": {k: v for k, v in spec["evaluate"].items()
+                                                      if k in ("real_split", "n_real", "min_real_per_dim",
+                                                               "use_inception", "inception_weights")}}
+    return json.dumps(_without(view, _NEVER_TRACKED), sort_keys=True)
 
 
 def any_inception():

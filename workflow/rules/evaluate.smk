@@ -31,30 +31,63 @@ rule classifier:
         " > {log:q} 2>&1"
 
 
-rule evaluate:
+# The FID/KID/IS reference of a dataset: features of the configured real split
+# (evaluate.real_split, train by default) computed once and read by every run's evaluate
+# job (stages.reference_stage).
+rule reference:
     input:
         data_flag,
         inception_flag,
-        model=run_file("model.pt"),  # the linear probe reads the model's features
-        samples=run_file("samples.npz"),
-        status=run_file("train_status.json"),
         classifier=classifier_input,
     output:
-        metrics=directory(run_file("metrics")),
+        npz=REFERENCE,
+        meta=REFERENCE.replace(".npz", ".json"),
     params:
-        spec=spec_param,
-        tracked=tracked_param("evaluate"),
-        run_dir=parent_dir("metrics"),
+        spec=reference_spec_param,
+        tracked=reference_tracked_param,
         classifier=classifier_arg,
     log:
-        run_log("evaluate"),
+        f"{LOGS}/reference/{{dataset}}.log",
     benchmark:
-        bench("evaluate")
+        f"{R}/benchmarks/reference/{{dataset}}.tsv"
     threads: THREADS
     resources:
         gpu=GPU,
     conda:
         CONDA_ENV
     shell:
-        "ebm-bench evaluate --spec {params.spec:q} --run-dir {params.run_dir:q}"
-        " {params.classifier} --threads {threads} > {log:q} 2>&1"
+        "ebm-bench reference --spec {params.spec:q} {params.classifier} --out {output.npz:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+if not COMBINED:
+
+    rule evaluate:
+        input:
+            data_flag,
+            inception_flag,
+            reference=reference_input,
+            model=run_file("model.pt"),  # the linear probe reads the model's features
+            samples=run_file("samples.npz"),
+            status=run_file("train_status.json"),
+            classifier=classifier_input,
+        output:
+            metrics=directory(run_file("metrics")),
+        params:
+            spec=spec_param,
+            tracked=tracked_param("evaluate"),
+            run_dir=parent_dir("metrics"),
+            classifier=classifier_arg,
+            reference=reference_arg,
+        log:
+            run_log("evaluate"),
+        benchmark:
+            bench("evaluate")
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        conda:
+            CONDA_ENV
+        shell:
+            "ebm-bench evaluate --spec {params.spec:q} --run-dir {params.run_dir:q}"
+            " {params.classifier} {params.reference} --threads {threads} > {log:q} 2>&1"
