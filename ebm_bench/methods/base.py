@@ -1,9 +1,12 @@
 """The method contract.
 
-A method is one class registered under its name with ``@register_method("name")``. It
-declares every hyperparameter in ``defaults`` (the config may override only those keys,
-checked by type) and a ``tiny`` override dict that the contract tests and the workflow
-test use to train it in seconds. The training loop (``ebm_bench.train``) calls only:
+A method is one class registered under its name with ``@register_method("name")``, with
+a one-line docstring (``ebm-bench list`` shows it). It declares every hyperparameter in
+``defaults`` (the config may override only those keys), how their values are checked in
+``checks`` (key -> :class:`ebm_bench.validation.Check`; keys without one are checked by
+the type of their default), rules relating several keys in the classmethod
+``check_params`` (all run before any job), and a ``tiny`` override dict that the
+contract tests and the workflow test use to train it in seconds. The training loop (``ebm_bench.train``) calls only:
 
 - ``train_step(batch, step) -> dict[str, float]``: one parameter update, logged scalars;
 - ``sample(n) -> Tensor``: ``n`` samples in model space (shape ``(n, *data.shape)``);
@@ -51,7 +54,13 @@ class DataInfo:
 class Method:
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    checks: ClassVar[dict[str, Any]] = {}
     tiny: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Rules relating several hyperparameters (``params`` merged over ``defaults``),
+        run by the config check before any job; raise ConfigError naming the key."""
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device: torch.device | str, seed: int):
         self.params = {**self.defaults, **params}

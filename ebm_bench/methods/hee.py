@@ -113,6 +113,7 @@ from typing import Any
 
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from ..samplers.counting import count_grad_evals
 from ..samplers.hee_dynamics import (ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step,
@@ -223,6 +224,29 @@ class HEE(Method):
     """HEE (paper 000 supp.): layered exponential-family EBM, neural sampling, local learning."""
 
     defaults = HEE_DEFAULTS
+    checks = {
+        "layers": V.list_of(V.count(), min_len=1),
+        "nonlinearity": V.choice(*NONLINEARITIES),
+        "quadratic": V.choice(*QUADRATICS),
+        "generation": V.choice(*GENERATIONS),
+        "generation_output": V.choice("average", "last"),
+        "v_init": V.choice("stationary", "zero"),
+        "order": V.choice(1, 2),
+        "interneuron_integrator": V.choice("euler", "exact"),
+        "tau_z": V.either(V.positive(), V.list_of(V.positive(), length=2)),
+        "connectivity": V.number(gt=0, le=1),
+        "weight_init": V.nonnegative(),
+        "latent_init_std": V.nonnegative(),
+        "learn_after": V.nonnegative(),
+        "density_mc": V.count(), "n_interneurons": V.count(), "sample_batch": V.count(),
+        **{k: V.positive() for k in ("precision", "precision_min", "precision_max", "tau_x", "tau_v_factor", "m",
+                                     "tau_u", "tau_theta", "dt", "present_time", "joint_time", "marginal_time",
+                                     "feature_time", "joint_average", "marginal_average", "feature_average")},
+    }
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        check_params(params)
     tiny = {"layers": [4, 3], "present_time": 0.2, "joint_time": 0.3, "joint_average": 0.1,
             "marginal_time": 0.2, "marginal_average": 0.1, "feature_time": 0.2, "feature_average": 0.1,
             "density_mc": 64}

@@ -77,6 +77,7 @@ from typing import Any, Callable
 
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from ..samplers import energy_and_grad
 from ..samplers.precision import strict_float32
@@ -130,8 +131,26 @@ class Jarzynski(LangevinEBM):
     """Jarzynski-weighted SMC training, paper 003 Alg. 1 (full batch) / Alg. 2 (mini-batch)."""
 
     defaults = JARZYNSKI_DEFAULTS
+    checks = {
+        "n_walkers": V.count(),
+        "n_moved": V.count(0),
+        "resampler": V.choice(*RESAMPLERS),
+        "resample_threshold": V.probability(),
+        "resample_from_step": V.count(0),
+        "walker_init": V.choice("model", "noise", "data"),
+        "burn_in_steps": V.count(0),
+        "grad_walkers": V.choice("all", "moved"),
+        "weights_temperature": V.positive(nullable=True),
+    }
     tiny = {"n_steps": 2, "n_walkers": 16, "n_moved": 8, "resample_threshold": 0.95, "walker_init": "noise",
             "burn_in_steps": 2}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        super().check_params(params)
+        if params["clamp"] and params["weighted"] and not params["weights_ignore_clamp"]:
+            raise ConfigError("clamp: true projects the walkers onto [-1, 1], a move the Jarzynski weights cannot "
+                              "account for; set weights_ignore_clamp: true to run it anyway (reference-code quirk 3)")
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
         super().__init__(params, data, device, seed)

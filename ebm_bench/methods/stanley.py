@@ -32,6 +32,7 @@ The MLE update (Eq. 7-8) is the shared contrastive loss of :class:`LangevinEBM`.
 
 from __future__ import annotations
 
+from .. import validation as V
 from ..errors import ConfigError
 from ..samplers.stanley_step import MODES, StanleyStep
 from .base import register_method
@@ -59,6 +60,7 @@ class Stanley(PCD):
         "reinit_prob": 0.0,
         "sample_steps": 100,
     }
+    checks = {"stanley_threshold": V.positive(), "stanley_mode": V.choice(*MODES), "chains": V.choice(*CHAINS)}
     tiny = {**LangevinEBM.tiny, "buffer_size": 16, "sample_steps": 3}
 
     def __init__(self, params, data, device, seed):
