@@ -33,6 +33,7 @@ from .base import DataInfo, Method, register_method
 
 @register_method("exact_energy")
 class ExactEnergy(Method):
+    """No training: U = -ln p of the exact 2D toy density, for sampler-only comparisons."""
     defaults: dict[str, Any] = {
         "target": {"density": "rings"},  # toy2d params of the exact density
         "step_size": 0.01,
