@@ -280,7 +280,7 @@ def collect(
                                            "sample_time_s", "evaluate_time_s"])
     tidy = pd.DataFrame(rows, columns=["dataset", "method", "seed", "family", "metric", "value", "status",
                                        "fingerprint", "note"])
-    if not tidy.empty:
+    if not tidy.empty or bad:
         tidy = _complete(tidy, runs, bad)
     leg = pd.DataFrame(
         [{"dataset": d, "family": f, "metric": m, "features": ", ".join(sorted(s - {""})),
@@ -319,6 +319,15 @@ def _complete(tidy: pd.DataFrame, runs: pd.DataFrame, bad: dict | None = None) -
         st, note = hit if hit else ("missing", "")
         full.iat[i, full.columns.get_loc("status")] = st
         full.iat[i, full.columns.get_loc("note")] = note
+    # a family without values on any run of its dataset still shows, as one `family.*` row
+    seen = set(zip(full["dataset"], full["method"], full["seed"], full["family"]))
+    extra = [{"dataset": d, "method": m, "seed": sd, "family": f, "metric": f"{f}.*", "value": np.nan,
+              "status": st, "fingerprint": "", "note": note}
+             for (d, m, sd, f), (st, note) in bad.items()
+             if (d, m, sd, f) not in seen and (d, m, sd) in run_status
+             and not (f == "run" and any(k[:3] == (d, m, sd) for k in seen))]
+    if extra:
+        full = pd.concat([full, pd.DataFrame(extra)], ignore_index=True)
     rstat = [run_status[k] for k in zip(full["dataset"], full["method"], full["seed"])]
     diverged = np.array([s == "diverged" for s in rstat])
     full.loc[diverged & (full["status"] == "ok").to_numpy(dtype=bool), "status"] = "diverged"

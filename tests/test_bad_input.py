@@ -23,6 +23,7 @@ family that raises) by adding its runner to ``STOPS`` and its rows to ``CASES``.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -285,7 +286,81 @@ CASES: list[Case] = [
          r"its own package .*/ebm_bench", "cli"),
     Case("spec-not-json", _cli("train", "--spec", "{{bad", "--run-dir", "{t}/run"),
          r"^ebm-bench train: error: --spec is not valid JSON", "cli"),
+    # evaluation: a broken file or a raising metric is an `error` / `unreadable` cell with its
+    # message, the run's other families and the tables go on
+    Case("corrupt-samples-file", lambda t: _evaluated_run(t, corrupt="samples"),
+         r"^run: error: .*(BadZipFile|zip|pickle|Error).*", "evaluate"),
+    Case("sampler-raises", lambda t: _evaluated_run(t, corrupt="sampler"),
+         r"^(exact|exact_samples|probe): error: sampling failed", "evaluate"),
+    Case("family-raises", lambda t: _evaluated_run(t, corrupt="family"),
+         r"^exact_samples: error: RuntimeError: failure injected", "evaluate"),
+    Case("truncated-metrics-json", lambda t: _evaluated_run(t, corrupt="metrics_json"),
+         r"^exact: unreadable: unreadable exact\.json: JSONDecodeError", "evaluate"),
 ]
+
+
+def _evaluated_run(t: Path, corrupt: str):
+    """A tiny trained and sampled rings run, broken as asked; returns (spec, run folder, env)."""
+    from ebm_bench import runs
+    from ebm_bench.config import run_spec
+    from ebm_bench.stages import sample_stage
+    from ebm_bench.train import train
+
+    cfg = {"datasets": {"rings": {"type": "toy2d", "params": {"density": "rings", "n_train": 300, "n_test": 200},
+                                  "variant_params": {"*": {"step_size": 0.01, "temperature": 1.0, "n_steps": 3}}}},
+           "variants": {"short_run": {"method": "short_run", "net_params": {"hidden": 8, "depth": 1}}},
+           "seeds": [0], "sample": {"n": 100}, "train": {"steps": 3, "log_every": 1},
+           "evaluate": {"probe_max_train": 100}}
+    spec = run_spec(cfg, "rings", "short_run", 0)
+    run = t / "run"
+    data = runs.load_data(spec)
+    train(runs.build_method(spec, data), data.x_train, spec["train"], run, runs.config_id(spec), 0)
+    if corrupt == "sampler":
+        spec = {**spec, "method_params": {**spec["method_params"], "sample_batch": 0}}  # range() step 0 raises
+    sample_stage(spec, run)
+    if corrupt == "samples":
+        (run / "samples.npz").write_bytes(b"PK\x03\x04 truncated")
+    env = {"EBM_BENCH_FAIL_FAMILY": "rings/short_run/seed0:exact_samples"} if corrupt == "family" else {}
+    return spec, run, env, corrupt == "metrics_json"
+
+
+def _stop_evaluate(case: Case, t: Path) -> str:
+    """evaluate_stage never raises; every family without values says why, one line each
+    ("family: status: message"), as the tables read it back."""
+    from ebm_bench.stages import evaluate_stage
+    from ebm_bench.tables import build_tables
+
+    spec, run, env, truncate = case.input(t)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        evaluate_stage(spec, run, None)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+    if truncate:
+        path = run / "metrics" / "exact.json"
+        path.write_text(path.read_text()[:40])
+    res = t / "results"
+    (res / "runs" / "rings" / "short_run").mkdir(parents=True)
+    shutil.copytree(run, res / "runs" / "rings" / "short_run" / "seed0")
+    build_tables(res, t / "tables", reported=None)  # the tables build whatever broke
+    import pandas as pd
+
+    tidy = pd.read_csv(t / "tables" / "runs.csv", keep_default_na=False)
+    fams = {"kl_exact": "exact", "mmd_samples": "exact_samples", "kl_radius_samples": "exact_samples",
+            "exact.*": "exact", "exact_samples.*": "exact_samples", "run.*": "run"}
+    bad = tidy[tidy["status"].isin(["error", "unreadable"])]
+    assert len(bad), "nothing was marked"
+    lines = []
+    for _, r in bad.iterrows():
+        fam = fams.get(r["metric"], "probe" if r["metric"].startswith("probe") else r["metric"])
+        lines.append(f"{fam}: {r['status']}: {r['note']}")
+    doc = json.loads((run / "metrics" / "run.json").read_text()) if (run / "metrics" / "run.json").exists() else None
+    if doc is not None:
+        lines.insert(0, f"run: {doc['status']}: {doc['error']}")
+    return "\n".join(lines)
 
 
 # --- where each row must stop ---------------------------------------------------------
@@ -375,6 +450,7 @@ STOPS: dict[str, Callable[[Case, Path], str]] = {
     "load": _stop_load,
     "train": _stop_train,
     "cli": _stop_cli,
+    "evaluate": _stop_evaluate,
 }
 
 
