@@ -27,7 +27,8 @@ import torch
 from ..data.toy2d import Toy2D
 from ..errors import ConfigError
 from ..samplers import ULA
-from ..samplers.stanley_step import StanleyStep
+from .. import validation as V
+from ..samplers.stanley_step import MODES, StanleyStep
 from .base import DataInfo, Method, register_method
 
 
@@ -46,6 +47,9 @@ class ExactEnergy(Method):
         "trace_steps": [],  # chain lengths scored by the chain_trace family
         "sample_batch": 1000,
     }
+    checks = {"step_size": V.positive(), "temperature": V.positive(), "n_steps": V.count(1),
+              "init_scale": V.positive(), "sample_batch": V.count(1), "stanley_mode": V.choice(*MODES),
+              "stanley_threshold": V.positive(nullable=True)}
     tiny = {"n_steps": 3, "trace_steps": [1, 3]}
 
     @classmethod
