@@ -193,7 +193,11 @@ class LangevinEBM(Method):
         e_pos, e_neg = self.energy(pos), self.energy(neg)
         loss = e_pos.mean() - e_neg.mean()
         if self.params["energy_reg"] > 0:
-            loss = loss + self.params["energy_reg"] * (e_pos**2 + e_neg**2).mean()
+            if e_pos.shape == e_neg.shape:
+                reg = (e_pos**2 + e_neg**2).mean()
+            else:  # N' chains != batch size (paper 003's PCD with mini-batches: 256 chains, batch 512)
+                reg = (e_pos**2).mean() + (e_neg**2).mean()
+            loss = loss + self.params["energy_reg"] * reg
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         exact = self.exact_cross_entropy(e_pos)
