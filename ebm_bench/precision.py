@@ -17,7 +17,8 @@ Never reduced (the guarded computations), whatever the method asks for:
 - Jarzynski weights: work terms and alpha (paper 003 Eq. 5-6) difference energies of
   O(1e2-1e4) to resolve O(1) changes; a bf16 energy (8-bit mantissa) is wrong in the third
   digit. A weighted ``jarzynski`` refuses ``train_precision`` other than fp32 (the walkers'
-  energies feed the weights and the moves alike).
+  energies feed the weights and the moves alike), and computes its weights' energies under
+  :func:`ebm_bench.samplers.precision.strict_float32` (float64 work terms).
 - Exact metrics (KL, cross-entropy, log Z of known densities), FID/KID/IS statistics
   (means, covariances, matrix square roots: float64 in torch-fidelity / pytorch-fid) and the
   Inception feature pass: evaluation code runs under :func:`exact`, which turns autocast and
@@ -74,9 +75,14 @@ def set_default_policy() -> None:
 
 @contextlib.contextmanager
 def exact() -> Iterator[None]:
-    """Guarded computations: no autocast (CPU or CUDA) and no TF32 inside the block."""
+    """Guarded computations: no autocast (CPU or CUDA), no TF32 and IEEE float32 matmuls
+    on every backend (:func:`ebm_bench.samplers.precision.strict_float32`, which the
+    Jarzynski weights use) inside the block; the caller's settings are restored after."""
+    from .samplers.precision import strict_float32
+
     with contextlib.ExitStack() as stack:
         stack.enter_context(tf32(False))
+        stack.enter_context(strict_float32())
         stack.enter_context(torch.autocast("cpu", enabled=False))
         if torch.cuda.is_available():
             stack.enter_context(torch.autocast("cuda", enabled=False))

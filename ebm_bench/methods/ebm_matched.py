@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .. import validation as V
 from .base import DataInfo, register_method
 from .langevin import LANGEVIN_DEFAULTS
 from .short_run import ShortRun
@@ -36,6 +37,7 @@ class EBMMatched(ShortRun):
         "n_steps": 300,  # = M * L of the NN-EFH
         "init_dist": "normal",  # "normal": N(0, init_scale^2 I) like the NN-EFH; "uniform": U[-s, s]
     }
+    checks = {"init_dist": V.choice("normal", "uniform")}
     tiny = {"n_steps": 3}
 
     @classmethod

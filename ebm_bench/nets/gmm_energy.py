@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from .. import validation as V
 from .base import EnergyNet, register_net
 
 
@@ -55,6 +56,10 @@ class _GMMEnergyFn(torch.autograd.Function):
 
 @register_net("gmm_energy")
 class GMMEnergy(EnergyNet):
+    """Analytic two-mode Gaussian student of paper 003 (Eq. 15), exact log Z."""
+
+    checks = {"init_noise": V.nonnegative()}
+
     def __init__(self, shape: tuple[int, ...], init_offset: float = 0.1, init_noise: float = 0.01):
         super().__init__()
         (d,) = shape

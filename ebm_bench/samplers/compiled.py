@@ -16,7 +16,7 @@ generator, outside the compiled region), so the random stream, and with it resum
 unchanged; the arithmetic may differ from eager in the last bits (fused kernels), which
 is why the option is off by default (``none``: :class:`~ebm_bench.samplers.ULA` itself,
 bit-identical to before). Steps are counted in the gradient-evaluation counter as in eager.
-Samplers with a ``step_rule`` (STANLEY) are never compiled.
+Samplers with a ``step_rule`` (STANLEY) or a Metropolis correction (MALA) are never compiled.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class CompiledULA(ULA):
         return fn
 
     def run(self, energy: Callable, x: torch.Tensor, n_steps: int, gen: torch.Generator) -> torch.Tensor:
-        if self.step_rule is not None or n_steps <= 0:
+        if self.step_rule is not None or self.metropolis or n_steps <= 0:
             return super().run(energy, x, n_steps, gen)
         fn = self._compiled(energy, x)
         x = x.detach()

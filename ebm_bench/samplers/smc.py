@@ -25,9 +25,11 @@ RESAMPLERS = ("multinomial", "stratified", "systematic")
 
 
 def flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-walker inner product over every non-batch dimension, in the walkers' dtype (the
-    energies themselves come from the network in that precision), returned as float64."""
-    return (a * b).flatten(1).sum(1).double()
+    """Per-walker inner product over every non-batch dimension, in float64: the products
+    and their sum over d = 3072 pixels (CIFAR-10) are what the weights divide by T, so they
+    are not accumulated in float32 (the energies and gradients themselves come from the
+    network in float32, evaluated under :func:`~ebm_bench.samplers.precision.strict_float32`)."""
+    return (a.double() * b.double()).flatten(1).sum(1)
 
 
 def alpha(u: torch.Tensor, d: torch.Tensor, dx: torch.Tensor, h: float, temperature: float) -> torch.Tensor:
