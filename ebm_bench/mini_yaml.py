@@ -175,17 +175,22 @@ class _Parser:
         i = _skip(s, i)
         if s[i] == "{":
             out: dict = {}
+            merged: dict = {}
             i = _skip(s, i + 1)
             while s[i] != "}":
                 key, i = self._flow_scalar(s, i, no, stop=":")
                 if s[i] != ":":
                     raise ValueError(f"line {no}: expected ':' in {s!r}")
                 value, i = self._flow(s, i + 1, no)
-                out[_scalar(key)] = value
+                if key == "<<":  # merge key inside a flow mapping
+                    for m in value if isinstance(value, list) else [value]:
+                        merged.update(m)
+                else:
+                    out[_scalar(key)] = value
                 i = _skip(s, i)
                 if s[i] == ",":
                     i = _skip(s, i + 1)
-            return out, i + 1
+            return ({**merged, **out} if merged else out), i + 1
         if s[i] == "[":
             items: list = []
             i = _skip(s, i + 1)
