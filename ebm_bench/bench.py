@@ -322,15 +322,36 @@ def bench_hee_inference(quick: bool = False) -> None:
     print(f"  second-order / first-order cost: x{med['order 2'] / med['order 1']:.2f}")
 
 
-BENCHMARKS: dict[str, Callable[[bool], None]] = {
+def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, **_) -> None:
+    """Paper 003 App. B.1 GMM update against the authors' script (ebm_bench/gmm_reference.py)."""
+    from .gmm_reference import bench_gmm_reference as run
+
+    run(quick, reference_dir=reference_dir)
+
+
+def bench_gpu(quick: bool = False, out: str | None = None, **_) -> None:
+    """The GPU check of every paper.yaml row (ebm_bench/gpu_check.py); --quick: CPU rehearsal."""
+    from .gpu_check import run
+
+    if not quick and not torch.cuda.is_available():
+        print("  skipped: no CUDA device (ebm-bench bench gpu --quick rehearses it on CPU at tiny sizes)")
+        return
+    run(out or ("results/benchmarks/gpu_quick" if quick else "results/benchmarks/gpu"), quick=quick)
+
+
+BENCHMARKS: dict[str, Callable[..., None]] = {
     "train_iteration": bench_train_iteration,
     "ula_vectorisation": bench_ula_vectorisation,
     "jarzynski_overhead": bench_jarzynski_overhead,
     "hee_inference": bench_hee_inference,
+    "gmm_reference": bench_gmm_reference,
+    "gpu": bench_gpu,
 }
 
 
-def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None) -> None:
+def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None,
+                   **options) -> None:
+    """``options`` (``out``, ``reference_dir``) go to the benchmarks that take them."""
     from .errors import ConfigError
 
     unknown = sorted(set(only or ()) - set(BENCHMARKS))
@@ -343,4 +364,7 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
         if only and name not in only:
             continue
         print(f"\n== {name}")
-        fn(quick)
+        if name in ("gmm_reference", "gpu"):
+            fn(quick, **options)
+        else:
+            fn(quick)

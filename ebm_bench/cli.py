@@ -11,7 +11,7 @@
     ebm-bench fetch-inception --dest DIR [--flag FILE]
     ebm-bench tables   --results-dir results --out-dir results/tables [--claims config/claims.yaml]
     ebm-bench plot     --run-dir DIR
-    ebm-bench bench    [--quick] [NAME ...]
+    ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
 (``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
@@ -182,7 +182,8 @@ def cmd_plot(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import run_benchmarks
 
-    run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None)
+    run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None, out=args.out,
+                   reference_dir=args.reference_dir)
 
 
 GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
@@ -233,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.BENCHMARKS)")
+    b.add_argument("--out", default=None, help="gpu: folder for gpu_check.json / .md")
+    b.add_argument("--reference-dir", default=None,
+                   help="gmm_reference: clone of submissionx12/EBMs_Jarzynski (holds GMM_code/GMM.py)")
     for name in GPU_STAGES:
         sub.choices[name].add_argument("--gpus", type=int, default=None,
                                        help="cards to claim (default: 1 on device cuda, else 0)")

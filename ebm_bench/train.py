@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from . import precision
 from .io import atomic_write_bytes, load_torch, save_torch, write_json
 from .samplers.counting import grad_evals
 
@@ -134,10 +135,12 @@ def train(
     t0 = time.perf_counter() - wall0
     step = start
     evals0 = grad_evals() - int(status.get("grad_evals", 0) or 0)
+    precision_mode = precision.method_mode(method)  # docs/performance.md: fp32 unless the method asks
     while step < steps and status["status"] == "ok":
         step += 1
         idx = torch.randperm(n, generator=batch_gen)[: min(bs, n)]
-        scalars = method.train_step(x_train[idx], step)
+        with precision.training_step(precision_mode):
+            scalars = method.train_step(x_train[idx], step)
         wall = time.perf_counter() - t0
         if not _healthy(scalars, limit):
             status = {"status": "diverged", "diverged_step": step}

@@ -17,7 +17,8 @@ import torch
 from .. import validation as V
 from ..errors import ConfigError
 from ..nets import build_net
-from ..samplers import ULA
+from .. import precision
+from ..samplers.compiled import make_sampler
 from .base import DataInfo, Method
 
 LANGEVIN_DEFAULTS: dict[str, Any] = {
@@ -48,6 +49,11 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     # where persistent chains start (seed_chains): noise = U[-s, s] (init_chains); data = data
     # points drawn with replacement from the first batch (paper 003 Alg. 4, line 2)
     "chain_init": "noise",
+    # speed (docs/performance.md): the K-step ULA loop compiled (none | torch_compile |
+    # cuda_graph; samplers/compiled.py) and the training step's precision (fp32 | tf32 |
+    # bf16; ebm_bench/precision.py). Defaults: eager, full float32 (bit-identical to before).
+    "sampler_compile": "none",
+    "train_precision": "fp32",
 }
 
 
@@ -105,9 +111,15 @@ class LangevinEBM(Method):
         p = self.params
         torch.manual_seed(self.seed)  # network initialisation is the only global-RNG use
         self.net = build_net(p["net"], data.shape, p["net_params"]).to(self.device)
+        if p["train_precision"] != "fp32" and "weighted" in self.defaults and p["weighted"]:
+            raise ConfigError("train_precision must be fp32 for weighted Jarzynski training: the walkers' energies "
+                              "feed the weights (precision policy, docs/performance.md)")
+        self.net = precision.network_forward(self.net, p["train_precision"], self.device)
         self.check_optimizer_params()
         self.chains_seeded = False
-        self.sampler = ULA(
+        self.sampler = make_sampler(
+            p["sampler_compile"],
+            self.device,
             step_size=p["step_size"],
             temperature=p["temperature"],
             grad_clip=p["grad_clip"],
@@ -225,7 +237,11 @@ class LangevinEBM(Method):
         e_pos, e_neg = self.energy(pos), self.energy(neg)
         loss = e_pos.mean() - e_neg.mean()
         if self.params["energy_reg"] > 0:
-            loss = loss + self.params["energy_reg"] * (e_pos**2 + e_neg**2).mean()
+            if e_pos.shape == e_neg.shape:
+                reg = (e_pos**2 + e_neg**2).mean()
+            else:  # N' chains != batch size (paper 003's PCD with mini-batches: 256 chains, batch 512)
+                reg = (e_pos**2).mean() + (e_neg**2).mean()
+            loss = loss + self.params["energy_reg"] * reg
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         exact = self.exact_cross_entropy(e_pos)

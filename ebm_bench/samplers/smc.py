@@ -46,7 +46,8 @@ def alpha(u: torch.Tensor, d: torch.Tensor, dx: torch.Tensor, h: float, temperat
     + log beta_{k+1}(x', x) - log beta_k(x, x') with beta the Gaussian kernel of the move
     (paper 003 Eq. 30-31), the |y - x|^2 / (4 s) terms cancelling exactly.
     """
-    return (u.double() + 0.5 * flat_dot(dx, d) + 0.25 * h * flat_dot(d, d)) / temperature
+    d64 = d.double().flatten(1)  # flat_dot's float64 products, d converted once (same numbers)
+    return (u.double() + 0.5 * (dx.double().flatten(1) * d64).sum(1) + 0.25 * h * (d64 * d64).sum(1)) / temperature
 
 
 def log_mean_exp(a: torch.Tensor) -> torch.Tensor:

@@ -129,8 +129,11 @@ class ULA:
         drift = self.drift(g)
         h = self.step_size if self.step_rule is None else self.step_size * self.step_rule(g)
         xi = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        if self.step_rule is None:
-            x_new = x - h * drift + self.noise_std * xi
+        if self.step_rule is None:  # x - h d + s xi, evaluated in that order, without temporaries
+            with torch.no_grad():
+                x_new = torch.mul(drift, h)
+                torch.sub(x, x_new, out=x_new)
+                x_new.add_(xi.mul_(self.noise_std))
         else:
             x_new = x - h * drift + torch.sqrt(2.0 * h * self.temperature) * xi
         if self.clamp is not None:
