@@ -27,6 +27,7 @@ EVALUATE_DEFAULTS: dict[str, Any] = {
     "n_real": None,
     "min_real_per_dim": 2.0,
     "min_classifier_accuracy": 0.9,
+    "kid_subsets": 100,  # KID / sample-MMD subsets (torch-fidelity's default 100)
     "probe_max_train": 5000,
     "inception_weights": None,
     "model_modes": {},  # AIS settings of the model_modes family (ebm_bench/evaluation/model_modes.py)
@@ -65,7 +66,7 @@ def _sections():
         defaults = EVALUATE_DEFAULTS
         checks = {"features": V.choice("auto", "inception", "domain"), "real_split": V.choice("train", "test"),
                   "n_real": V.count(MIN_REAL, nullable=True), "min_real_per_dim": V.nonnegative(),
-                  "min_classifier_accuracy": V.probability(), "probe_max_train": V.count(MIN_PROBE_TRAIN),
+                  "min_classifier_accuracy": V.probability(), "kid_subsets": V.count(1), "probe_max_train": V.count(MIN_PROBE_TRAIN),
                   "inception_weights": V.Check("str", nullable=True)}
 
     return Train, Sample, Evaluate

@@ -44,6 +44,11 @@ def register_family(name: str, order: int = 100) -> Callable:
     return deco
 
 
+def kid_subsets(ev: dict[str, Any]) -> int:
+    """Subsets KID and the samples' MMD average over (``evaluate.kid_subsets``)."""
+    return int(ev.get("kid_subsets", 100))
+
+
 def families() -> list[tuple[str, Callable]]:
     """Registered families in evaluation order."""
     return sorted(FAMILIES.items(), key=lambda kv: (getattr(kv[1], "order", 100), kv[0]))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import register_family
+from . import kid_subsets, register_family
 
 MMD_SUBSETS = 100
 MMD_SUBSET_SIZE = 1000
@@ -91,11 +91,11 @@ def exact_samples(ctx):
     if not np.isfinite(fake).all():
         return dict.fromkeys(keys), {**protocol, "note": "non-finite samples"}
     size = int(min(MMD_SUBSET_SIZE, len(real), len(fake)))
-    m = kid_features_to_metric(torch.from_numpy(real), torch.from_numpy(fake), kid_subsets=MMD_SUBSETS,
+    m = kid_features_to_metric(torch.from_numpy(real), torch.from_numpy(fake), kid_subsets=kid_subsets(ctx.ev),
                                kid_subset_size=size, kid_kernel="rbf", kid_kernel_rbf_sigma=sigma,
                                rng_seed=2020, verbose=False)
     metrics = {"mmd_samples": float(m[KEY_METRIC_KID_MEAN])}
-    protocol.update(mmd_std=float(m[KEY_METRIC_KID_STD]), subsets=MMD_SUBSETS, subset_size=size,
+    protocol.update(mmd_std=float(m[KEY_METRIC_KID_STD]), subsets=kid_subsets(ctx.ev), subset_size=size,
                     n_generated=int(len(fake)))
     if radial:
         r_max = float(grid["high"])

@@ -21,7 +21,7 @@ Judging rules recorded with the numbers (docs/protocol.md):
 
 from __future__ import annotations
 
-from . import register_family
+from . import kid_subsets, register_family
 
 FID_CROSSCHECK_RTOL = 1e-3  # torch-fidelity vs pytorch-fid on identical statistics
 UNIFORM_TOL = 0.1           # class weights within 10% of 1/K count as uniform (IS gets a direction)
@@ -76,7 +76,7 @@ def fid(ctx):
     ff = extractor.extract(fake)
     f = ff[meta["layer"]]
     r = fid_from_statistics({"mu": ref["mu"], "sigma": ref["sigma"]}, fid_statistics(f))
-    k = kid_from_features(ref["kid_features"], f)
+    k = kid_from_features(ref["kid_features"], f, subsets=kid_subsets(ctx.ev))
     isc = inception_score_from_logits(ff["logits"], splits=min(10, len(fake)))
     metrics = {names["fid"]: r["fid"], names["kid"]: k["kid"], names["is"]: isc["is_mean"],
                names["is_gap"]: abs(isc["is_mean"] - meta["is_real"]),

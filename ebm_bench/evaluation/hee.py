@@ -32,7 +32,7 @@ import copy
 
 import torch
 
-from . import register_family
+from . import kid_subsets, register_family
 
 READINGS = {"first": (1, "literal", False), "literal": (2, "literal", True), "driven": (2, "driven", True)}
 
@@ -109,14 +109,16 @@ def hee_generation(ctx):
     state = method.gen.get_state()
     try:
         p.update(marginal_time=total, marginal_average=avg)
-        for g, o in modes:
+        for g in dict.fromkeys(g for g, _ in modes):
             method.gen.manual_seed(int(method.seed) + 7)  # same starting activity for every mode
-            p["generation_output"] = "average" if o == "avg" else "last"
-            x = method.sample(n, generation=g).clamp(-1, 1)
-            f = extractor.extract(to_uint8(x))[meta["layer"]]
-            metrics[f"fid_{kind}_{g}_{o}"] = fid_from_statistics({"mu": ref["mu"], "sigma": ref["sigma"]},
-                                                                 fid_statistics(f))["fid"]
-            metrics[f"kid_{kind}_{g}_{o}"] = kid_from_features(ref["kid_features"], f)["kid"]
+            outs = method.sample_outputs(n, generation=g)  # average and last state of the same chains
+            for o in (o for g2, o in modes if g2 == g):
+                x = outs["average" if o == "avg" else "last"].clamp(-1, 1)
+                f = extractor.extract(to_uint8(x))[meta["layer"]]
+                metrics[f"fid_{kind}_{g}_{o}"] = fid_from_statistics({"mu": ref["mu"], "sigma": ref["sigma"]},
+                                                                     fid_statistics(f))["fid"]
+                metrics[f"kid_{kind}_{g}_{o}"] = kid_from_features(ref["kid_features"], f,
+                                                                   subsets=kid_subsets(ctx.ev))["kid"]
     finally:
         p.update(saved)
         method.gen.set_state(state)

@@ -528,6 +528,12 @@ class HEE(Method):
 
     @torch.no_grad()
     def sample(self, n: int, generation: str | None = None) -> torch.Tensor:
+        return self.sample_outputs(n, generation)[self.params["generation_output"]]
+
+    @torch.no_grad()
+    def sample_outputs(self, n: int, generation: str | None = None) -> dict[str, torch.Tensor]:
+        """{"average": time average over the last window, "last": the final x_0} of the
+        same chains (one simulation gives both outputs of ``generation_output``)."""
         p = self.params
         mode = generation or p["generation"]
         if mode not in GENERATIONS:
@@ -536,14 +542,14 @@ class HEE(Method):
                       else (p["marginal_time"], p["marginal_average"]))
         n_steps = _steps(total, p["dt"])
         avg_from = n_steps - _steps(avg, p["dt"])
-        out = []
+        out: dict[str, list[torch.Tensor]] = {"average": [], "last": []}
         for start in range(0, n, int(p["sample_batch"])):
             k = min(int(p["sample_batch"]), n - start)
             init = float(p["latent_init_std"]) * torch.randn(k, self.N, generator=self.gen, device=self.device)
             r = self.simulate(None, n_steps, self.gen, mode=mode, avg_from=avg_from, init=init)
-            x = r["mean"] if p["generation_output"] == "average" else r["X"]
-            out.append(x[:, self.sl[0]].reshape(k, *self.data.shape))
-        return torch.cat(out)
+            out["average"].append(r["mean"][:, self.sl[0]].reshape(k, *self.data.shape))
+            out["last"].append(r["X"][:, self.sl[0]].reshape(k, *self.data.shape))
+        return {key: torch.cat(v) for key, v in out.items()}
 
     @torch.no_grad()
     def posterior_means(self, x: torch.Tensor, seed: int = 0) -> list[torch.Tensor]:
