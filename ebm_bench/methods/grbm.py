@@ -111,6 +111,7 @@ class GRBM(HarmoniumMethod):
     """Gaussian-Bernoulli RBM, learned variances, Gibbs-Langevin (Liao et al. 2022; paper 004 baseline)."""
 
     defaults = GRBM_DEFAULTS
+    probe_untrained_control = True
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "sample_gibbs_steps": 2, "data_bank_size": 32}
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
