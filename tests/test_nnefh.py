@@ -385,3 +385,52 @@ def test_batch_normalised_step_is_derived_from_train_batch_size():
     for n_chains in (64, 500):  # generation with any number of chains runs the training dynamics
         assert m.sampler.ula(1.0, n_chains).step_size == pytest.approx(1 / 64)
         assert m.sampler.ula(1.0, n_chains).noise_std == pytest.approx(0.01)
+
+
+def test_probe_family_scores_both_probes_and_the_untrained_same_seed_control(monkeypatch):
+    """The probe family (evaluation/probe.py): standardised and raw probes of every feature,
+    and the same two on the same spec and seed *untrained*, for methods that declare the
+    control; none for the raw-pixel reference row."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ebm_bench.evaluation import probe as fam
+    from ebm_bench.metrics import probe as mp
+    from ebm_bench.runs import build_method
+
+    spec = {"method": "nnefh", "variant": "nnefh", "device": "cpu", "seed": 3,
+            "method_params": {**NET, "n_hidden": 5, "gibbs_steps": 1, "langevin_steps": 2, "data_noise": 0.0}}
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.rand((40, *INFO.shape), generator=g) * 2 - 1, y_train=torch.arange(40) % 3,
+                           x_test=torch.rand((20, *INFO.shape), generator=g) * 2 - 1, y_test=torch.arange(20) % 3,
+                           shape=INFO.shape, is_image=True, num_classes=3)
+    trained = build_method(spec, INFO)
+    for step in range(1, 4):
+        trained.train_step(data.x_train[:16], step)
+    calls = []
+    orig = mp.linear_probe
+
+    def spy(f_train, y_train, f_test, y_test, seed=0, max_train=None, standardise=True):
+        calls.append((np.array(f_train), standardise))
+        return orig(f_train, y_train, f_test, y_test, seed=seed, max_train=max_train, standardise=standardise)
+
+    monkeypatch.setattr(mp, "linear_probe", spy)
+    ctx = SimpleNamespace(data=data, method=trained, ev={"probe_max_train": 100}, ok=True, spec=spec,
+                          log=lambda msg: None)
+    metrics, protocol = fam.probe(ctx)
+    assert set(metrics) == {f"{p}_{f}{s}" for p in ("probe_acc", "probe_raw_acc") for f in ("U", "eta")
+                            for s in ("", "_untrained")}
+    assert [c[1] for c in calls] == [True, False] * 4
+    fresh = build_method(spec, INFO)  # the initialisation: same spec, same seed
+    u_init, u_trained = fresh.features(data.x_train)["U"].double().numpy(), trained.features(data.x_train)["U"].double().numpy()
+    assert not np.allclose(u_init, u_trained)  # training moved the features
+    assert np.allclose(calls[0][0], u_trained) and np.allclose(calls[4][0], u_init)
+    assert protocol["probe_raw_acc_U"]["pipeline"] == "LogisticRegression"
+    # the raw-pixel control: the data row has no untrained control
+    from ebm_bench.methods.data import HeldOutData
+
+    assert not HeldOutData.probe_untrained_control
+    ctx.ok = False
+    none, _ = fam.probe(ctx)
+    assert set(none) == set(metrics) and all(v is None for v in none.values())
