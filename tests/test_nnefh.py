@@ -434,3 +434,20 @@ def test_probe_family_scores_both_probes_and_the_untrained_same_seed_control(mon
     ctx.ok = False
     none, _ = fam.probe(ctx)
     assert set(none) == set(metrics) and all(v is None for v in none.values())
+
+
+def test_raw_probe_is_not_standardised():
+    """A class signal carried by a feature of scale 1e-4 among unit-scale noise: the
+    standardised probe finds it, the raw L2 probe (C = 1) cannot afford the weight."""
+    import numpy as np
+
+    from ebm_bench.metrics.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    f = rng.normal(size=(600, 5))
+    f[:, 0] = 1e-4 * (2 * y - 1 + 0.1 * rng.normal(size=600))
+    std = linear_probe(f[:400], y[:400], f[400:], y[400:], standardise=True)
+    raw = linear_probe(f[:400], y[:400], f[400:], y[400:], standardise=False)
+    assert std["accuracy"] > 0.95 and raw["accuracy"] < 0.7
+    assert (std["protocol"]["standardise"], raw["protocol"]["standardise"]) == (True, False)
