@@ -8,7 +8,7 @@
     ebm-bench reference  --spec JSON --classifier PATH --out PATH   FID/KID/IS reference of a dataset
     ebm-bench download --spec JSON --data-root DIR [--flag FILE]
     ebm-bench fetch-inception --dest DIR [--flag FILE]
-    ebm-bench tables   --results-dir results --out-dir results/tables
+    ebm-bench tables   --results-dir results --out-dir results/tables [--claims config/claims.yaml]
     ebm-bench plot     --run-dir DIR
     ebm-bench bench    [--quick] [NAME ...]
 
@@ -115,11 +115,21 @@ def cmd_fetch_inception(args) -> None:
 
 
 def cmd_tables(args) -> None:
+    """Verdicts first (claims.md opens summary.md), then every table."""
+    from .claims import DEFAULT_CLAIMS, ClaimError, build_claims
     from .tables import DEFAULT_REPORTED, build_tables
 
     reported = Path(args.reported) if args.reported else DEFAULT_REPORTED
-    written = build_tables(Path(args.results_dir), Path(args.out_dir), reported=reported)
-    for p in (written.values() if isinstance(written, dict) else written):
+    claims = Path(args.claims) if args.claims else DEFAULT_CLAIMS
+    written = {}
+    if claims.is_file():
+        try:
+            written.update(build_claims(Path(args.results_dir), Path(args.out_dir), claims))
+        except ClaimError as e:
+            raise ConfigError(str(e)) from None
+    written.update(build_tables(Path(args.results_dir), Path(args.out_dir), reported=reported,
+                                claims_md=written.get("claims.md")))
+    for p in written.values():
         print(p)
 
 
@@ -177,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     add("classifier", cmd_classifier, "spec", "out")
     add("download", cmd_download, "spec", "data-root", "flag")
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")
-    add("tables", cmd_tables, "results-dir", "out-dir", "reported")
+    add("tables", cmd_tables, "results-dir", "out-dir", "reported", "claims")
     add("plot", cmd_plot, "run-dir")
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")

@@ -8,6 +8,8 @@ the DAG completes and the tables say what happened.
 from __future__ import annotations
 
 import io as _io
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 from . import runs
 from .data import to_uint8
 from .errors import ConfigError
+from .samplers.counting import grad_evals
 from .io import atomic_write_bytes, load_torch, read_json, spec_hash, write_json
 
 
@@ -29,6 +32,12 @@ def _save_npz(path: Path, **arrays: Any) -> None:
 def load_samples(path: Path) -> tuple[np.ndarray, str]:
     with np.load(path, allow_pickle=False) as z:
         return z["samples"], str(z["status"])
+
+
+def load_sample_cost(path: Path) -> dict[str, Any]:
+    """The generation cost the sample stage recorded (grad evals, seconds); {} if none."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["cost"])) if "cost" in z.files else {}
 
 
 def load_trained(spec: dict[str, Any], run_dir: Path, data=None):
@@ -59,6 +68,7 @@ def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None
     data = method.data
     samples = np.zeros((0, *data.shape), dtype=np.uint8 if data.is_image else np.float32)
     error = ""
+    cost: dict[str, Any] = {}
     if status == "ok":
         method.gen.manual_seed(spec["seed"] + 7919)  # the sampling stage is reproducible alone
         n = int(spec["sample"]["n"])
@@ -66,7 +76,9 @@ def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None
             if hasattr(method, "bind_data"):  # the held-out data reference row
                 method.bind_data(runs.load_data(spec), str(spec["evaluate"].get("real_split", "train")))
             print(f"[{label}] sampling {n} with {type(method).__name__}", flush=True)
+            evals0, t0 = grad_evals(), time.perf_counter()
             x = method.sample(n).detach().cpu()
+            cost = {"grad_evals_sample": grad_evals() - evals0, "sample_time_s": time.perf_counter() - t0, "n": n}
         except Exception as e:  # noqa: BLE001 - recorded as this run's error, the DAG goes on
             status, error = "error", f"{type(e).__name__}: {e}"
             print(f"[{label}] sampling failed: {error}", flush=True)
@@ -76,7 +88,8 @@ def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None
                 print(f"[{label}] samples are not finite: recorded as diverged", flush=True)
             else:
                 samples = to_uint8(x).numpy() if data.is_image else x.float().numpy()
-    _save_npz(run_dir / "samples.npz", samples=samples, status=np.array(status), error=np.array(error))
+    _save_npz(run_dir / "samples.npz", samples=samples, status=np.array(status), error=np.array(error),
+              cost=np.array(json.dumps(cost)))
     try:
         from .plots import sample_grid
 

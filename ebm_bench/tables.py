@@ -37,11 +37,17 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-TIDY_COLUMNS = ["dataset", "method", "seed", "metric", "value", "status"]
-COST_COLUMNS = ["train_time_s", "sampler_steps", "peak_mem_mb"]
+TIDY_COLUMNS = ["dataset", "method", "seed", "metric", "value", "status", "fingerprint", "note"]
+# status of one metric value: ok | diverged (the run diverged) | error (its family raised;
+# note = the message) | unreadable (its metrics file cannot be parsed) | missing (the run
+# has no value for a metric other runs of the dataset have)
+BAD_STATUSES = ("error", "unreadable", "missing")
+COST_COLUMNS = ["n_params", "train_time_s", "sampler_steps", "grad_evals_train", "peak_mem_mb"]
 COST_LABELS = {
+    "n_params": "params",
     "train_time_s": "train time (s)",
     "sampler_steps": "sampler steps",
+    "grad_evals_train": "grad evals (train)",
     "peak_mem_mb": "peak mem (MB)",
 }
 DEFAULT_REPORTED = Path("config/reported.yaml")
@@ -52,6 +58,8 @@ _SEED_DIR = re.compile(r"^seed(\d+)$")
 # …_stderr) and bookkeeping numbers get no arrow.
 _DIRECTIONS: list[tuple[str, str]] = [
     (r"(_std|_stderr|_se|_sem|_ci\w*)$", ""),
+    (r"^final_|^grad_evals|^n_params$|^time_per_|_acc$|classifier_acc", ""),
+    (r"(^|_)gap($|_)", "lower"),
     (r"^n_|_n$|^seed$|rel_diff|^mass_|^mode_weight_", ""),
     (r"(^|_)fid($|_)", "lower"),
     (r"(^|_)(is|inception_score)($|_)", "higher"),
@@ -66,7 +74,10 @@ _DIRECTIONS: list[tuple[str, str]] = [
 ]
 # Kept in runs.csv and {dataset}.csv but left out of the Markdown/LaTeX tables, which
 # stay readable: per-mode weights, a metric's own within-run spread, backend checks.
-DETAIL_METRICS = [r"^mode_weight_", r"^mode_rel_error_(?!mean$|max$)", r"(_std|_stderr)$", r"rel_diff"]
+DETAIL_METRICS = [r"^mode_weight_", r"^mode_rel_error_(?!mean$|max$)", r"(_std|_stderr)$", r"rel_diff",
+                  r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$"]
+# column order of the tables: metric families in evaluation order, others after
+FAMILY_ORDER = ["fid", "probe", "exact", "exact_samples", "modes", "model_modes", "cost", "train_final"]
 
 ARROWS = {"lower": "↓", "higher": "↑", "": ""}
 TEX_ARROWS = {"lower": r"$\downarrow$", "higher": r"$\uparrow$", "": ""}
@@ -94,8 +105,15 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        print(f"tables: skipping unreadable {path}: {e}", file=sys.stderr)
+        print(f"tables: unreadable {path}: {e}", file=sys.stderr)
         return None
+
+
+def _read_json_or_error(path: Path) -> tuple[Any, str | None]:
+    try:
+        return json.loads(path.read_text()), None
+    except (OSError, ValueError) as e:
+        return None, f"unreadable {path.name}: {type(e).__name__}: {e}"
 
 
 def _as_float(value: Any) -> float:
@@ -188,6 +206,9 @@ def collect(
     rows: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
     legend: dict[tuple[str, str, str], set[str]] = {}
+    # (dataset, method, seed, family) -> (status, message) of a family file without values
+    bad: dict[tuple[str, str, int, str], tuple[str, str]] = {}
+    directions: dict[tuple[str, str], str] = {}
 
     for dataset, method, seed, run_dir in _run_dirs(results_dir, datasets, methods, seeds):
         metrics_dir = run_dir / "metrics"
@@ -199,25 +220,39 @@ def collect(
         status = "diverged" if train.get("status") == "diverged" else "ok"
         fam_rows = []
         for path in files:
-            doc = _read_json(path)
-            if not isinstance(doc, dict):
+            doc, problem = _read_json_or_error(path)
+            if problem is None and not isinstance(doc, dict):
+                problem = f"unreadable {path.name}: not a JSON object"
+            family = str(doc.get("family") or path.stem) if isinstance(doc, dict) else path.stem
+            if problem is not None:
+                bad[(dataset, method, seed, family)] = ("unreadable", problem)
                 continue
-            family = str(doc.get("family") or path.stem)
             fstatus = str(doc.get("status") or "ok")
             if fstatus == "diverged":
                 status = "diverged"
+            protocol = doc.get("protocol") if isinstance(doc.get("protocol"), dict) else {}
+            if fstatus == "error":
+                bad[(dataset, method, seed, family)] = ("error", str(doc.get("error") or "error"))
+                if family == "run":  # the whole run could not be evaluated
+                    status = "error"
+            for name, d in (protocol.get("directions") or {}).items():
+                directions.setdefault((dataset, str(name)), str(d))
+            flags = protocol.get("flags") if isinstance(protocol.get("flags"), dict) else {}
+            fp = doc.get("fingerprint")
             metrics = doc.get("metrics")
             metrics = metrics if isinstance(metrics, dict) else {}
-            space = _feature_space(doc.get("protocol"))
+            space = _feature_space(protocol)
             for name, value in metrics.items():
                 if isinstance(value, (dict, list)):
                     continue  # structured extras (per-mode weights, ...) are not table cells
-                fam_rows.append((family, str(name), _as_float(value), fstatus))
+                note = str(doc.get("error") or "") if fstatus == "error" else str(flags.get(name) or "")
+                fam_rows.append((family, str(name), _as_float(value), fstatus, fp, note))
                 legend.setdefault((dataset, family, str(name)), set()).add(space)
-        for family, name, value, fstatus in fam_rows:
+        for family, name, value, fstatus, fp, note in fam_rows:
             rows.append(
                 {"dataset": dataset, "method": method, "seed": seed, "family": family,
-                 "metric": name, "value": value, "status": fstatus}
+                 "metric": name, "value": value, "status": fstatus,
+                 "fingerprint": "" if fp is None else str(fp), "note": note}
             )
         bench = {stage: _read_benchmark(results_dir / "benchmarks" / stage / dataset / method / f"seed{seed}.tsv")
                  for stage in ("train", "sample", "evaluate")}
@@ -228,43 +263,60 @@ def collect(
             {"dataset": dataset, "method": method, "seed": seed, "status": status,
              "train_time_s": wall,
              "sampler_steps": _as_float(train.get("sampler_steps")),
+             "grad_evals_train": _as_float(train.get("grad_evals_train")),
+             "n_params": _as_float(train.get("n_params")),
              # the benchmark's max_rss covers the whole job; the trainer's own number
              # (train_status.json peak_rss_mb) stands in where no benchmark file is
              "peak_mem_mb": bench["train"].get("max_rss", _as_float(train.get("peak_rss_mb"))),
              "sample_time_s": bench["sample"].get("s", math.nan),
              "evaluate_time_s": bench["evaluate"].get("s", math.nan)}
         )
-
     runs = pd.DataFrame(run_rows, columns=["dataset", "method", "seed", "status", *COST_COLUMNS,
                                            "sample_time_s", "evaluate_time_s"])
-    tidy = pd.DataFrame(rows, columns=["dataset", "method", "seed", "family", "metric", "value", "status"])
+    tidy = pd.DataFrame(rows, columns=["dataset", "method", "seed", "family", "metric", "value", "status",
+                                       "fingerprint", "note"])
     if not tidy.empty:
-        tidy = _complete(tidy, runs)
+        tidy = _complete(tidy, runs, bad)
     leg = pd.DataFrame(
-        [{"dataset": d, "family": f, "metric": m, "features": ", ".join(sorted(s - {""}))}
+        [{"dataset": d, "family": f, "metric": m, "features": ", ".join(sorted(s - {""})),
+          "direction": directions.get((d, m), metric_direction(m))}
          for (d, f, m), s in legend.items()],
-        columns=["dataset", "family", "metric", "features"],
+        columns=["dataset", "family", "metric", "features", "direction"],
     )
     tidy, leg = _qualify_duplicate_names(tidy, leg)
     order = {"dataset": datasets, "method": methods}
+    order["family"] = FAMILY_ORDER + sorted(set(tidy["family"]) - set(FAMILY_ORDER)) if not tidy.empty else None
     tidy = _sort(tidy, order, ["dataset", "method", "seed", "family", "metric"])
     runs = _sort(runs, order, ["dataset", "method", "seed"])
     return tidy, runs, leg
 
 
-def _complete(tidy: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+def _complete(tidy: pd.DataFrame, runs: pd.DataFrame, bad: dict | None = None) -> pd.DataFrame:
     """Give every run of a dataset a row for every (family, metric) seen on that dataset,
-    and mark the rows of diverged runs: a diverged run keeps its rows, value NaN."""
+    and mark the rows without a value: a diverged run keeps its rows (value NaN,
+    ``diverged``); a family that raised or whose file cannot be read gives its rows
+    ``error`` / ``unreadable`` with the message in ``note``; anything else absent is
+    ``missing``. Only ``ok`` rows keep their value."""
+    bad = bad or {}
     run_status = {(r.dataset, r.method, r.seed): r.status for r in runs.itertuples()}
     known = tidy.drop_duplicates(["dataset", "family", "metric"])[["dataset", "family", "metric"]]
     keys = pd.DataFrame(list(run_status), columns=["dataset", "method", "seed"])
     full = keys.merge(known, on="dataset")
     full = full.merge(tidy, on=["dataset", "method", "seed", "family", "metric"], how="left")
-    rstat = [run_status[k] for k in zip(full["dataset"], full["method"], full["seed"])]
     missing = full["status"].isna()
-    full.loc[missing, "status"] = "missing"
+    full["fingerprint"] = full["fingerprint"].fillna("")
+    full["note"] = full["note"].fillna("")
+    for i in np.flatnonzero(missing.to_numpy()):
+        r = full.iloc[i]
+        key = (r["dataset"], r["method"], int(r["seed"]))
+        hit = bad.get((*key, r["family"])) or bad.get((*key, "run"))
+        st, note = hit if hit else ("missing", "")
+        full.iat[i, full.columns.get_loc("status")] = st
+        full.iat[i, full.columns.get_loc("note")] = note
+    rstat = [run_status[k] for k in zip(full["dataset"], full["method"], full["seed"])]
     diverged = np.array([s == "diverged" for s in rstat])
-    full.loc[diverged, "status"] = "diverged"
+    full.loc[diverged & (full["status"] == "ok").to_numpy(dtype=bool), "status"] = "diverged"
+    full.loc[diverged & (full["status"] == "missing").to_numpy(dtype=bool), "status"] = "diverged"
     full.loc[full["status"] != "ok", "value"] = np.nan
     full["value"] = full["value"].astype(float)
     return full
@@ -308,9 +360,12 @@ def _sort(df: pd.DataFrame, order: dict[str, list | None], by: list[str]) -> pd.
 
 
 def dataset_table(tidy: pd.DataFrame, runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """One row per method: n_seeds (ok runs), n_diverged, {metric}_mean/_std over ok runs
-    (std with ddof=1; empty for one seed), and the mean cost over ok runs. A method
-    whose runs all diverged has "diverged" in its metric and cost cells."""
+    """One row per method: n_seeds (ok runs), n_diverged, and per metric
+    {metric}_mean/_std over the finite values of ok runs (std with ddof=1; empty for one
+    value), {metric}_n (how many values the cell stands on: fewer than n_seeds where a
+    value is null, errored or unreadable), {metric}_note (the first error / flag message);
+    then the mean cost over ok runs. A cell without values reads "diverged" when all the
+    method's runs diverged, "error" / "unreadable" when that is why it has none."""
     t = tidy[tidy["dataset"] == dataset]
     r = runs[runs["dataset"] == dataset]
     metrics = list(dict.fromkeys(t["metric"]))
@@ -322,12 +377,20 @@ def dataset_table(tidy: pd.DataFrame, runs: pd.DataFrame, dataset: str) -> pd.Da
         n_div = int((rm["status"] == "diverged").sum())
         row: dict[str, Any] = {"method": method, "n_seeds": len(ok), "n_diverged": n_div}
         all_diverged = ok.empty and n_div > 0
-        tm = t[(t["method"] == method) & (t["status"] == "ok")]
+        tm_all = t[t["method"] == method]
+        tm = tm_all[tm_all["status"] == "ok"]
         for m in metrics:
             vals = tm.loc[tm["metric"] == m, "value"].astype(float)
             vals = vals[np.isfinite(vals)]
+            cell = tm_all[tm_all["metric"] == m]
+            notes = [n for n in cell["note"] if isinstance(n, str) and n]
+            row[f"{m}_n"] = len(vals)
+            row[f"{m}_note"] = notes[0] if notes else ""
             if all_diverged:
                 row[f"{m}_mean"] = row[f"{m}_std"] = DIVERGED
+            elif len(vals) == 0 and (cell["status"].isin(["error", "unreadable"])).any():
+                st = "error" if (cell["status"] == "error").any() else "unreadable"
+                row[f"{m}_mean"] = row[f"{m}_std"] = st
             else:
                 row[f"{m}_mean"] = float(vals.mean()) if len(vals) else math.nan
                 row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
@@ -336,7 +399,8 @@ def dataset_table(tidy: pd.DataFrame, runs: pd.DataFrame, dataset: str) -> pd.Da
             vals = vals[np.isfinite(vals)]
             row[c] = DIVERGED if all_diverged else (float(vals.mean()) if len(vals) else math.nan)
         out.append(row)
-    cols = ["method", "n_seeds", "n_diverged"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")] + COST_COLUMNS
+    cols = (["method", "n_seeds", "n_diverged"]
+            + [f"{m}_{s}" for m in metrics for s in ("mean", "std", "n", "note")] + COST_COLUMNS)
     table = pd.DataFrame(out, columns=cols)
     table.attrs["metrics"] = metrics
     return table
@@ -352,28 +416,40 @@ def _num(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def _display(table: pd.DataFrame, metrics: list[str], tex: bool) -> pd.DataFrame:
-    """mean ± std cells, arrow headers; for Markdown or (escaped) LaTeX."""
+def _display(table: pd.DataFrame, metrics: list[str], tex: bool, directions: dict[str, str] | None = None
+             ) -> pd.DataFrame:
+    """mean ± std cells, arrow headers; for Markdown or (escaped) LaTeX. A cell that
+    stands on fewer values than the method's ok runs says so ("[2/3]"); a flagged value
+    (an unreliable feature space, a backend disagreement) is marked "‡"."""
     pm = r" $\pm$ " if tex else " ± "
     arrows = TEX_ARROWS if tex else ARROWS
     esc = _tex_escape if tex else (lambda s: s)
+    directions = directions or {}
     out = pd.DataFrame()
     out["method"] = [esc(str(m)) for m in table["method"]]
     out["seeds"] = [str(n) for n in table["n_seeds"]]
     out["diverged"] = [str(n) for n in table["n_diverged"]]
     for m in metrics:
-        head = f"{esc(m)} {arrows[metric_direction(m)]}".strip()
+        d = directions.get(m, metric_direction(m))
+        head = f"{esc(m)} {arrows[d]}".strip()
         cells = []
-        for mean, std in zip(table[f"{m}_mean"], table[f"{m}_std"]):
+        for mean, std, n, note, runs in zip(table[f"{m}_mean"], table[f"{m}_std"], table[f"{m}_n"],
+                                            table[f"{m}_note"], table["n_seeds"]):
             if isinstance(mean, str):
                 cells.append(mean)
-            elif isinstance(std, float) and np.isfinite(std):
-                cells.append(f"{_num(mean)}{pm}{_num(std, 2)}")
+                continue
+            if isinstance(std, float) and np.isfinite(std):
+                cell = f"{_num(mean)}{pm}{_num(std, 2)}"
             else:
-                cells.append(_num(mean))
+                cell = _num(mean)
+            if cell and int(n) < int(runs):
+                cell += f" [{int(n)}/{int(runs)}]"
+            if cell and note:
+                cell += " ‡"
+            cells.append(cell)
         out[head] = cells
     for c in COST_COLUMNS:
-        digits = 0 if c == "sampler_steps" else 3
+        digits = 0 if c in ("sampler_steps", "grad_evals_train", "n_params") else 3
         out[esc(COST_LABELS[c])] = [
             v if isinstance(v, str) else (_num(round(v)) if digits == 0 and np.isfinite(v) else _num(v, 3))
             for v in table[c]
@@ -469,8 +545,11 @@ def build_tables(
     datasets: Iterable[str] | None = None,
     methods: Iterable[str] | None = None,
     seeds: Iterable[int] | None = None,
+    claims_md: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write every table; returns {file name: path} of what was written.
+
+    ``claims_md``: the verdict table (``ebm_bench.claims``), put at the top of summary.md.
 
     ``datasets``/``methods``/``seeds`` restrict the tables to those runs (the workflow
     passes the config's, so runs an older config left behind do not show); a dataset
@@ -499,13 +578,16 @@ def build_tables(
     for ds in names:
         table = dataset_table(tidy, runs, ds)
         metrics = _shown_metrics(table)
+        dirs = dataset_directions(legend, ds)
         write(f"{ds}.csv", table.to_csv(index=False, na_rep=""))
-        md = _display(table, metrics, tex=False)
-        write(f"{ds}.md", f"## {ds}\n\n" + _markdown(md))
-        write(f"{ds}.tex", _latex(_display(table, metrics, tex=True), f"ebm-bench results on {ds}"))
-        sections.append((ds, md, runs[runs["dataset"] == ds]))
+        md = _display(table, metrics, tex=False, directions=dirs)
+        notes = _notes(table, metrics)
+        write(f"{ds}.md", f"## {ds}\n\n" + _markdown(md) + notes)
+        write(f"{ds}.tex", _latex(_display(table, metrics, tex=True, directions=dirs), f"ebm-bench results on {ds}"))
+        sections.append((ds, md, runs[runs["dataset"] == ds], notes))
 
-    write("summary.md", _summary(sections, runs, legend))
+    verdicts = Path(claims_md).read_text(encoding="utf-8") if claims_md and Path(claims_md).is_file() else ""
+    write("summary.md", _summary(sections, runs, legend, verdicts))
 
     if reported is not None and Path(reported).is_file():
         entries = load_reported(reported)
@@ -519,22 +601,50 @@ def build_tables(
     return written
 
 
+def dataset_directions(legend: pd.DataFrame, dataset: str) -> dict[str, str]:
+    """metric -> 'lower' | 'higher' | '' on one dataset: what its metric files say
+    (e.g. no direction for IS on data with unequal class weights), else the name rule."""
+    if legend.empty or "direction" not in legend:
+        return {}
+    leg = legend[legend["dataset"] == dataset]
+    return dict(zip(leg["metric"], leg["direction"]))
+
+
+def _notes(table: pd.DataFrame, metrics: list[str]) -> str:
+    """The messages behind ‡ and error cells, one line each."""
+    lines = []
+    for _, row in table.iterrows():
+        for m in metrics:
+            note = row.get(f"{m}_note")
+            if isinstance(note, str) and note:
+                lines.append(f"- `{row['method']}` {m}: {note}")
+    lines = list(dict.fromkeys(lines))
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def _counts(runs: pd.DataFrame) -> str:
     n_ok = int((runs["status"] == "ok").sum())
     n_div = int((runs["status"] == "diverged").sum())
-    return f"{len(runs)} runs: {n_ok} ok, {n_div} diverged"
+    n_err = int((runs["status"] == "error").sum())
+    return f"{len(runs)} runs: {n_ok} ok, {n_div} diverged" + (f", {n_err} error" if n_err else "")
 
 
-def _summary(sections, runs: pd.DataFrame, legend: pd.DataFrame) -> str:
+def _summary(sections, runs: pd.DataFrame, legend: pd.DataFrame, verdicts: str = "") -> str:
     lines = ["# ebm-bench results", "", _counts(runs) + ".", ""]
-    for ds, md, r in sections:
-        lines += [f"## {ds}", "", _counts(r) + ".", "", _markdown(md)]
+    if verdicts:
+        lines += [verdicts.replace("\n# ", "\n## ").lstrip().replace("# Claims", "## Claims", 1), ""]
+    for ds, md, r, notes in sections:
+        lines += [f"## {ds}", "", _counts(r) + ".", "", _markdown(md) + notes]
     lines += [
         "## Legend",
         "",
         "Cells are mean ± standard deviation over the seeds whose run did not diverge "
         "(`seeds`; sample std, blank for one seed); `diverged` counts the runs that "
-        "diverged, and a cell reads `diverged` when all of a method's runs did. "
+        "diverged, and a cell reads `diverged` when all of a method's runs did. A cell "
+        "that stands on fewer values than `seeds` (a null value, a metric that raised, an "
+        "unreadable file) says `[n/seeds]`; `error` / `unreadable` cells and values marked "
+        "‡ (unreliable feature space, backend disagreement) have their message below the "
+        "table. "
         "↓ lower is better, ↑ higher is better. Cost: training wall time of the "
         "training loop (s), Langevin/MCMC sampler steps spent in training, and peak "
         "resident memory of the training job (MB, Snakemake benchmark `max_rss`). "
@@ -546,7 +656,7 @@ def _summary(sections, runs: pd.DataFrame, legend: pd.DataFrame) -> str:
     if not legend.empty:
         leg = legend.copy()
         leg["better"] = [
-            {"lower": "lower ↓", "higher": "higher ↑", "": ""}[metric_direction(m)] for m in leg["metric"]
+            {"lower": "lower ↓", "higher": "higher ↑", "": ""}[d] for d in leg["direction"]
         ]
         leg["features"] = [
             {"inception": "Inception (ImageNet)", "domain": "domain classifier"}.get(f, f) for f in leg["features"]
@@ -579,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default=None, help="comma-separated; default: every dataset found")
     p.add_argument("--variants", default=None, help="comma-separated; default: every variant found")
     p.add_argument("--seeds", default=None, help="comma-separated; default: every seed found")
+    p.add_argument("--claims-md", default=None, help="verdict table (ebm_bench.claims) to open summary.md with")
     a = p.parse_args(argv)
     seeds = _split(a.seeds)
     written = build_tables(
@@ -588,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         datasets=_split(a.datasets),
         methods=_split(a.variants),
         seeds=None if seeds is None else [int(s) for s in seeds],
+        claims_md=a.claims_md,
     )
     for path in written.values():
         print(path)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .io import load_torch, save_torch, write_json
+from .samplers.counting import grad_evals
 
 CHECKPOINT = "checkpoint.pt"
 PARTIAL_LOG = ".train_log.partial.csv"
@@ -111,6 +112,7 @@ def train(
 
     t0 = time.perf_counter() - wall0
     step = start
+    evals0 = grad_evals() - int(status.get("grad_evals", 0) or 0)
     while step < steps and status["status"] == "ok":
         step += 1
         idx = torch.randperm(n, generator=batch_gen)[: min(bs, n)]
@@ -126,23 +128,31 @@ def train(
             shown = " ".join(f"{k}={v:.4g}" for k, v in list(scalars.items())[:3])
             _say(label, f"step {step}/{steps} {shown} ({rate:.1f} it/s, eta {eta:.0f}s)")
         if step % every_ckpt == 0 or status["status"] != "ok":
+            status["grad_evals"] = grad_evals() - evals0
             checkpoint(step, wall)
         if stop_after is not None and step - start >= stop_after and step < steps:
             return {"status": "interrupted", "step": step}
 
     wall = time.perf_counter() - t0
+    status["grad_evals"] = grad_evals() - evals0
     checkpoint(step, wall)
     info = {"shape": list(method.data.shape), "is_image": method.data.is_image,
             "num_classes": method.data.num_classes}
     save_torch({"config_id": config_id, "step": step, "data_info": info, "method": method.state_dict()},
                run_dir / "model.pt")
     (run_dir / "train_log.csv").write_bytes((run_dir / PARTIAL_LOG).read_bytes())
+    evals_train = int(status.pop("grad_evals"))
     result = {
         **status,
         "steps": step,
         "wall_time_s": wall,
         "sampler_steps": step * int(method.sampler_steps_per_iter),
         "sampler_steps_per_iter": int(method.sampler_steps_per_iter),
+        # compute-matched comparisons: grad_x U evaluations (chains x steps) spent in
+        # training, and the trainable parameters (what the optimiser updates)
+        "grad_evals_train": evals_train,
+        "time_per_update_ms": 1000.0 * wall / max(step, 1),
+        "n_params": n_trainable(method),
         "resumed_from": resumed_from,
         "peak_rss_mb": _peak_rss_mb(),
         "device": str(method.device),
@@ -153,6 +163,19 @@ def train(
     write_json(result, run_dir / "train_status.json")
     _say(label, f"done: {result['status']} after {step} steps in {wall:.1f}s")
     return result
+
+
+def n_trainable(method) -> int:
+    """Trainable parameters: those the method's optimiser updates (every method builds
+    its optimiser over exactly its trainable tensors), else its networks' parameters."""
+    try:
+        groups = method.opt.param_groups
+    except (NotImplementedError, AttributeError):
+        groups = None
+    if groups is not None:
+        return int(sum(p.numel() for g in groups for p in g["params"]))
+    mods = [v for v in vars(method).values() if isinstance(v, torch.nn.Module)]
+    return int(sum(p.numel() for m in mods for p in m.parameters() if p.requires_grad))
 
 
 def _say(label: str, msg: str) -> None:

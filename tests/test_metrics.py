@@ -383,7 +383,11 @@ def test_inception_extractor_end_to_end_with_random_weights(tmp_path, monkeypatc
     torch.save(net.state_dict(), wfile)
     monkeypatch.setenv("TORCH_HOME", str(home))
 
-    extr = ex.InceptionExtractor(batch_size=2)
+    # random weights stand in for the real file (no internet here): the pinned-hash check
+    # is switched off for this interface test and tested on its own below
+    extr = ex.InceptionExtractor(batch_size=2, expected_sha256=None)
+    with pytest.raises(WeightsMissing, match="not the pinned"):
+        ex.InceptionExtractor(batch_size=2)  # the same file, checked against the pinned hash
     gray = (torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
     out = extr.extract(gray)
     assert out["pool"].shape == (3, 2048) and out["logits"].shape == (3, 1008)

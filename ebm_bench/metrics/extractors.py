@@ -117,6 +117,12 @@ class FeatureExtractor:
 # --------------------------------------------------------------------------- Inception
 
 
+# sha256 of torch-fidelity's weights-inception-2015-12-05-6726825d.pth (the file name
+# carries its first 8 hex digits, torch hub's convention). A different file gives
+# different FIDs, so it is refused, not recorded and used.
+PINNED_INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+
+
 def inception_weights_url() -> str:
     """The URL torch-fidelity downloads its Inception weights from (read from its source)."""
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
@@ -196,7 +202,11 @@ class InceptionExtractor(FeatureExtractor):
         weights_path: str | os.PathLike | None = None,
         batch_size: int = 64,
         device: str | torch.device = "cpu",
+        expected_sha256: str | None = PINNED_INCEPTION_SHA256,
     ):
+        """``expected_sha256``: the weights must hash to this (default: the pinned
+        torch-fidelity file); ``None`` accepts any file (timing with random weights, tests
+        that swap in a small file: such callers must say so)."""
         super().__init__(batch_size, device)
         self.weights_path = resolve_inception_weights(weights_path)
         # torch-fidelity loads the file with weights_only=False; load it once with
@@ -209,6 +219,12 @@ class InceptionExtractor(FeatureExtractor):
                 f"(torch.load weights_only=True failed: {e}); re-download {inception_weights_url()}"
             ) from e
         self.weights_sha256 = sha256_file(self.weights_path)
+        if expected_sha256 is not None and self.weights_sha256 != expected_sha256:
+            raise WeightsMissing(
+                f"{self.weights_path} has sha256 {self.weights_sha256}, not the pinned {expected_sha256}: "
+                f"it is not torch-fidelity's Inception-v3 file and would give other FIDs; "
+                f"re-download {inception_weights_url()}"
+            )
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         self.model = FeatureExtractorInceptionV3(

@@ -48,6 +48,9 @@ INCEPTION_FLAG = f"{R}/data/weights/inception.ready"
 TABLES = f"{R}/tables"
 LOGS = f"{R}/logs"
 REPORTED = "config/reported.yaml"  # numbers the papers report; optional
+# the papers' claims as data (ebm_bench.claims): the working directory's, else the workflow's
+CLAIMS = "config/claims.yaml" if os.path.exists("config/claims.yaml") else os.path.join(
+    workflow.basedir, "config", "claims.yaml")
 
 
 def bench(stage):
@@ -108,7 +111,7 @@ def reported_arg(wildcards, input):
 
 
 def table_files():
-    files = [f"{TABLES}/runs.csv", f"{TABLES}/summary.md"]
+    files = [f"{TABLES}/runs.csv", f"{TABLES}/summary.md", f"{TABLES}/claims.csv", f"{TABLES}/claims.md"]
     for d in config["datasets"]:
         files += [f"{TABLES}/{d}.{ext}" for ext in ("csv", "md", "tex")]
     if reported_file():

@@ -9,9 +9,41 @@
 # reproduction.md, ours beside theirs.
 
 
+# Verdicts: every claim of config/claims.yaml judged from the same files (ebm_bench.claims);
+# claims.md opens summary.md. Claims whose runs are not in this config read "not run".
+rule claims:
+    input:
+        unpack(tables_input),
+        claims=CLAIMS,
+    output:
+        csv=report(
+            f"{TABLES}/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"table": "claims (all columns)"},
+        ),
+        md=f"{TABLES}/claims.md",
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        results_dir=lambda w, output: os.path.dirname(os.path.dirname(output.csv)),
+        datasets=",".join(config["datasets"]),
+        variants=",".join(config["variants"]),
+        seeds=",".join(str(s) for s in config["seeds"]),
+    log:
+        f"{LOGS}/claims.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m ebm_bench.claims --results-dir {params.results_dir:q}"
+        " --out-dir {params.out_dir:q} --claims {input.claims:q} --datasets {params.datasets:q}"
+        " --variants {params.variants:q} --seeds {params.seeds:q} > {log:q} 2>&1"
+
+
 rule tables:
     input:
         unpack(tables_input),
+        claims_md=f"{TABLES}/claims.md",
     output:
         runs=report(
             f"{TABLES}/runs.csv",
@@ -63,4 +95,4 @@ rule tables:
         "python -m ebm_bench.tables --results-dir {params.results_dir:q}"
         " --out-dir {params.out_dir:q} --datasets {params.datasets:q}"
         " --variants {params.variants:q} --seeds {params.seeds:q} {params.reported}"
-        " > {log:q} 2>&1"
+        " --claims-md {input.claims_md:q} > {log:q} 2>&1"
