@@ -451,3 +451,19 @@ def test_raw_probe_is_not_standardised():
     raw = linear_probe(f[:400], y[:400], f[400:], y[400:], standardise=False)
     assert std["accuracy"] > 0.95 and raw["accuracy"] < 0.7
     assert (std["protocol"]["standardise"], raw["protocol"]["standardise"]) == (True, False)
+
+
+@pytest.mark.parametrize("size", [8, 32])
+def test_three_conv_layout_has_exactly_three_convolutions(size):
+    """Paper 004 Methods: "three convolutional layers interspersed with self-attention
+    layers"; the penultimate layer has n_features units (U(x))."""
+    from ebm_bench.nets import build_net
+    from ebm_bench.nets.attention import SelfAttention
+
+    net = build_net("attention", (1, size, size), {"nf": 4, "n_features": 12, "layout": "three_conv",
+                                                   "attn_max_res": size})
+    convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 and sum(isinstance(m, SelfAttention) for m in net.body) == 3
+    assert net.features(torch.zeros(2, 1, size, size)).shape == (2, 12)
+    suite = build_net("attention", (1, size, size), {"nf": 4, "n_features": 12})
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in suite.body) == int(math.log2(size // 4)) + 2
