@@ -431,6 +431,8 @@ def test_probe_family_scores_both_probes_and_the_untrained_same_seed_control(mon
     from ebm_bench.methods.data import HeldOutData
 
     assert not HeldOutData.probe_untrained_control
+    assert fam.metric_names(["pixels"], False) == ["probe_acc_pixels", "probe_raw_acc_pixels"]
+    assert fam.metric_names(["penultimate"], False) == ["probe_acc_penultimate"]  # other rows: standardised only
     ctx.ok = False
     none, _ = fam.probe(ctx)
     assert set(none) == set(metrics) and all(v is None for v in none.values())

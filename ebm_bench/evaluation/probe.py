@@ -6,7 +6,8 @@ Per feature ``f`` of ``method.features``:
 - ``probe_acc_{f}``: standardised features (StandardScaler + logistic regression, C = 1);
 - ``probe_raw_acc_{f}``: the same logistic regression on the raw features (paper 004
   states no protocol; an untrained network's U scores ~0.82 on FashionMNIST standardised
-  and ~0.68 raw, so the two differ by more than the paper's own gaps);
+  and ~0.68 raw, so the two differ by more than the paper's own gaps), for the methods
+  with the untrained control and for the raw pixels (other rows: standardised only);
 - ``probe_acc_{f}_untrained`` / ``probe_raw_acc_{f}_untrained``: the same two probes on the
   same network *at its initialisation* (same spec, same seed, not trained: built with
   :func:`ebm_bench.runs.build_method`), for methods that declare
@@ -36,8 +37,14 @@ def batched(fn, x: torch.Tensor, bs: int = 512) -> dict[str, torch.Tensor]:
 PROBES = (("probe_acc", True), ("probe_raw_acc", False))  # (metric prefix, standardise)
 
 
+def probes_for(fname: str, control: bool) -> tuple:
+    """Both probes where a control is asked for (the paper-004 rows) and for the raw-pixel
+    row; the standardised one only elsewhere (keeps the embedded suite's evaluate cheap)."""
+    return PROBES if control or fname == "pixels" else PROBES[:1]
+
+
 def metric_names(features, untrained: bool) -> list[str]:
-    names = [f"{prefix}_{f}" for f in features for prefix, _ in PROBES]
+    names = [f"{prefix}_{f}" for f in features for prefix, _ in probes_for(f, untrained)]
     if untrained:
         names += [f"{n}_untrained" for n in names]
     return names
@@ -74,7 +81,7 @@ def probe(ctx):
         f_train = batched(m.features, data.x_train.to(m.device))
         f_te = f_test if not suffix else batched(m.features, data.x_test.to(m.device))
         for fname in f_train:
-            for prefix, standardise in PROBES:
+            for prefix, standardise in probes_for(fname, control):
                 r = linear_probe(f_train[fname].numpy(), data.y_train.numpy(), f_te[fname].numpy(),
                                  data.y_test.numpy(), seed=0, max_train=max_train, standardise=standardise)
                 name = f"{prefix}_{fname}{suffix}"
