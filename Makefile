@@ -39,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/ebm-bench bench
 
 clean-results:
-	rm -rf results/runs results/tables results/benchmarks results/classifiers results/report*
+	rm -rf results/runs results/tables results/benchmarks results/classifiers results/reference results/report*

@@ -52,6 +52,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/run.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
 

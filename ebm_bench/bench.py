@@ -145,29 +145,23 @@ def _hee_linear_posterior(m, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return H, c
 
 
-def _hee_moment_trajectory(H, c, tau, dt, order, m_adapt, tau_v_factor, n_steps, init_std, v_stationary=False):
+def _hee_moment_trajectory(H, c, tau, dt, order, m_adapt, tau_v_factor, n_steps, init_std, v_stationary=False,
+                           adaptation="literal"):
     """Exact mean and covariance of z after every EM step of the linear recursion (z0 ~
     N(0, init_std^2 I), v0 = 0 or, with ``v_stationary``, v0 ~ N(0, 4 m tau_z / tau_v)
-    independent of z0), as (means, covs) lists."""
+    independent of z0), as (means, covs) lists. The recursion's matrices are read off the
+    step functions (:func:`~ebm_bench.samplers.hee_dynamics.linear_recursion`)."""
+    from .samplers.hee_dynamics import linear_recursion
+
     nz = H.shape[0]
-    eye = torch.eye(nz, dtype=torch.float64)
-    h = dt / tau
-    s = torch.sqrt(2 * dt / tau)
-    if order == 1:
-        M, const, Bn = eye + h[:, None] * H, h * c, torch.diag(s)
-        mean, cov = torch.zeros(nz, dtype=torch.float64), init_std ** 2 * eye
-    else:
-        tv = tau_v_factor * tau
-        M = torch.zeros(2 * nz, 2 * nz, dtype=torch.float64)
-        M[:nz, :nz], M[:nz, nz:] = eye + h[:, None] * H, -torch.diag(h)
-        M[nz:, nz:] = torch.diag(1 - dt * m_adapt / tv)
-        const = torch.cat([h * c, torch.zeros(nz, dtype=torch.float64)])
-        Bn = torch.cat([torch.diag(s), torch.diag(2 * m_adapt * torch.sqrt(2 * tau) / tv * dt ** 0.5)])
-        mean = torch.zeros(2 * nz, dtype=torch.float64)
-        cov = torch.zeros(2 * nz, 2 * nz, dtype=torch.float64)
-        cov[:nz, :nz] = init_std ** 2 * eye
-        if v_stationary:
-            cov[nz:, nz:] = torch.diag(4 * m_adapt * tau / tv)
+    M, Bn, K = linear_recursion(H, dt, tau, order, m_adapt, tau_v_factor, adaptation)
+    const = K @ c
+    dim = M.shape[0]
+    mean = torch.zeros(dim, dtype=torch.float64)
+    cov = torch.zeros(dim, dim, dtype=torch.float64)
+    cov[:nz, :nz] = init_std ** 2 * torch.eye(nz, dtype=torch.float64)
+    if order == 2 and v_stationary:
+        cov[nz:, nz:] = torch.diag(4 * m_adapt * tau / (tau_v_factor * tau))
     Q = Bn @ Bn.T
     means, covs = [], []
     for _ in range(n_steps):
@@ -176,6 +170,52 @@ def _hee_moment_trajectory(H, c, tau, dt, order, m_adapt, tau_v_factor, n_steps,
         means.append(mean[:nz])
         covs.append(cov[:nz, :nz])
     return means, covs
+
+
+READINGS = {  # label -> (order, adaptation, v_stationary)
+    "first-order": (1, "literal", False),
+    "literal, v0 ~ N(0, 4m tau_z/tau_v)": (2, "literal", True),
+    "literal, v0 = 0": (2, "literal", False),
+    "driven, v0 ~ N(0, 4m tau_z/tau_v)": (2, "driven", True),
+    "driven, v0 = 0": (2, "driven", False),
+}
+
+
+def hee_mixing(H, c, tau, dt, m_adapt=0.5, tau_v_factor=0.5, horizon=None, readings=None) -> dict[str, dict]:
+    """Per reading, exactly from the EM recursion on the Gaussian posterior with score
+    H z + c (z0 ~ N(0, I)): time (tau_x) until the RMS mean error stays within 0.1 and
+    0.01 posterior sd and the covariance within 5% and 1% (relative Frobenius distance to
+    the recursion's own stationary covariance), the integrated autocorrelation time of the
+    slowest posterior direction (IACT, tau_x), and the O(dt) covariance bias."""
+    from .samplers.hee_dynamics import _lyapunov, linear_recursion
+
+    cov_post = torch.linalg.inv(-H)
+    mu = cov_post @ c
+    sd = torch.sqrt(torch.diagonal(cov_post))
+    nz = H.shape[0]
+    evals, evecs = torch.linalg.eigh(0.5 * (cov_post + cov_post.T))
+    w = evecs[:, -1]  # largest posterior variance: the slowest direction
+    if horizon is None:  # long enough for the slowest first-order mode to reach 1e-3
+        rate = float((1.0 / evals[-1]) / tau.max())
+        horizon = min(max(10.0, 8.0 / rate), 400.0)
+    n_steps = int(round(horizon / dt))
+    out = {}
+    for label, (order, adaptation, v_stat) in (readings or READINGS).items():
+        means, covs = _hee_moment_trajectory(H, c, tau, dt, order, m_adapt, tau_v_factor, n_steps, 1.0,
+                                             v_stationary=v_stat, adaptation=adaptation)
+        M, B, _ = linear_recursion(H, dt, tau, order, m_adapt, tau_v_factor, adaptation)
+        S = _lyapunov(M, B @ B.T)
+        stat = S[:nz, :nz]
+        wz = torch.zeros(M.shape[0], dtype=torch.float64)
+        wz[:nz] = w
+        total = torch.linalg.solve(torch.eye(M.shape[0], dtype=torch.float64) - M, S)
+        iact = float(dt * (2.0 * (wz @ total @ wz) / (wz @ S @ wz) - 1.0))
+        e_mean = [float(((mt - mu) / sd).pow(2).mean().sqrt()) for mt in means]
+        e_cov = [float((ct - stat).norm() / stat.norm()) for ct in covs]
+        out[label] = {"t_mean_0.1": _first_below(e_mean, 0.1, dt), "t_mean_0.01": _first_below(e_mean, 0.01, dt),
+                      "t_cov_5%": _first_below(e_cov, 0.05, dt), "t_cov_1%": _first_below(e_cov, 0.01, dt),
+                      "iact_slow": iact, "cov_bias": float((stat - cov_post).norm() / cov_post.norm())}
+    return out
 
 
 def _first_below(errs: list[float], tol: float, dt: float) -> float:
@@ -218,27 +258,20 @@ def bench_hee_inference(quick: bool = False) -> None:
     sd = torch.sqrt(torch.diagonal(cov_post))
     tau = lin.tau_vec[lin.sizes[0]:].double()
     T = 60.0 if quick else 150.0
-    n_steps = int(round(T / lin.dt))
     print(f"HEE-L posterior, supp. Table 1 2D setting (L=5, n_l=10, tau_z=linspace(1,10), dt=0.01 tau_x), "
-          f"exact moments of the EM recursion over {T:g} tau_x")
-    res = {}
-    labels = {1: "first-order", 2: "second-order (v0 = 0)", 3: "second-order (v0 ~ N(0, 4m tau_z/tau_v))"}
-    for key in (1, 2, 3):
-        means, covs = _hee_moment_trajectory(H, c, tau, lin.dt, min(key, 2), 0.5, 0.5, n_steps, 1.0,
-                                             v_stationary=key == 3)
-        stat = covs[-1]
-        e_mean = [float(((mt - mu) / sd).pow(2).mean().sqrt()) for mt in means]
-        e_cov = [float((ct - stat).norm() / stat.norm()) for ct in covs]
-        bias = float((stat - cov_post).norm() / cov_post.norm())
-        res[key] = (e_mean, e_cov, bias)
-    rows = [(f"mean within {tol:g} sd (RMS)", 0, tol) for tol in (0.1, 0.01)] + \
-           [(f"covariance within {100 * tol:g}%", 1, tol) for tol in (0.05, 0.01)]
-    for what, idx, tol in rows:
-        t = {k: _first_below(res[k][idx], tol, lin.dt) for k in res}
-        print(f"  {what}: " + "   ".join(f"{labels[k]} {t[k]:6.2f} tau_x" for k in res) + "   speed-up "
-              + ", ".join(f"x{t[1] / t[k]:.2f}" for k in (2, 3)))
-    print("  O(dt) bias of the stationary covariance vs the posterior: "
-          + ", ".join(f"{labels[k]} {100 * res[k][2]:.2f}%" for k in (1, 2)))
+          f"exact moments of the EM recursion over {T:g} tau_x; z0 ~ N(0, I)")
+    res = hee_mixing(H, c, tau, lin.dt, horizon=T)
+    first = res["first-order"]
+    cols = ["t_mean_0.1", "t_mean_0.01", "t_cov_5%", "t_cov_1%", "iact_slow"]
+    print("  " + f"{'reading':38s}" + "".join(f"{k:>13s}" for k in cols) + f"{'cov bias':>10s}   (tau_x; speed-up vs first order)")
+    for label, r in res.items():
+        print("  " + f"{label:38s}" + "".join(f"{r[k]:7.2f} x{first[k] / r[k]:4.2f}" for k in cols)
+              + f"{100 * r['cov_bias']:9.2f}%")
+    for dt in (0.02, 0.01, 0.005):
+        b = hee_mixing(H, c, tau, dt, horizon=1.0, readings={k: READINGS[k] for k in
+                                                             ("first-order", "literal, v0 = 0", "driven, v0 = 0")})
+        print(f"  O(dt) bias of the stationary covariance at dt = {dt:g}: "
+              + ", ".join(f"{k.split(',')[0]} {100 * v['cov_bias']:.2f}%" for k, v in b.items()))
 
     # (2) nonlinear model with interneurons, simulated chains
     n_chain = 500 if quick else 2000
@@ -248,8 +281,9 @@ def bench_hee_inference(quick: bool = False) -> None:
     nl.bias = 0.5 * torch.randn(nl.N, generator=g)
     xb = x0.float().expand(n_chain, -1)
     traj, tails = {}, []
-    for order in (1, 2):
-        nl.params["order"] = order
+    kinds = {"first-order": (1, "literal"), "literal": (2, "literal"), "driven": (2, "driven")}
+    for i, (order, adaptation) in enumerate(kinds.values()):
+        nl.params["order"], nl.params["adaptation"] = order, adaptation
         mean_t: list[torch.Tensor] = []
         acc = {"sum": 0.0, "sq": 0.0, "n": 0}
 
@@ -261,20 +295,20 @@ def bench_hee_inference(quick: bool = False) -> None:
                 acc["sq"] = acc["sq"] + z.double().pow(2).sum(0)
                 acc["n"] += z.shape[0]
 
-        nl.simulate(xb, n2, torch.Generator().manual_seed(10 + order), mode="infer", record=rec)
-        traj[order] = mean_t
+        nl.simulate(xb, n2, torch.Generator().manual_seed(10 + i), mode="infer", record=rec)
+        traj[i] = mean_t
         tails.append(acc)
     tot = sum(a["n"] for a in tails)
     ref = sum(a["sum"] for a in tails) / tot
     sd2 = torch.sqrt(sum(a["sq"] for a in tails) / tot - ref ** 2)
-    print(f"tanh HEE with interneurons (tau_u = 0.1), {n_chain} chains, {T2:g} tau_x; reference = both orders' "
+    print(f"tanh HEE with interneurons (tau_u = 0.1), {n_chain} chains, {T2:g} tau_x; reference = all readings' "
           f"chains averaged over the second half")
-    errs = {o: [float(((mt - ref) / sd2).pow(2).mean().sqrt()) for mt in traj[o]] for o in (1, 2)}
+    errs = {i: [float(((mt - ref) / sd2).pow(2).mean().sqrt()) for mt in traj[i]] for i in traj}
     floor = 1.0 / n_chain ** 0.5
     for tol in (0.2, 0.1):
-        t1, t2 = (_first_below(errs[o], tol, 0.01) for o in (1, 2))
-        print(f"  mean within {tol:g} sd (RMS; MC floor ~{floor:.3f}): first-order {t1:7.2f} tau_x   "
-              f"second-order {t2:7.2f} tau_x   speed-up x{t1 / t2:.2f}")
+        t = [_first_below(errs[i], tol, 0.01) for i in range(len(kinds))]
+        print(f"  mean within {tol:g} sd (RMS; MC floor ~{floor:.3f}): "
+              + "   ".join(f"{k} {ti:7.2f} tau_x (x{t[0] / ti:.2f})" for k, ti in zip(kinds, t)))
 
     # (3) cost per EM step, interleaved
     xs = torch.randn(256, 2, generator=g)
@@ -288,15 +322,36 @@ def bench_hee_inference(quick: bool = False) -> None:
     print(f"  second-order / first-order cost: x{med['order 2'] / med['order 1']:.2f}")
 
 
-BENCHMARKS: dict[str, Callable[[bool], None]] = {
+def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, **_) -> None:
+    """Paper 003 App. B.1 GMM update against the authors' script (ebm_bench/gmm_reference.py)."""
+    from .gmm_reference import bench_gmm_reference as run
+
+    run(quick, reference_dir=reference_dir)
+
+
+def bench_gpu(quick: bool = False, out: str | None = None, **_) -> None:
+    """The GPU check of every paper.yaml row (ebm_bench/gpu_check.py); --quick: CPU rehearsal."""
+    from .gpu_check import run
+
+    if not quick and not torch.cuda.is_available():
+        print("  skipped: no CUDA device (ebm-bench bench gpu --quick rehearses it on CPU at tiny sizes)")
+        return
+    run(out or ("results/benchmarks/gpu_quick" if quick else "results/benchmarks/gpu"), quick=quick)
+
+
+BENCHMARKS: dict[str, Callable[..., None]] = {
     "train_iteration": bench_train_iteration,
     "ula_vectorisation": bench_ula_vectorisation,
     "jarzynski_overhead": bench_jarzynski_overhead,
     "hee_inference": bench_hee_inference,
+    "gmm_reference": bench_gmm_reference,
+    "gpu": bench_gpu,
 }
 
 
-def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None) -> None:
+def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None,
+                   **options) -> None:
+    """``options`` (``out``, ``reference_dir``) go to the benchmarks that take them."""
     from .errors import ConfigError
 
     unknown = sorted(set(only or ()) - set(BENCHMARKS))
@@ -309,4 +364,7 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
         if only and name not in only:
             continue
         print(f"\n== {name}")
-        fn(quick)
+        if name in ("gmm_reference", "gpu"):
+            fn(quick, **options)
+        else:
+            fn(quick)

@@ -6,18 +6,23 @@
     ebm-bench evaluate --spec JSON --run-dir DIR --classifier PATH --reference PATH
     ebm-bench classifier --spec JSON --out PATH
     ebm-bench reference  --spec JSON --classifier PATH --out PATH   FID/KID/IS reference of a dataset
-    ebm-bench download --spec JSON --data-root DIR [--flag FILE]
+    ebm-bench run      --spec JSON --run-dir DIR [--classifier PATH] [--reference PATH]   train+sample+evaluate
+    ebm-bench download (--spec JSON | --dataset NAME) --data-root DIR [--flag FILE]
     ebm-bench fetch-inception --dest DIR [--flag FILE]
     ebm-bench tables   --results-dir results --out-dir results/tables [--claims config/claims.yaml]
     ebm-bench plot     --run-dir DIR
-    ebm-bench bench    [--quick] [NAME ...]
+    ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
 (``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
 that SLURM placed on a card keeps that card. The card is printed to the job's log.
 
 ``--spec`` is the JSON run spec made by ``ebm_bench.config.run_spec`` (the rules pass it);
-``--spec @file.json`` reads it from a file.
+``--spec @file.json`` reads it from a file. ``--threads N`` limits OpenMP/BLAS and torch
+to N threads; it is applied before numpy or torch is imported.
+
+Errors meant for the user (bad config, missing dataset or weights, a failed download)
+print one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -80,6 +85,29 @@ def cmd_evaluate(args) -> None:
                    args.threads, reference=Path(args.reference) if args.reference else None)
 
 
+def cmd_run(args) -> None:
+    """train + sample + evaluate of one run in one process (combine_stages: true)."""
+    import time
+
+    from .io import write_json
+    from .stages import evaluate_stage, sample_stage
+
+    t0 = time.perf_counter()
+    cmd_train(args)
+    if getattr(args, "stop_after", None) is not None:
+        return
+    t1 = time.perf_counter()
+    run_dir = Path(args.run_dir)
+    spec = _spec(args.spec)
+    sample_stage(spec, run_dir, args.threads)
+    t2 = time.perf_counter()
+    evaluate_stage(spec, run_dir, Path(args.classifier) if args.classifier else None, args.threads,
+                   reference=Path(args.reference) if args.reference else None)
+    t3 = time.perf_counter()
+    # in-process seconds per stage, against the job's wall time in its benchmark file
+    write_json({"train_s": t1 - t0, "sample_s": t2 - t1, "evaluate_s": t3 - t2}, run_dir / "stage_times.json")
+
+
 def cmd_reference(args) -> None:
     from .stages import reference_stage
 
@@ -93,15 +121,27 @@ def cmd_classifier(args) -> None:
     classifier_stage(_spec(args.spec), Path(args.out), args.threads)
 
 
+def _write_flag(path: str, text: str) -> None:
+    from .io import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
+
+
 def cmd_download(args) -> None:
     from .registry import DATASETS
 
-    spec = _spec(args.spec)
-    ds = spec["dataset"] if "dataset" in spec else spec
-    DATASETS.get(ds["type"]).download(ds["params"], Path(args.data_root))
+    if args.spec:
+        spec = _spec(args.spec)
+        ds = spec["dataset"] if "dataset" in spec else spec
+    elif args.dataset:
+        cls = DATASETS.get(args.dataset, key="--dataset")
+        ds = {"type": args.dataset, "params": dict(cls.defaults)}
+    else:
+        raise ConfigError("download needs --spec JSON or --dataset NAME")
+    cls = DATASETS.get(ds["type"])
+    cls.download({**cls.defaults, **ds["params"]}, Path(args.data_root))
     if args.flag:
-        Path(args.flag).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.flag).write_text(f"{ds['type']} ready under {args.data_root}\n")
+        _write_flag(args.flag, f"{ds['type']} ready under {args.data_root}\n")
 
 
 def cmd_fetch_inception(args) -> None:
@@ -110,8 +150,7 @@ def cmd_fetch_inception(args) -> None:
     path = fetch_inception_weights(Path(args.dest) if args.dest else None)
     print(path)
     if args.flag:
-        Path(args.flag).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.flag).write_text(f"{path}\n")
+        _write_flag(args.flag, f"{path}\n")
 
 
 def cmd_tables(args) -> None:
@@ -143,10 +182,11 @@ def cmd_plot(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import run_benchmarks
 
-    run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None)
+    run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None, out=args.out,
+                   reference_dir=args.reference_dir)
 
 
-GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference")
+GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
 
 
 def _claim_gpus(args):
@@ -174,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         for opt in opts:
-            p.add_argument(f"--{opt}", required=opt in ("spec", "run-dir", "out"))
+            p.add_argument(f"--{opt}", required=opt in ("run-dir", "out", "data-root") or (opt == "spec" and name != "download"))
         p.add_argument("--threads", type=int, default=None)
         return p
 
@@ -184,24 +224,32 @@ def main(argv: list[str] | None = None) -> int:
     add("sample", cmd_sample, "spec", "run-dir")
     add("evaluate", cmd_evaluate, "spec", "run-dir", "classifier", "reference")
     add("reference", cmd_reference, "spec", "classifier", "out")
+    add("run", cmd_run, "spec", "run-dir", "classifier", "reference").add_argument(
+        "--stop-after", type=int, default=None, help="exit after N training steps without finishing (tests)")
     add("classifier", cmd_classifier, "spec", "out")
-    add("download", cmd_download, "spec", "data-root", "flag")
+    add("download", cmd_download, "spec", "dataset", "data-root", "flag")
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")
     add("tables", cmd_tables, "results-dir", "out-dir", "reported", "claims")
     add("plot", cmd_plot, "run-dir")
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.BENCHMARKS)")
+    b.add_argument("--out", default=None, help="gpu: folder for gpu_check.json / .md")
+    b.add_argument("--reference-dir", default=None,
+                   help="gmm_reference: clone of submissionx12/EBMs_Jarzynski (holds GMM_code/GMM.py)")
     for name in GPU_STAGES:
         sub.choices[name].add_argument("--gpus", type=int, default=None,
                                        help="cards to claim (default: 1 on device cuda, else 0)")
     args = parser.parse_args(argv)
+    from .threads import limit_threads
+
+    limit_threads(args.threads)  # before anything imports numpy or torch
     try:
         if args.cmd in GPU_STAGES:
             args.gpu_claim = _claim_gpus(args)
         args.fn(args)
     except (ConfigError, DatasetMissing, WeightsMissing) as e:
-        print(f"ebm-bench {args.cmd}: error: {e}", file=sys.stderr)
+        print(f"ebm-bench {args.cmd}: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return 2
     return 0
 

@@ -29,30 +29,65 @@ EVALUATE_DEFAULTS: dict[str, Any] = {
     "min_classifier_accuracy": 0.9,
     "probe_max_train": 5000,
     "inception_weights": None,
+    "model_modes": {},  # AIS settings of the model_modes family (ebm_bench/evaluation/model_modes.py)
 }
 DATASET_KEYS = {"type", "params", "train", "variants", "variant_params"}
 
 
-def _check_params(given: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
-    """Reject keys a component does not declare, and values of the wrong type."""
-    for key, value in given.items():
-        if key not in defaults:
-            known = ", ".join(sorted(defaults)) or "(none)"
-            raise ConfigError(f"unknown key {where}.{key}; known keys: {known}")
-        ref = defaults[key]
-        if ref is None or value is None:
-            continue
-        ok = isinstance(value, type(ref))
-        if isinstance(ref, (int, float)) and not isinstance(ref, bool) and isinstance(value, list):
-            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        if isinstance(ref, float) and isinstance(value, int) and not isinstance(value, bool):
-            ok = True  # YAML writes 1.0 as 1
-        if isinstance(ref, bool) != isinstance(value, bool):
-            ok = False
-        if not ok:
-            raise ConfigError(
-                f"{where}.{key} = {value!r} has type {type(value).__name__}, expected {type(ref).__name__}"
-            )
+# Sizes below which a metric is meaningless or fails: FID needs a covariance of the
+# features of both sets, IS averages over 10 splits, the linear probe needs examples of
+# every class to fit on.
+MIN_SAMPLES = 100
+MIN_REAL = 100
+MIN_PROBE_TRAIN = 100
+
+
+class _Section:
+    """A config section checked like a component (``defaults`` + ``checks``)."""
+
+    defaults: dict[str, Any] = {}
+    checks: dict[str, Any] = {}
+
+
+def _sections():
+    from . import validation as V
+
+    class Train(_Section):
+        defaults = TRAIN_DEFAULTS
+        checks = {"steps": V.count(), "batch_size": V.count(), "checkpoint_every": V.count(),
+                  "log_every": V.count(), "diverge_above": V.positive()}
+
+    class Sample(_Section):
+        defaults = SAMPLE_DEFAULTS
+        checks = {"n": V.count(MIN_SAMPLES)}
+
+    class Evaluate(_Section):
+        defaults = EVALUATE_DEFAULTS
+        checks = {"features": V.choice("auto", "inception", "domain"), "real_split": V.choice("train", "test"),
+                  "n_real": V.count(MIN_REAL, nullable=True), "min_real_per_dim": V.nonnegative(),
+                  "min_classifier_accuracy": V.probability(), "probe_max_train": V.count(MIN_PROBE_TRAIN),
+                  "inception_weights": V.Check("str", nullable=True)}
+
+    return Train, Sample, Evaluate
+
+
+_SIZE_REASONS = {
+    "sample.n": "FID needs a covariance of the generated features and IS averages over 10 splits",
+    "evaluate.n_real": "FID needs a covariance of the real features",
+    "evaluate.probe_max_train": "the linear probe needs training examples of every class",
+}
+
+
+def _check_section(cls, block: dict[str, Any], where: str) -> None:
+    from . import validation as V
+
+    try:
+        V.check_block(cls, block or {}, where)
+    except ConfigError as e:
+        reason = next((r for k, r in _SIZE_REASONS.items() if str(e).startswith(k + ":")), None)
+        if reason and "out of range" in str(e):
+            raise ConfigError(f"{e} ({reason})") from None
+        raise
 
 
 def _method_params(config: dict, dataset: str, variant: str) -> tuple[str, dict[str, Any]]:
@@ -86,22 +121,70 @@ def _train_settings(config: dict, dataset: str, variant: str) -> dict[str, Any]:
             **(vcfg.get("train") or {}), **(over.get("train") or {})}
 
 
+def _layers(config: dict, dataset: str, variant: str) -> list[tuple[str, dict[str, Any]]]:
+    """The blocks a run's hyperparameters come from, lowest priority first, with their
+    config paths: the dataset's "*" block, the variant, the dataset's block of the variant."""
+    dcfg = config["datasets"][dataset] or {}
+    over = dcfg.get("variant_params") or {}
+    vcfg = {k: v for k, v in (config["variants"][variant] or {}).items() if k not in ("method", "train")}
+    return [(f"datasets.{dataset}.variant_params.*", dict(over.get("*") or {})),
+            (f"variants.{variant}", vcfg),
+            (f"datasets.{dataset}.variant_params.{variant}",
+             {k: v for k, v in (over.get(variant) or {}).items() if k != "train"})]
+
+
+def _check_paths(config: dict) -> None:
+    """results_dir and data_root are two separate trees (a run writes only under results_dir,
+    reads datasets only from data_root)."""
+    from pathlib import Path
+
+    data = Path(str(config.get("data_root", "data"))).expanduser().resolve()
+    results = Path(str(config.get("results_dir", "results"))).expanduser().resolve()
+    if data == results or data in results.parents or results in data.parents:
+        raise ConfigError(f"results_dir: {results} and data_root {data} overlap; runs write only under "
+                          f"results_dir and read only from data_root, keep them apart")
+
+
 def check_config(config: dict) -> None:
-    """Registry-level checks; raises :class:`ConfigError` naming the bad key."""
+    """Registry-level checks; raises :class:`ConfigError` naming the bad key.
+
+    Every value is checked against the rule its component declares
+    (:mod:`ebm_bench.validation`): dataset params, variant hyperparameters (in
+    ``variants``, in ``datasets.X.variant_params.V`` and in the ``"*"`` blocks), the
+    network's constructor arguments, the train/sample/evaluate sections; then each run's
+    merged parameters against the component's cross-key rules; paths a dataset reads
+    must lie inside ``data_root``.
+    """
+    from . import validation as V
     from .registry import DATASETS, METHODS, NETWORKS
 
+    Train, Sample, Evaluate = _sections()
     for section in ("datasets", "variants", "seeds"):
         if not config.get(section):
             raise ConfigError(f"config key {section!r} is missing or empty")
+    if config.get("device", "cpu") not in ("cpu", "cuda"):
+        raise ConfigError(f"device = {config.get('device')!r}; expected 'cpu' or 'cuda'")
+    _check_paths(config)
+    data_root = str(config.get("data_root", "data"))
+    for vname, vcfg in config["variants"].items():
+        if vcfg is not None and not isinstance(vcfg, dict):
+            raise ConfigError(f"variants.{vname}: expected a mapping of hyperparameters, got {vcfg!r}")
+        METHODS.get((vcfg or {}).get("method", vname), key=f"variants.{vname}.method")
     for name, dcfg in config["datasets"].items():
         dcfg = dcfg or {}
         unknown = set(dcfg) - DATASET_KEYS
         if unknown:
-            raise ConfigError(f"unknown key datasets.{name}.{sorted(unknown)[0]}; known: {sorted(DATASET_KEYS)}")
+            raise ConfigError(f"datasets.{name}.{sorted(unknown)[0]}: unknown key; known: {V.known_keys(DATASET_KEYS)}")
         dtype = dcfg.get("type", name)
         spec = DATASETS.get(dtype, key=f"datasets.{name}.type")
-        _check_params(dcfg.get("params") or {}, spec.defaults, f"datasets.{name}.params")
-        _check_params(dcfg.get("train") or {}, TRAIN_DEFAULTS, f"datasets.{name}.train")
+        params = dcfg.get("params") or {}
+        V.check_block(spec, params, f"datasets.{name}.params")
+        merged = {**spec.defaults, **params}
+        V.check_cross(spec, merged, f"datasets.{name}.params")
+        for key in getattr(spec, "path_params", ()):
+            if merged.get(key) is not None:
+                V.inside(data_root, merged[key], f"datasets.{name}.params.{key}")
+        _check_section(Train, dcfg.get("train") or {}, f"datasets.{name}.train")
         for vname in dcfg.get("variants") or []:
             if vname not in config["variants"]:
                 raise ConfigError(f"datasets.{name}.variants: no variant {vname!r} in 'variants'")
@@ -110,26 +193,84 @@ def check_config(config: dict) -> None:
                 raise ConfigError(
                     f"datasets.{name}.variant_params.{vname}: no variant {vname!r} in 'variants'"
                 )
+        # "*": every key must be a hyperparameter of some method run on this dataset, with a
+        # value that method accepts
+        star = (dcfg.get("variant_params") or {}).get("*") or {}
+        classes = {}
+        for vname in dataset_variants(config, name):
+            method = (config["variants"][vname] or {}).get("method", vname)
+            classes[method] = METHODS.get(method)
+        for key, value in star.items():
+            path = f"datasets.{name}.variant_params.*.{key}"
+            if key == "train":
+                raise ConfigError(f"{path}: training settings for every variant go in datasets.{name}.train")
+            declaring = {m: c for m, c in classes.items() if key in V.checks_of(c)}
+            if not declaring:
+                known = set().union(*(V.checks_of(c) for c in classes.values()))
+                raise ConfigError(f"{path}: unknown key (no method run on {name!r} has it: "
+                                  f"{', '.join(sorted(classes))}); known: {V.known_keys(known)}")
+            for m, c in sorted(declaring.items()):
+                why = V.checks_of(c)[key].problem(value)
+                if why is not None:
+                    raise ConfigError(f"{path}: {why} (method {m})")
     for vname, vcfg in config["variants"].items():
         vcfg = dict(vcfg or {})
         method = vcfg.pop("method", vname)
         cls = METHODS.get(method, key=f"variants.{vname}.method")
-        _check_params(vcfg.pop("train", None) or {}, TRAIN_DEFAULTS, f"variants.{vname}.train")
-        _check_params(vcfg, cls.defaults, f"variants.{vname}")
+        _check_section(Train, vcfg.pop("train", None) or {}, f"variants.{vname}.train")
+        V.check_block(cls, vcfg, f"variants.{vname}")
         for dname, dcfg in config["datasets"].items():
             over = dict(((dcfg or {}).get("variant_params") or {}).get(vname) or {})
-            _check_params(over.pop("train", None) or {}, TRAIN_DEFAULTS,
-                          f"datasets.{dname}.variant_params.{vname}.train")
-            _check_params(over, cls.defaults, f"datasets.{dname}.variant_params.{vname}")
-            _, params = _method_params(config, dname, vname)
-            net = params.get("net")
-            if net:
-                NETWORKS.get(net, key=f"variants.{vname}.net")
-    _check_params(config.get("train") or {}, TRAIN_DEFAULTS, "train")
-    _check_params(config.get("sample") or {}, SAMPLE_DEFAULTS, "sample")
-    _check_params(config.get("evaluate") or {}, EVALUATE_DEFAULTS, "evaluate")
-    if config.get("device", "cpu") not in ("cpu", "cuda"):
-        raise ConfigError(f"device = {config.get('device')!r}; expected 'cpu' or 'cuda'")
+            _check_section(Train, over.pop("train", None) or {}, f"datasets.{dname}.variant_params.{vname}.train")
+            V.check_block(cls, over, f"datasets.{dname}.variant_params.{vname}")
+    # every run that runs: its merged hyperparameters and its network
+    for dname in config["datasets"]:
+        ds = dataset_spec(config, dname)
+        for vname in dataset_variants(config, dname):
+            method, params = _method_params(config, dname, vname)
+            cls = METHODS.get(method)
+            V.check_cross(cls, {**copy.deepcopy(cls.defaults), **params}, f"variants.{vname} on datasets.{dname}")
+            if "net" not in cls.defaults:
+                continue
+            layers = _layers(config, dname, vname)
+
+            def net_of(upto: int) -> tuple[str, str]:
+                """The network (and the key naming it) in force after ``layers[:upto]``."""
+                for p, block in reversed(layers[:upto]):
+                    if block.get("net") is not None:
+                        return block["net"], f"{p}.net"
+                if cls.defaults.get("net") is not None:
+                    return cls.defaults["net"], f"variants.{vname}.net (method {method}'s default)"
+                return ds["default_net"], f"datasets.{dname}.type ({ds['type']}'s default network)"
+
+            net, net_path = net_of(len(layers))
+            NETWORKS.get(net, key=net_path)
+            # every block that sets net_params for this run, against the network in force
+            # there (the last block wins, but none may be wrong)
+            for i, (p, block) in enumerate(layers):
+                if "net_params" not in block:
+                    continue
+                given, np_path = block["net_params"], f"{p}.net_params"
+                net_i, key_i = net_of(i + 1)
+                net_cls = NETWORKS.get(net_i, key=key_i)
+                if not isinstance(given, dict):
+                    raise ConfigError(f"{np_path}: {given!r} is not a mapping of {net_i}'s arguments")
+                try:
+                    V.check_block(net_cls, given, np_path)
+                except ConfigError as e:
+                    raise ConfigError(f"{e} (network {net_i} of variant {vname!r} on dataset {dname!r})") from None
+    _check_section(Train, config.get("train") or {}, "train")
+    _check_section(Sample, config.get("sample") or {}, "sample")
+    _check_section(Evaluate, config.get("evaluate") or {}, "evaluate")
+    features = (config.get("evaluate") or {}).get("features", "auto")
+    for dname, dcfg in config["datasets"].items():
+        spec = DATASETS.get((dcfg or {}).get("type", dname))
+        if features == "inception" and not getattr(spec, "images", False):
+            raise ConfigError(f"evaluate.features: 'inception' needs images, and dataset {dname!r} "
+                              f"(type {spec.name}) is not; use 'auto' or 'domain'")
+        if features == "domain" and not spec.labelled:
+            raise ConfigError(f"evaluate.features: 'domain' needs a labelled dataset to train the domain "
+                              f"classifier on, and dataset {dname!r} (type {spec.name}) has no labels; use 'auto'")
 
 
 def dataset_spec(config: dict, dataset: str) -> dict[str, Any]:

@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def atomic_write_bytes(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename (atomic on POSIX)."""
@@ -30,11 +28,15 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def save_torch(obj: Any, path: Path) -> None:
+    import torch  # here, not at import: the tables and figure jobs never load torch
+
     atomic_write_bytes(path, lambda f: torch.save(obj, f))
 
 
-def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
+def load_torch(path: Path, map_location: Any = "cpu") -> Any:
     """Checkpoints from others must never run code here: tensors and plain data only."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

@@ -52,10 +52,8 @@ class Registry(Generic[T]):
     def get(self, name: str, key: str | None = None) -> T:
         self._load()
         if name not in self._items:
-            where = f" (config key {key!r})" if key else ""
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}{where}; known: {', '.join(self.names())}"
-            )
+            where = f"{key}: " if key else ""
+            raise ConfigError(f"{where}unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
         return self._items[name]
 
     def __contains__(self, name: str) -> bool:

@@ -17,9 +17,11 @@ from .registry import METHODS
 
 def set_threads(threads: int | None) -> None:
     """Match torch's thread pool to the job's cores so parallel jobs do not oversubscribe."""
+    from .threads import limit_threads
+
     if threads:
+        limit_threads(threads)  # no-op for libraries already loaded: the CLI sets it first
         torch.set_num_threads(int(threads))
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 def resolve_device(name: str) -> torch.device:

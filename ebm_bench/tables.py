@@ -209,6 +209,7 @@ def collect(
     # (dataset, method, seed, family) -> (status, message) of a family file without values
     bad: dict[tuple[str, str, int, str], tuple[str, str]] = {}
     directions: dict[tuple[str, str], str] = {}
+    fingerprints: dict[str, dict] = {}  # hash -> the facts it stands for
 
     for dataset, method, seed, run_dir in _run_dirs(results_dir, datasets, methods, seeds):
         metrics_dir = run_dir / "metrics"
@@ -239,6 +240,8 @@ def collect(
                 directions.setdefault((dataset, str(name)), str(d))
             flags = protocol.get("flags") if isinstance(protocol.get("flags"), dict) else {}
             fp = doc.get("fingerprint")
+            if fp is not None and isinstance(protocol.get("fingerprint"), dict):
+                fingerprints[str(fp)] = protocol["fingerprint"]
             metrics = doc.get("metrics")
             metrics = metrics if isinstance(metrics, dict) else {}
             space = _feature_space(protocol)
@@ -255,7 +258,9 @@ def collect(
                  "fingerprint": "" if fp is None else str(fp), "note": note}
             )
         bench = {stage: _read_benchmark(results_dir / "benchmarks" / stage / dataset / method / f"seed{seed}.tsv")
-                 for stage in ("train", "sample", "evaluate")}
+                 for stage in ("train", "sample", "evaluate", "run")}
+        if not bench["train"]:  # combine_stages: one job ran all three
+            bench["train"] = bench["run"]
         wall = _as_float(train.get("wall_time_s"))
         if math.isnan(wall):
             wall = bench["train"].get("s", math.nan)
@@ -275,7 +280,7 @@ def collect(
                                            "sample_time_s", "evaluate_time_s"])
     tidy = pd.DataFrame(rows, columns=["dataset", "method", "seed", "family", "metric", "value", "status",
                                        "fingerprint", "note"])
-    if not tidy.empty:
+    if not tidy.empty or bad:
         tidy = _complete(tidy, runs, bad)
     leg = pd.DataFrame(
         [{"dataset": d, "family": f, "metric": m, "features": ", ".join(sorted(s - {""})),
@@ -288,6 +293,7 @@ def collect(
     order["family"] = FAMILY_ORDER + sorted(set(tidy["family"]) - set(FAMILY_ORDER)) if not tidy.empty else None
     tidy = _sort(tidy, order, ["dataset", "method", "seed", "family", "metric"])
     runs = _sort(runs, order, ["dataset", "method", "seed"])
+    tidy.attrs["fingerprints"] = fingerprints
     return tidy, runs, leg
 
 
@@ -313,6 +319,15 @@ def _complete(tidy: pd.DataFrame, runs: pd.DataFrame, bad: dict | None = None) -
         st, note = hit if hit else ("missing", "")
         full.iat[i, full.columns.get_loc("status")] = st
         full.iat[i, full.columns.get_loc("note")] = note
+    # a family without values on any run of its dataset still shows, as one `family.*` row
+    seen = set(zip(full["dataset"], full["method"], full["seed"], full["family"]))
+    extra = [{"dataset": d, "method": m, "seed": sd, "family": f, "metric": f"{f}.*", "value": np.nan,
+              "status": st, "fingerprint": "", "note": note}
+             for (d, m, sd, f), (st, note) in bad.items()
+             if (d, m, sd, f) not in seen and (d, m, sd) in run_status
+             and not (f == "run" and any(k[:3] == (d, m, sd) for k in seen))]
+    if extra:
+        full = pd.concat([full, pd.DataFrame(extra)], ignore_index=True)
     rstat = [run_status[k] for k in zip(full["dataset"], full["method"], full["seed"])]
     diverged = np.array([s == "diverged" for s in rstat])
     full.loc[diverged & (full["status"] == "ok").to_numpy(dtype=bool), "status"] = "diverged"
@@ -507,13 +522,32 @@ def load_reported(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _protocol_check(e: dict[str, Any], ok: pd.DataFrame, fingerprints: dict[str, dict]) -> str:
+    """'matches', 'mismatch: ...', or why it cannot be told, for one reproduction row.
+
+    Our values must share one fingerprint; an entry's optional ``protocol`` (e.g.
+    {n_generated: 50000, real_split: train}) must agree with it key by key."""
+    fps = sorted(set(ok["fingerprint"])) if not ok.empty else []
+    if len(fps) > 1:
+        return "protocol mismatch: our seeds differ (" + ", ".join(fps) + ")"
+    stated = e.get("protocol")
+    if not isinstance(stated, dict) or not stated:
+        return "not stated by the paper"
+    ours = fingerprints.get(fps[0], {}) if fps else {}
+    diff = [f"{k} {ours.get(k)!r} vs {v!r}" for k, v in stated.items() if ours.get(k) != v]
+    return ("protocol mismatch: " + "; ".join(diff)) if diff else "matches"
+
+
 def reproduction_table(tidy: pd.DataFrame, entries: list[dict[str, Any]]) -> pd.DataFrame:
+    fingerprints = tidy.attrs.get("fingerprints", {}) if hasattr(tidy, "attrs") else {}
     rows = []
     for e in entries:
         sel = tidy[(tidy["dataset"] == str(e["dataset"])) & (tidy["method"] == str(e["method"]))
                    & (tidy["metric"] == str(e["metric"]))]
-        ok = sel[(sel["status"] == "ok") & np.isfinite(sel["value"].astype(float))]["value"].astype(float)
+        okrows = sel[(sel["status"] == "ok") & np.isfinite(sel["value"].astype(float))]
+        ok = okrows["value"].astype(float)
         reported = _as_float(e["value"])
+        proto = ""
         if sel.empty:
             ours, n, diff = "not run", "0", ""
         elif ok.empty:
@@ -522,17 +556,20 @@ def reproduction_table(tidy: pd.DataFrame, entries: list[dict[str, Any]]) -> pd.
             mean = float(ok.mean())
             ours = _num(mean) + (f" ± {_num(float(ok.std(ddof=1)), 2)}" if len(ok) > 1 else "")
             n = str(len(ok))
+            proto = _protocol_check(e, okrows, fingerprints)
             diff = _num(mean - reported) if np.isfinite(reported) else ""
+            if proto.startswith("protocol mismatch"):
+                diff = "protocol mismatch"
         arrow = ARROWS[metric_direction(str(e["metric"]))]
         rows.append({
             "dataset": str(e["dataset"]), "method": str(e["method"]),
             "metric": f"{e['metric']} {arrow}".strip(),
             "reported": _num(reported) if np.isfinite(reported) else str(e["value"]),
             "source": str(e["source"]),
-            "ours (mean ± std)": ours, "seeds": n, "ours − reported": diff,
+            "ours (mean ± std)": ours, "seeds": n, "ours − reported": diff, "protocol": proto,
         })
     return pd.DataFrame(rows, columns=["dataset", "method", "metric", "reported", "source",
-                                       "ours (mean ± std)", "seeds", "ours − reported"])
+                                       "ours (mean ± std)", "seeds", "ours − reported", "protocol"])
 
 
 # --- writing ------------------------------------------------------------------------------

@@ -4,7 +4,11 @@ divergence detection and timing. Every method trains through :func:`train`.
 Resume is exact: the checkpoint holds the method's full state (parameters, optimiser,
 persistent chains, random generator) and the batch generator's state, so a run killed
 after a checkpoint and restarted ends in the same state as an uninterrupted run (CPU,
-same thread count). A checkpoint written under another configuration is ignored.
+same thread count). A checkpoint written under another configuration is ignored; one
+that cannot be read or does not fit the method (a truncated file, another code version)
+is moved aside to ``checkpoint.pt.corrupt`` and training restarts from step 0 with a
+warning. Files a later stage reads (``model.pt``, ``train_log.csv``,
+``train_status.json``) are written atomically (temporary file + rename).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 
 import torch
 
-from .io import load_torch, save_torch, write_json
+from . import precision
+from .io import atomic_write_bytes, load_torch, save_torch, write_json
 from .samplers.counting import grad_evals
 
 CHECKPOINT = "checkpoint.pt"
@@ -92,15 +97,32 @@ def train(
     start, wall0, resumed_from, status = 0, 0.0, None, {"status": "ok", "diverged_step": None}
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
-        state = load_torch(ckpt_path)  # CPU: load_state_dict moves tensors to the device
-        if state.get("config_id") == config_id:
-            method.load_state_dict(state["method"])
-            batch_gen.set_state(state["batch_gen"])
-            start, wall0, resumed_from = int(state["step"]), float(state["wall_time_s"]), int(state["step"])
-            status = dict(state["status"])
-            _say(label, f"resuming from checkpoint at step {start}")
+        try:
+            state = load_torch(ckpt_path)  # CPU: load_state_dict moves tensors to the device
+            if not isinstance(state, dict):
+                raise ValueError(f"expected a dict, got {type(state).__name__}")
+            same = state.get("config_id") == config_id
+            if same:
+                start, wall0 = int(state["step"]), float(state["wall_time_s"])
+                status = dict(state["status"])
+                method.load_state_dict(state["method"])
+                batch_gen.set_state(state["batch_gen"])
+                resumed_from = start
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start afresh
+            aside = ckpt_path.with_name(CHECKPOINT + ".corrupt")
+            ckpt_path.replace(aside)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+            _say(label, f"warning: {ckpt_path} is unreadable ({reason}); moved it to {aside.name}, "
+                        f"training restarts from step 0")
+            # the method may hold part of the checkpoint's state: build it afresh
+            _reset(method)
+            start, wall0, resumed_from, status = 0, 0.0, None, {"status": "ok", "diverged_step": None}
+            batch_gen = torch.Generator().manual_seed(10_007 * seed + 1)
         else:
-            _say(label, "checkpoint belongs to another configuration; starting afresh")
+            if same:
+                _say(label, f"resuming from checkpoint at step {start}")
+            else:
+                _say(label, "checkpoint belongs to another configuration; starting afresh")
     log = _Log(run_dir / PARTIAL_LOG, resumed_from)
 
     def checkpoint(step: int, wall: float) -> None:
@@ -113,10 +135,12 @@ def train(
     t0 = time.perf_counter() - wall0
     step = start
     evals0 = grad_evals() - int(status.get("grad_evals", 0) or 0)
+    precision_mode = precision.method_mode(method)  # docs/performance.md: fp32 unless the method asks
     while step < steps and status["status"] == "ok":
         step += 1
         idx = torch.randperm(n, generator=batch_gen)[: min(bs, n)]
-        scalars = method.train_step(x_train[idx], step)
+        with precision.training_step(precision_mode):
+            scalars = method.train_step(x_train[idx], step)
         wall = time.perf_counter() - t0
         if not _healthy(scalars, limit):
             status = {"status": "diverged", "diverged_step": step}
@@ -140,7 +164,8 @@ def train(
             "num_classes": method.data.num_classes}
     save_torch({"config_id": config_id, "step": step, "data_info": info, "method": method.state_dict()},
                run_dir / "model.pt")
-    (run_dir / "train_log.csv").write_bytes((run_dir / PARTIAL_LOG).read_bytes())
+    log_bytes = (run_dir / PARTIAL_LOG).read_bytes()
+    atomic_write_bytes(run_dir / "train_log.csv", lambda f: f.write(log_bytes))
     evals_train = int(status.pop("grad_evals"))
     result = {
         **status,
@@ -163,6 +188,14 @@ def train(
     write_json(result, run_dir / "train_status.json")
     _say(label, f"done: {result['status']} after {step} steps in {wall:.1f}s")
     return result
+
+
+def _reset(method) -> None:
+    """Put ``method`` back in its just-constructed state, in place (a failed
+    ``load_state_dict`` may have loaded part of a checkpoint into it)."""
+    fresh = type(method)(method.params, method.data, method.device, method.seed)
+    method.__dict__.clear()
+    method.__dict__.update(fresh.__dict__)
 
 
 def n_trainable(method) -> int:

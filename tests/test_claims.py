@@ -226,3 +226,22 @@ def test_is_has_no_direction_on_imbalanced_data(untrained_classifier, tmp_path: 
         # digits_236 has 245 training images for 128 features: FID uses the logits layer
         assert protocol["layer"] == ("pool" if name == "digits" else "logits")
     assert dirs == {"digits": "higher", "digits_236": ""}
+
+
+def test_reproduction_row_checks_the_stated_protocol(tmp_path: Path) -> None:
+    from ebm_bench.tables import reproduction_table
+
+    res = tmp_path / "results"
+    for s in range(2):
+        run = res / "runs" / "c" / "m" / f"seed{s}"
+        _write(run / "train_status.json", {"status": "ok"})
+        _write(run / "metrics" / "fid.json", {
+            "family": "fid", "status": "ok", "metrics": {"fid_inception": 30.0 + s}, "fingerprint": "h1",
+            "protocol": {"fingerprint": {"n_generated": 1000, "real_split": "train"}}})
+    tidy, _, _ = collect(res)
+    entry = {"dataset": "c", "method": "m", "metric": "fid_inception", "value": 30.0, "source": "t"}
+    rows = reproduction_table(tidy, [entry, {**entry, "protocol": {"n_generated": 1000}},
+                                     {**entry, "protocol": {"n_generated": 50000}}])
+    assert list(rows["protocol"][:2]) == ["not stated by the paper", "matches"]
+    assert rows["protocol"][2].startswith("protocol mismatch: n_generated 1000 vs 50000")
+    assert rows["ours − reported"][2] == "protocol mismatch" and rows["ours − reported"][1] == "0.5"

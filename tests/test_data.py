@@ -492,7 +492,9 @@ def test_image_folder(tmp_path):
     # PNG is lossless: the constant value identifies the class
     assert all(v // 100 == y for v, y in zip(_image_values(d.x_train), d.y_train.tolist()))
     assert len(set(_image_values(d.x_train)) | set(_image_values(d.x_test))) == 10  # disjoint, complete
-    _same(d, load_dataset("image_folder", {"path": str(tmp_path / "pets")}, "/elsewhere", seed=4))
+    _same(d, load_dataset("image_folder", {"path": str(tmp_path / "pets")}, tmp_path, seed=4))
+    with pytest.raises(ConfigError, match=f"resolves to {tmp_path / 'pets'}, outside data_root /"):
+        load_dataset("image_folder", {"path": str(tmp_path / "pets")}, "/elsewhere")
     g = load_dataset("image_folder", {"path": "pets", "channels": 1, "size": 64, "max_train": 3}, tmp_path)
     assert g.x_train.shape == (3, 1, 64, 64)
     # explicit train/ and test/ folders

@@ -33,13 +33,15 @@ def cov_se(cov, n):
     return torch.sqrt((d[:, None] * d[None, :] + cov ** 2) / n)
 
 
-def test_em_stationary_law_of_second_order_tends_to_posterior_times_gaussian_v():
-    """Exact stationary covariance of the EM recursion (discrete Lyapunov fixed point): the
-    z-block tends to P^-1, z and v decorrelate, v's variance tends to 4 m tau_z / tau_v, and
-    the error is O(dt) (halving dt halves it): the discretisation is consistent (Eq. 12-13)."""
+@pytest.mark.parametrize("adaptation", ["literal", "driven"])
+def test_em_stationary_law_of_second_order_tends_to_posterior_times_gaussian_v(adaptation):
+    """Exact stationary covariance of the EM recursion (discrete Lyapunov fixed point, its
+    matrices read off the step function): for both readings the z-block tends to P^-1, z
+    and v decorrelate, v's variance tends to 4 m tau_z / tau_v, and the error is O(dt)
+    (halving dt halves it): both discretisations are consistent (Eq. 12-13)."""
     errs = []
     for dt in (0.02, 0.01, 0.005):
-        s = hd.stationary_cov_linear(PREC, dt, tau_z=1.0, order=2, m=0.5, tau_v_factor=0.5)
+        s = hd.stationary_cov_linear(PREC, dt, tau_z=1.0, order=2, m=0.5, tau_v_factor=0.5, adaptation=adaptation)
         err_z = (s[:3, :3] - COV).abs().max() / COV.abs().max()
         err_v = (s[3:, 3:] - 4 * 0.5 / 0.5 * torch.eye(3, dtype=torch.float64)).abs().max() / 4.0
         err_zv = s[:3, 3:].abs().max() / math.sqrt(COV.abs().max() * 4.0)
@@ -48,7 +50,8 @@ def test_em_stationary_law_of_second_order_tends_to_posterior_times_gaussian_v()
     assert 1.6 < errs[0] / errs[1] < 2.4 and 1.6 < errs[1] / errs[2] < 2.4, errs
 
 
-def test_second_order_dynamics_leave_gaussian_posterior_invariant():
+@pytest.mark.parametrize("adaptation", ["literal", "driven"])
+def test_second_order_dynamics_leave_gaussian_posterior_invariant(adaptation):
     """Start (z, v) from the claimed stationary law p(z | x) N(v; 0, 4 m tau_z / tau_v) and
     run supp. Eq. 4-5 for 10 tau_z: mean and covariance of z and v stay at the exact
     stationary law of the EM recursion (itself within O(dt) of the claim, test above), to
@@ -56,11 +59,12 @@ def test_second_order_dynamics_leave_gaussian_posterior_invariant():
     the slow direction), a wrong noise scale in either equation, v's drift sign."""
     n, dt, tau = 6000, 0.01, 1.0
     g = torch.Generator().manual_seed(0)
-    s = hd.stationary_cov_linear(PREC, dt, tau_z=tau, order=2)
+    s = hd.stationary_cov_linear(PREC, dt, tau_z=tau, order=2, adaptation=adaptation)
     chol = torch.linalg.cholesky(s)
     zv = torch.randn(n, 6, generator=g, dtype=torch.float64) @ chol.T
     z0, v0 = zv[:, :3] + MU, zv[:, 3:]
-    z, v = hd.run_langevin(gauss_score, z0, 1000, dt, tau, g, order=2, m=0.5, tau_v_factor=0.5, v0=v0)
+    z, v = hd.run_langevin(gauss_score, z0, 1000, dt, tau, g, order=2, m=0.5, tau_v_factor=0.5, v0=v0,
+                           adaptation=adaptation)
     joint = torch.cat([z, v], 1)
     emp = torch.cov(joint.T)
     assert ((z.mean(0) - MU).abs() < 4 * torch.sqrt(torch.diagonal(s[:3, :3]) / n)).all()
@@ -81,18 +85,65 @@ def test_dynamics_converge_to_posterior_from_rest(order):
     assert ((torch.cov(z.T) - s).abs() < 4 * cov_se(s, n)).all()
 
 
-def test_independent_noise_for_v_would_break_invariance():
-    """The shared noise of Eq. 6-7 matters: with an independent noise for v (same marginal
-    law of v) the z-covariance of the recursion is far from the posterior."""
-    dt, tau, m, tv = 0.01, 1.0, 0.5, 0.5
-    eye = torch.eye(3, dtype=torch.float64)
-    mat = torch.zeros(6, 6, dtype=torch.float64)
-    mat[:3, :3], mat[:3, 3:], mat[3:, 3:] = eye - dt / tau * PREC, -dt / tau * eye, (1 - dt * m / tv) * eye
-    b = torch.zeros(6, 6, dtype=torch.float64)
-    b[:3, :3] = math.sqrt(2 * dt / tau) * eye
-    b[3:, 3:] = 2 * m * math.sqrt(2 * tau) / tv * math.sqrt(dt) * eye
-    s = torch.linalg.solve(torch.eye(36, dtype=torch.float64) - torch.kron(mat, mat), (b @ b.T).reshape(-1)).reshape(6, 6)
-    assert (s[:3, :3] - COV).abs().max() > 0.5 * COV.abs().max()
+def _slow_direction():
+    evals, evecs = torch.linalg.eigh(PREC)
+    return evecs[:, 0]  # eigenvalue 1: the slowest posterior direction
+
+
+def test_literal_reading_has_first_orders_z_autocovariance():
+    """Supp. Eq. 7 as printed: v is never driven by z and z's noise is white noise through
+    an all-pass filter, so the stationary autocovariance of z is first order's. Exactly
+    (Lyapunov recursion, lags 0 .. 4 tau_z), the EM recursions agree to O(dt): the
+    difference halves with dt; the driven reading's differs at every dt (the test can fail)."""
+    diffs, driven = [], []
+    for dt in (0.02, 0.01, 0.005):
+        lags = [int(round(t / dt)) for t in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)]
+        first = hd.lag_autocov_linear(PREC, dt, 1.0, 1, lags)
+        lit = hd.lag_autocov_linear(PREC, dt, 1.0, 2, lags, adaptation="literal")
+        drv = hd.lag_autocov_linear(PREC, dt, 1.0, 2, lags, adaptation="driven")
+        scale = COV.abs().max()
+        diffs.append(max(float((a - b).abs().max()) for a, b in zip(lit, first)) / scale)
+        driven.append(max(float((a - b).abs().max()) for a, b in zip(drv, first)) / scale)
+    assert diffs[1] < 0.05, diffs
+    assert 1.6 < diffs[0] / diffs[1] < 2.4 and 1.6 < diffs[1] / diffs[2] < 2.4, diffs
+    assert min(driven) > 0.2, driven
+
+
+def test_driven_reading_has_lower_integrated_autocorrelation_time():
+    """Integrated autocorrelation time of the slowest posterior direction, exactly from the
+    recursion: the literal reading's equals first order's (to O(dt)), the driven reading's
+    is several times lower (continuous-time slow rate ~5 p / tau_z at m = 1/2, tau_v =
+    tau_z / 2 against p / tau_z for first order: 2 / p = 2 tau_z for first order here)."""
+    w = _slow_direction()
+    dt = 0.005
+    first = hd.iact_linear(PREC, dt, 1.0, 1, w)
+    lit = hd.iact_linear(PREC, dt, 1.0, 2, w, adaptation="literal")
+    drv = hd.iact_linear(PREC, dt, 1.0, 2, w, adaptation="driven")
+    assert abs(first - 2.0) < 0.02, first  # OU with rate p = 1: integral of e^{-|t|} = 2
+    assert abs(lit / first - 1) < 0.02, (lit, first)
+    assert drv < 0.5 * first, (drv, first)
+
+
+def test_hee_method_runs_the_configured_reading_and_counts_gradient_evaluations():
+    """The HEE method's inference loop moves v by the configured reading (driven: v responds
+    to z's score within one step; literal: it does not) and counts one gradient evaluation
+    per chain per EM step."""
+    from ebm_bench.samplers.counting import grad_evals
+
+    outs = {}
+    for adaptation in ("literal", "driven"):
+        m = HEE({"layers": [3], "nonlinearity": "linear", "interneurons": False, "adaptation": adaptation,
+                 "v_init": "zero", "m": 0.5, "tau_v_factor": 0.5}, DataInfo((2,), False), "cpu", 0)
+        m.bias[m.sl[1]] = 5.0  # a large latent score at z = 0
+        x0 = torch.zeros(400, 2)
+        before = grad_evals()
+        r = m.simulate(x0, 1, torch.Generator().manual_seed(0), mode="infer", init=torch.zeros(400, m.N))
+        assert grad_evals() - before == 400
+        outs[adaptation] = r["V"][:, m.sl[1]]
+    # literal: v' = (1 - dt m / tau_v) * 0 + noise (independent of the score); driven adds
+    # -dt m / tau_v * 4 g = -0.01 * 4 * 5 = -0.2 on average (noise sd of each mean ~0.008)
+    assert abs(outs["literal"].mean()) < 0.05
+    assert abs(outs["driven"].mean() + 0.2) < 0.05
 
 
 def _model(**params):

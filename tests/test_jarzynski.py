@@ -19,7 +19,7 @@ from torch import nn
 from ebm_bench.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.registry import METHODS
-from ebm_bench.samplers.smc import ess_fraction, log_mean_exp
+from ebm_bench.samplers.smc import ess_fraction, log_mean_exp, resample_indices
 
 D = 2
 INFO = DataInfo((D,), False)
@@ -46,6 +46,12 @@ class PathOptimizer:
 
     def zero_grad(self, set_to_none=True):
         pass
+
+    def state_dict(self):
+        return {"k": self.k}
+
+    def load_state_dict(self, state):
+        self.k = int(state["k"])
 
     def step(self):
         self.k += 1
@@ -277,7 +283,7 @@ def test_resampling_schedule_and_unweighted_never_resamples():
 def test_clamp_is_refused_unless_the_quirk_is_named():
     cls = METHODS.get("jarzynski")
     info = DataInfo((1, 8, 8), True)
-    params = {"net": "convnet", "net_params": {"nf": 4}, "clamp": True}
+    params = {"net": "convnet", "net_params": {"nf": 4}, "clamp": True, "walker_init": "noise"}
     with pytest.raises(ConfigError, match="weights_ignore_clamp"):
         cls(params, info, "cpu", 0)
     cls({**params, "weights_ignore_clamp": True}, info, "cpu", 0)
@@ -303,3 +309,223 @@ def test_weights_at_another_temperature_are_the_named_quirk_and_are_wrong():
     run_path(quirk, k_steps)
     assert abs(same.estimates()["log_z"] - exact) < 0.05
     assert abs(quirk.estimates()["log_z"] - exact) > 0.5
+
+
+def test_walker_init_model_without_an_exact_sampler_is_an_error():
+    """Prop. 1 needs X_0 ~ rho_theta0: `model` on a network without an exact sampler is
+    refused (no silent fallback); `noise` + burn-in is the explicit, logged approximation."""
+    cls = METHODS.get("jarzynski")
+    info = DataInfo((1, 8, 8), True)
+    params = {"net": "convnet", "net_params": {"nf": 4}, "n_walkers": 8, "n_steps": 1, "burn_in_steps": 1}
+    with pytest.raises(ConfigError, match="exact sampler"):
+        cls({**params, "walker_init": "model"}, info, "cpu", 0)
+    m = cls({**params, "walker_init": "noise"}, info, "cpu", 0)
+    out = m.train_step(torch.zeros((4, 1, 8, 8)), 1)
+    assert out["walkers_exact_start"] == 0.0
+    # the GMM student at T = 1 has one: exact start, logged as such
+    g = cls({"net": "gmm_energy", "n_walkers": 8, "temperature": 1.0, "optimizer": "sgd", "lr": 0.0},
+            DataInfo((3,), False), "cpu", 0)
+    assert g.train_step(torch.zeros((4, 3)), 1)["walkers_exact_start"] == 1.0
+    with pytest.raises(ConfigError, match="exact sampler"):  # ... but not at another temperature
+        cls({"net": "gmm_energy", "temperature": 0.5}, DataInfo((3,), False), "cpu", 0)
+
+
+class GradRecorder:
+    """Stands in for the optimiser: keeps a copy of every parameter gradient at step()."""
+
+    def __init__(self, net):
+        self.net, self.grads = net, None
+
+    def zero_grad(self, set_to_none=True):
+        for w in self.net.parameters():
+            w.grad = None
+
+    def step(self):
+        self.grads = [w.grad.detach().clone() for w in self.net.parameters()]
+
+    param_groups: list = []
+
+
+def _param_grad(net, x):
+    """d/dtheta of sum_i U(x_i), one row per point: (n, n_params)."""
+    rows = []
+    for xi in x:
+        net.zero_grad()
+        net(xi[None]).sum().backward()
+        rows.append(torch.cat([w.grad.flatten() for w in net.parameters()]))
+    net.zero_grad()
+    return torch.stack(rows).double()
+
+
+@pytest.mark.parametrize("n_moved, grad_walkers", [(0, "all"), (10, "all"), (10, "moved")])
+def test_parameter_gradient_is_the_weighted_eq11_estimate(n_moved, grad_walkers):
+    """Eq. 11 / Alg. 2 line 5: D = sum_i p_i dU(X_i) - mean_j dU(x*_j), p = softmax(A), over
+    all N walkers (grad_walkers: all) or over the N' moved ones with p renormalised among
+    them (moved). The optimiser descends the cross-entropy, whose gradient is -D (Eq. 8:
+    d/dtheta H = E_*[dU] - E_theta[dU]). Uniform weights or the wrong walker set fail."""
+    cls = METHODS.get("jarzynski")
+    n, d = 24, 3
+    m = cls({"net": "mlp", "net_params": {"hidden": 8, "depth": 2}, "n_walkers": n, "n_moved": n_moved,
+             "grad_walkers": grad_walkers, "walker_init": "noise", "resample_threshold": 0.0, "step_size": 0.1,
+             "temperature": 1.0}, DataInfo((d,), False), "cpu", 0)
+    g = torch.Generator().manual_seed(5)
+    m.walkers = torch.randn((n, d), generator=g)
+    m.log_w = 3.0 * torch.randn(n, generator=g, dtype=torch.float64)  # far from uniform
+    m.initialised = True
+    m.opt = rec = GradRecorder(m.net)
+    data = torch.randn((16, d), generator=g)
+    x0, a = m.walkers.clone(), m.log_w.clone()
+    gen = torch.Generator()
+    gen.set_state(m.gen.get_state())
+    m.train_step(data, 1)
+    got = torch.cat([w.flatten() for w in rec.grads]).double()
+    if n_moved and grad_walkers == "moved":
+        idx = torch.randperm(n, generator=gen)[:n_moved]  # the mini-batch B of this update
+    else:
+        idx = torch.arange(n)
+    p = torch.softmax(a[idx], 0)
+    want = _param_grad(m.net, data).mean(0) - (p[:, None] * _param_grad(m.net, x0[idx])).sum(0)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5), (got - want).abs().max()
+    uniform = _param_grad(m.net, data).mean(0) - _param_grad(m.net, x0[idx]).mean(0)
+    assert (uniform - want).abs().max() > 100 * (got - want).abs().max() + 1e-4  # the test can tell
+
+
+@pytest.mark.parametrize("resampler", ["systematic", "multinomial"])
+def test_resampling_resets_a_carries_log_z_and_tracks_ancestors_like_the_literal_algorithm(resampler):
+    """Alg. 1 with the resampling step of Sec. 3.2 written out literally: when ESS_k < c
+    the walkers are redrawn with p = softmax(A_k), A is reset to 0 and log Z is carried,
+    log Z_k = log Z_{k_r} + logmeanexp(A_k) (Eq. 12); every walker keeps the index of the
+    initial walker it descends from. Not resetting A, not carrying log Z or not permuting
+    the ancestors fails."""
+    k_steps, n, h = 8, 256, 0.1
+    path = gauss_path(k_steps)
+    m = make_method(path, n, resample_threshold=0.9, resampler=resampler)
+    ref_net = GaussEnergy(*path[0])
+    gen = torch.Generator()
+    gen.set_state(m.gen.get_state())
+    x = m.walkers.clone()
+    a = torch.zeros(n, dtype=torch.float64)
+    log_z_ref = m.log_z_ref
+    anc = torch.arange(n)
+    n_res = 0
+    for k in range(1, k_steps + 1):
+        out = m.train_step(DATA, k)
+        # literal step k: estimates at theta_k, resampling, then the ULA move and Eq. 5
+        log_z_k = log_z_ref + float(log_mean_exp(a))
+        assert out["log_z"] == pytest.approx(log_z_k, abs=1e-6)
+        now = k > 1 and ess_fraction(a) < 0.9
+        if now:
+            idx = resample_indices(a, n, resampler, gen)
+            x, anc = x[idx], anc[idx]
+            log_z_ref, a = log_z_k, torch.zeros(n, dtype=torch.float64)
+            n_res += 1
+        assert out["resampled"] == float(now)
+        u_k, g_k = _u_and_grad(ref_net, x)
+        x_new = x - h * g_k + math.sqrt(2 * h) * torch.randn((n, D), generator=gen)
+        with torch.no_grad():
+            ref_net.m.copy_(path[k][0])
+            ref_net.log_s.copy_(path[k][1])
+        u_k1, g_k1 = _u_and_grad(ref_net, x_new)
+        a = a - _eq6_alpha(u_k1, g_k1, x_new, x, h) + _eq6_alpha(u_k, g_k, x, x_new, h)
+        x = x_new
+        assert out["n_resamples"] == n_res and m.log_z_ref == pytest.approx(log_z_ref, abs=1e-6)
+        assert torch.equal(m.ancestors, anc) and out["n_ancestors"] == len(torch.unique(anc))
+    assert n_res >= 2 and len(torch.unique(anc)) < n  # resampling happened and removed lineages
+    assert torch.allclose(m.walkers, x, atol=1e-5)
+    got, _ = m.completed_log_weights()
+    assert torch.allclose(got, a, atol=1e-4), (got - a).abs().max()
+    assert m.estimates()["log_z"] == pytest.approx(log_z_ref + float(log_mean_exp(a)), abs=1e-4)
+
+
+def test_ancestry_survives_a_resume(tmp_path):
+    """The ancestors are part of the method state: a run resumed from a checkpoint logs the
+    same n_ancestors as an uninterrupted one."""
+    path = gauss_path(12)
+    full = make_method(path, 300, resample_threshold=0.95)
+    rows = [full.train_step(DATA, k) for k in range(1, 13)]
+    part = make_method(path, 300, resample_threshold=0.95)
+    for k in range(1, 7):
+        part.train_step(DATA, k)
+    state = part.state_dict()
+    again = make_method(path, 300, resample_threshold=0.95)
+    again.load_state_dict(state)
+    rest = [again.train_step(DATA, k) for k in range(7, 13)]
+    assert [r["n_ancestors"] for r in rows[6:]] == [r["n_ancestors"] for r in rest]
+    assert torch.equal(full.ancestors, again.ancestors) and rows[-1]["n_ancestors"] < 300
+
+
+class ShiftOptimizer:
+    """theta_k = theta_0 + k * delta: a parameter path that does not depend on gradients."""
+
+    def __init__(self, net, scale=0.02, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.net, self.k = net, 0
+        self.theta0 = [w.detach().clone() for w in net.parameters()]
+        self.delta = [scale * torch.randn(w.shape, generator=g) for w in net.parameters()]
+
+    def zero_grad(self, set_to_none=True):
+        pass
+
+    def step(self):
+        self.k += 1
+        with torch.no_grad():
+            for w, w0, dw in zip(self.net.parameters(), self.theta0, self.delta):
+                w.copy_(w0 + self.k * dw)
+
+    param_groups: list = []
+
+
+def _weights_under(precision_setting, weights_precision, n_moved):
+    """Log weights and walkers after 3 updates with the global matmul precision set as given."""
+    cls = METHODS.get("jarzynski")
+    d = 48
+    m = cls({"net": "mlp", "net_params": {"hidden": 256, "depth": 2}, "n_walkers": 64, "n_moved": n_moved,
+             "walker_init": "noise", "burn_in_steps": 0, "resample_threshold": 0.0, "step_size": 0.01,
+             "temperature": 1e-3, "weights_precision": weights_precision}, DataInfo((d,), False), "cpu", 0)
+    m.opt = ShiftOptimizer(m.net)
+    data = torch.randn((16, d), generator=torch.Generator().manual_seed(1))
+    old = torch.get_float32_matmul_precision()
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.set_float32_matmul_precision(precision_setting)
+        torch.backends.cuda.matmul.allow_tf32 = precision_setting != "highest"
+        for k in range(1, 4):
+            m.train_step(data, k)
+        a, _ = m.completed_log_weights()
+    finally:
+        torch.set_float32_matmul_precision(old)
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
+    return a, m.walkers.clone()
+
+
+@pytest.mark.parametrize("n_moved", [0, 16])
+def test_weight_update_does_not_depend_on_the_matmul_precision_setting(n_moved):
+    """The work terms are energy differences / T (T = 1e-3 here, 5e-5 at paper scale): the
+    walker energies and gradients that enter them run in IEEE float32 whatever
+    torch.set_float32_matmul_precision / allow_tf32 say (on this CPU "medium" turns float32
+    matmuls into bfloat16 where supported; on CUDA "high" means TF32)."""
+    ref_a, ref_x = _weights_under("highest", "strict", n_moved)
+    for setting in ("high", "medium"):
+        a, x = _weights_under(setting, "strict", n_moved)
+        assert torch.equal(x, ref_x) and torch.allclose(a, ref_a, rtol=0, atol=1e-9), (setting, (a - ref_a).abs().max())
+    # the check can fail: where reduced precision exists, the unprotected weights change
+    x = torch.randn(64, 256)
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        reduced = not torch.equal(x @ x.T, torch.mm(x.double(), x.double().T).float()) and \
+            not torch.equal(x @ x.T, _mm_highest(x))
+    finally:
+        torch.set_float32_matmul_precision(old)
+    if reduced:
+        a, _ = _weights_under("medium", "native", n_moved)
+        assert (a - ref_a).abs().max() > 1e-3
+
+
+def _mm_highest(x):
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        return x @ x.T
+    finally:
+        torch.set_float32_matmul_precision(old)

@@ -49,7 +49,7 @@ def test_training_uses_the_scheduled_rate_and_groups_keep_their_own() -> None:
 
 def test_jarzynski_uses_the_schedule_too() -> None:
     m = _method("jarzynski", lr=1e-2, lr_schedule="linear", lr_decay_steps=2, n_walkers=16, n_moved=0,
-                burn_in_steps=0)
+                burn_in_steps=0, walker_init="noise")
     x = torch.randn(16, 2)
     m.train_step(x, 1)
     m.train_step(x, 2)

@@ -111,3 +111,32 @@ def test_log_mean_exp():
     a = torch.log(torch.tensor([1.0, 2.0, 3.0, 6.0], dtype=torch.float64))
     assert float(log_mean_exp(a)) == pytest.approx(math.log(3.0))
     assert float(log_mean_exp(a + 800.0)) == pytest.approx(math.log(3.0) + 800.0)
+
+
+@pytest.mark.parametrize("n_draws", [N, 3 * N + 1, 1000])
+def test_stratified_keeps_cumulative_counts_within_one_of_n_p(n_draws):
+    """Stratified resampling draws one point per stratum ((j-1)/N, j/N], so the number of
+    draws among walkers 1..m stays within 1 of N P_m (P_m = p_1 + ... + p_m) and each
+    walker's count within 2 of N p_i (the two end strata of its interval may or may not
+    hit it: with N p_i = 1.2 it can be drawn 0 times, so "within 1" holds only cumulatively).
+    Multinomial resampling breaks both (next test)."""
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(2000):
+        log_w = torch.randn(N, generator=gen, dtype=torch.float64) * 2.0
+        p = normalized_weights(log_w)
+        c = counts(resample_indices(log_w, n_draws, "stratified", gen), N)
+        assert c.sum() == n_draws
+        cum = torch.cumsum(c, 0) - n_draws * torch.cumsum(p, 0)
+        assert (cum.abs() < 1 + 1e-9).all(), (c, n_draws * p)
+        assert ((c - n_draws * p).abs() < 2 + 1e-9).all(), (c, n_draws * p)
+
+
+def test_multinomial_breaks_the_stratified_bounds():
+    gen = torch.Generator().manual_seed(7)
+    log_w = torch.log(P)
+    cum_violated = count_violated = 0
+    for _ in range(200):
+        c = counts(resample_indices(log_w, 1000, "multinomial", gen), N)
+        cum_violated += int(((torch.cumsum(c, 0) - 1000 * torch.cumsum(P, 0)).abs() >= 1).any())
+        count_violated += int(((c - 1000 * P).abs() >= 2).any())
+    assert cum_violated > 150 and count_violated > 150

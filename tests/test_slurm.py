@@ -35,7 +35,7 @@ from test_workflow import TOY, tiny_config, wait_for_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "profiles" / "slurm-local" / "cluster.sh"
-GPU_RULES = ("classifier", "train", "sample", "evaluate")
+GPU_RULES = ("classifier", "reference", "train", "sample", "evaluate")
 LOCAL_RULES = ("tables", "training_curves", "all")
 RUN = "results/runs/rings/pcd/seed0"
 COST_COLUMNS = ("train_time_s", "peak_mem_mb", "sample_time_s", "evaluate_time_s")

@@ -99,3 +99,29 @@ def test_method_installs_the_rule_on_the_shared_sampler():
     with pytest.raises(Exception, match="stanley_mode"):
         cls({**cls.tiny_params(info), "stanley_mode": "diagonal"}, info, "cpu", 0)
     assert math.isfinite(m.train_step(torch.randn(16, 2), 1)["loss"])
+
+
+def test_persistent_chains_are_algorithm_1():
+    """chains: persistent moves every one of the batch-size persistent chains by exactly one
+    STANLEY step per update (Algorithm 1: z_{t-1} -> z_t), with no restarts; short-run
+    chains leave the buffer alone. Near-zero temperature makes the step deterministic."""
+    from ebm_bench.samplers.counting import grad_evals
+
+    cls = METHODS.get("stanley")
+    info = DataInfo((2,), False)
+    base = {**cls.tiny_params(info), "stanley_threshold": 0.3, "temperature": 1e-12, "step_size": 0.1,
+            "buffer_size": 16, "n_steps": 1}
+    m = cls({**base, "chains": "persistent"}, info, "cpu", 0)
+    old = m.buffer.clone()
+    _, g = energy_and_grad(m.energy, old)
+    want = old - 0.1 * StanleyStep(0.3)(g) * g
+    before = grad_evals()
+    m.train_step(torch.randn(16, 2), 1)
+    assert torch.allclose(m.buffer, want, atol=1e-5)
+    assert grad_evals() - before == 16  # 16 chains x 1 step
+    s = cls({**base, "chains": "short_run"}, info, "cpu", 0)
+    kept = s.buffer.clone()
+    s.train_step(torch.randn(16, 2), 1)
+    assert torch.equal(s.buffer, kept)
+    with pytest.raises(Exception, match="chains"):
+        cls({**base, "chains": "forever"}, info, "cpu", 0)

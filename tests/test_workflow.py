@@ -9,6 +9,7 @@ the same state as an uninterrupted run.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,10 +49,12 @@ def tiny_config(**over) -> dict:
     return cfg
 
 
-def snakemake(workdir: Path, config: dict, *targets: str, popen: bool = False, timeout: int = 600):
+def snakemake(workdir: Path, config: dict, *targets: str, popen: bool = False, timeout: int = 600,
+              env_extra: dict | None = None):
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               **(env_extra or {}))
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2",
            "--workflow-profile", str(ROOT / "profiles" / "default"), *targets]
@@ -77,14 +80,31 @@ def wait_for_checkpoint(proc, ckpt: Path, step: int, timeout: float) -> None:
 
 
 def test_whole_dag_with_a_diverging_run(tmp_path: Path) -> None:
-    snakemake(tmp_path, tiny_config())
+    """One run diverges and one run's probe raises: the DAG completes, the tables and the
+    claims table build, the failed cells read `error` with the message."""
+    # combine_stages: one job per run, as the embedded suite runs (the SLURM test runs the
+    # stages as separate jobs)
+    r = snakemake(tmp_path, tiny_config(combine_stages=True),
+                  env_extra={"EBM_BENCH_FAIL_FAMILY": "digits/pcd/seed0:probe"})
+    # the FID/KID/IS reference is computed once per dataset, not once per run
+    assert len(re.findall(r"^(local)?rule reference:", r.stdout + r.stderr, re.M)) == 2
     tables = tmp_path / "results" / "tables"
-    runs = pd.read_csv(tables / "runs.csv")
-    assert list(runs.columns) == ["dataset", "method", "seed", "metric", "value", "status"]
+    runs = pd.read_csv(tables / "runs.csv", keep_default_na=False, na_values=[""])
+    assert list(runs.columns) == ["dataset", "method", "seed", "metric", "value", "status", "fingerprint", "note"]
     diverged = runs[(runs.dataset == "rings") & (runs.method == "pcd")]
     assert len(diverged) and (diverged.status == "diverged").all() and diverged.value.isna().all()
-    ok = runs[~((runs.dataset == "rings") & (runs.method == "pcd"))]
-    assert (ok.status == "ok").all() and ok.value.notna().all()
+    failed = runs[(runs.dataset == "digits") & (runs.method == "pcd") & runs.metric.str.startswith("probe_acc")]
+    assert len(failed) and (failed.status == "error").all() and failed.note.str.contains("injected").all()
+    assert "error" in (tables / "digits.md").read_text() and "injected" in (tables / "digits.md").read_text()
+    claims = pd.read_csv(tables / "claims.csv")
+    assert len(claims) > 20 and set(claims.verdict) <= set(
+        ["holds", "contradicted", "inconclusive", "too few seeds", "not run", "protocol mismatch", "diverged", "error"])
+    assert (tables / "summary.md").read_text().index("Claims and verdicts") < (tables / "summary.md").read_text().index("## digits")
+    ok = runs[~((runs.dataset == "rings") & (runs.method == "pcd")) & (runs.status != "error")]
+    assert (ok.status == "ok").all()
+    # values are null only where a family could not compute one (train_final of a short log)
+    assert ok[ok.metric.isin(["fid_domain", "kid_domain", "probe_acc_penultimate", "kl_exact", "mmd_samples"])
+              ].value.notna().all()
     # every family that applies was computed
     for metric in ("fid_domain", "is_domain", "probe_acc_penultimate", "mode_rel_error_mean"):
         assert metric in set(ok[ok.dataset == "digits"].metric), metric
@@ -96,8 +116,8 @@ def test_whole_dag_with_a_diverging_run(tmp_path: Path) -> None:
     for run in ("digits/short_run", "digits/pcd", "rings/short_run", "rings/pcd"):
         assert (tmp_path / "results" / "runs" / run / "seed0" / "samples.png").exists()
     # tables are a pure function of the metrics files: rerunning them trains nothing
-    r = snakemake(tmp_path, tiny_config(), "--forcerun", "tables")
-    assert "rule train:" not in r.stdout + r.stderr
+    r = snakemake(tmp_path, tiny_config(combine_stages=True), "--forcerun", "tables")
+    assert "rule train:" not in r.stdout + r.stderr and "rule run:" not in r.stdout + r.stderr
 
 
 def test_killed_training_resumes_to_the_same_state(tmp_path: Path) -> None:

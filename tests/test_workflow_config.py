@@ -146,7 +146,7 @@ def test_variant_train_overrides_apply_in_order() -> None:
     [
         (lambda c: c["variants"]["pcd"].update(train={"stpes": 3}), r"variants\.pcd\.train\.stpes"),
         (lambda c: c["datasets"]["a"].update(variant_params={"pcd": {"train": {"steps": "x"}}}),
-         r"datasets\.a\.variant_params\.pcd\.train\.steps = 'x'"),
+         r"datasets\.a\.variant_params\.pcd\.train\.steps: 'x' has type str"),
     ],
     ids=["variant-train-key", "variant-params-train-type"],
 )

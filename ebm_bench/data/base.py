@@ -55,7 +55,12 @@ class DatasetSpec:
     ``defaults`` lists every parameter a config may set (unknown keys are rejected);
     ``default_net`` and ``default_net_params`` pick the energy network a method uses
     when its variant does not name one; ``embedded`` datasets need no download;
-    ``labelled`` datasets have class labels.
+    ``labelled`` datasets have class labels; ``images`` datasets are images (Inception
+    features apply). ``checks`` (key -> :class:`ebm_bench.validation.Check`) says how a
+    value of ``defaults`` is checked before any job (keys without one are checked by the
+    default's type); ``check_params(params)`` checks rules that relate several keys;
+    ``path_params`` names the params that are paths read under ``data_root`` (refused
+    when they resolve outside it).
     """
 
     name: ClassVar[str]
@@ -64,6 +69,13 @@ class DatasetSpec:
     default_net_params: ClassVar[dict[str, Any]] = {}
     embedded: ClassVar[bool] = True
     labelled: ClassVar[bool] = True  # labels exist: domain classifier, probe, mode weights
+    images: ClassVar[bool] = False  # image data (N, C, H, W): Inception features apply
+    checks: ClassVar[dict[str, Any]] = {}
+    path_params: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Rules relating several params (merged over ``defaults``); raise ConfigError."""
 
     @classmethod
     def load(cls, params: dict[str, Any], data_root: Path, seed: int = 0) -> Dataset:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from .base import Dataset, DatasetSpec, register_dataset
 
@@ -57,9 +58,11 @@ class Digits(DatasetSpec):
     """
 
     defaults = {"test_fraction": 0.2, "split_seed": 0}
+    checks = {"test_fraction": V.fraction(), "split_seed": V.count(0)}
     default_net = "convnet"
     default_net_params = {"nf": 16}
     embedded = True
+    images = True
 
     @classmethod
     def load(cls, params: dict[str, Any], data_root: Path, seed: int = 0) -> Dataset:
@@ -77,8 +80,10 @@ class Digits(DatasetSpec):
 
 @register_dataset("digits_236")
 class Digits236(DatasetSpec):
-    """Biased digits (paper 003, Sec. 4.2, at CPU size): classes ``digits`` kept with
-    relative frequencies ``weights`` (default 2, 3, 6 at 4/7, 2/7, 1/7).
+    """Biased digits 2, 3, 6 at weights 4/7, 2/7, 1/7 (paper 003, Sec. 4.2, at CPU size).
+
+    Classes ``digits`` kept with relative frequencies ``weights`` (default 2, 3, 6 at
+    4/7, 2/7, 1/7).
 
     The subset is as large as the scikit-learn images allow. With integer weights both
     splits hold exactly ``weights``-proportional counts (whole "units" of
@@ -88,9 +93,16 @@ class Digits236(DatasetSpec):
     """
 
     defaults = {"digits": [2, 3, 6], "weights": [4, 2, 1], "test_fraction": 0.2, "split_seed": 0}
+    checks = {"digits": V.list_of(V.integer(0, 9), min_len=1), "weights": V.list_of(V.positive(), min_len=1),
+              "test_fraction": V.fraction(), "split_seed": V.count(0)}
     default_net = "convnet"
     default_net_params = {"nf": 16}
     embedded = True
+    images = True
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        cls._validate({**cls.defaults, **params})
 
     @classmethod
     def _validate(cls, p: dict[str, Any]) -> tuple[list[int], list[float]]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from .base import Dataset, DatasetSpec, register_dataset
 
@@ -57,9 +58,22 @@ class GMMTeacher(DatasetSpec):
         "n_test": 10000,
         "split_seed": 0,
     }
+    checks = {
+        "dim": V.count(),
+        "a": V.either(V.number(), V.list_of(V.number(), min_len=1)),
+        "b": V.either(V.number(), V.list_of(V.number(), min_len=1)),
+        "mass_a": V.fraction(),
+        "n_train": V.count(),
+        "n_test": V.count(),
+        "split_seed": V.count(0),
+    }
     default_net = "gmm_energy"
     default_net_params: dict[str, Any] = {}
     embedded = True
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        cls.teacher(params)
 
     @classmethod
     def _centre(cls, value: Any, dim: int, key: str) -> np.ndarray:

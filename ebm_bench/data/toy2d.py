@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from .base import Dataset, DatasetSpec, register_dataset
 
@@ -87,9 +88,25 @@ class Toy2D(DatasetSpec):
         "weights": None,
         "split_seed": 0,
     }
+    checks = {
+        "density": V.choice("rings", "gmm"),
+        "n_train": V.count(),
+        "n_test": V.count(),
+        "radii": V.list_of(V.nonnegative(), min_len=1),
+        "ring_std": V.positive(),
+        "n_modes": V.count(),
+        "radius": V.nonnegative(),
+        "mode_std": V.positive(),
+        "weights": V.list_of(V.nonnegative(), min_len=1, nullable=True),
+        "split_seed": V.count(0),
+    }
     default_net = "mlp"
     default_net_params = {"hidden": 128, "depth": 3}
     embedded = True
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        cls._components({**cls.defaults, **params})
 
     @classmethod
     def _components(cls, p: dict[str, Any]) -> tuple[str, np.ndarray, float, np.ndarray]:

@@ -20,12 +20,14 @@ where it looked and how to fetch the files. torchvision is imported only inside 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError, DatasetMissing
 from .base import Dataset, DatasetSpec, register_dataset
 
@@ -107,9 +109,17 @@ class _VisionSpec(DatasetSpec):
     """Shared validation, error messages and load skeleton of the image datasets."""
 
     defaults: ClassVar[dict[str, Any]] = dict(_COMMON)
+    checks: ClassVar[dict[str, Any]] = {
+        "size": V.choice(*SIZES),
+        "max_train": V.count(nullable=True),
+        "max_test": V.count(nullable=True),
+        "split_seed": V.count(0),
+        "num_workers": V.count(0),
+    }
     default_net = "convnet"
     default_net_params = {"nf": 64}
     embedded = False
+    images = True
     channels: ClassVar[int] = 3
     folder: ClassVar[str] = ""  # sub-directory of data_root torchvision reads
     sizes: ClassVar[tuple[int, ...]] = SIZES
@@ -125,7 +135,43 @@ class _VisionSpec(DatasetSpec):
         """-> (x_train, y_train, x_test, y_test, class_names) with torchvision, download=False."""
         raise NotImplementedError
 
+    @classmethod
+    def _sources(cls, params: dict[str, Any], data_root: Path) -> tuple[str, str]:
+        """(what to fetch, where to put it) for the offline message of :meth:`download`."""
+        return "the dataset's files", str(cls._where(params, data_root))
+
+    @classmethod
+    def _fetch(cls, params: dict[str, Any], data_root: Path, fetch) -> None:
+        """Run torchvision's download; offline (or any failed fetch) it raises one
+        :class:`DatasetMissing` naming what is missing, the URL and where to put it.
+        torchvision's own chatter is shown only when the download worked."""
+        import contextlib
+        import io
+        import re
+
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                fetch()
+        except (OSError, RuntimeError, ImportError, ValueError) as e:  # URLError is an OSError
+            text = f"{getattr(e, 'reason', None) or e}"
+            said = re.findall(r"<urlopen error [^>]*>|HTTP Error [^\n]*", text + "\n" + buf.getvalue())
+            reason = f"{type(e).__name__}: {text.strip().splitlines()[0].rstrip(':')}"
+            if said and said[-1] not in reason:
+                reason += f", {said[-1]}"
+            what, where = cls._sources(params, Path(data_root))
+            raise DatasetMissing(
+                f"dataset {cls.name!r} is missing and could not be downloaded ({reason}); "
+                f"on a machine with internet fetch {what} into {where} "
+                f"(or run `ebm-bench download --dataset {cls.name} --data-root {data_root}` there)"
+            ) from None
+        sys.stdout.write(buf.getvalue())
+
     # --- shared -------------------------------------------------------------------------
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        cls._params(params)
+
     @classmethod
     def _params(cls, params: dict[str, Any]) -> dict[str, Any]:
         p = {**cls.defaults, **params}
@@ -187,6 +233,7 @@ class _MNISTLike(_VisionSpec):
 
     channels = 1
     sizes = (28, *SIZES)  # 28: the native size (paper 003's MNIST network)
+    checks = {"size": V.choice(28, *SIZES)}
     tv_class: ClassVar[str] = "MNIST"
 
     @classmethod
@@ -215,7 +262,14 @@ class _MNISTLike(_VisionSpec):
 
     @classmethod
     def download(cls, params, data_root):
-        cls._tv()(str(data_root), train=True, download=True)  # fetches both splits
+        cls._fetch(params, data_root, lambda: cls._tv()(str(data_root), train=True, download=True))  # both splits
+
+    @classmethod
+    def _sources(cls, params, data_root):
+        tv = cls._tv()
+        files = ", ".join(f for f, _ in tv.resources)
+        return (f"{files} from {tv.mirrors[0]}",
+                f"{Path(data_root) / cls.folder / 'raw'}/ (gunzipped: *-ubyte)")
 
 
 @register_dataset("mnist")
@@ -228,8 +282,9 @@ class MNISTData(_MNISTLike):
 
 @register_dataset("mnist_236")
 class MNIST236Data(MNISTData):
-    """Biased MNIST of paper 003 (Carbone et al. 2023, Sec. 4.2, App. B.2): only the digits
-    ``digits`` (2, 3, 6), with ``counts`` training images each (5600, 2800, 1400: mode
+    """Biased MNIST of paper 003: digits 2, 3, 6 at weights 4/7, 2/7, 1/7 (Sec. 4.2, App. B.2).
+
+    Only the digits ``digits`` (2, 3, 6), with ``counts`` training images each (5600, 2800, 1400: mode
     weights 4/7, 2/7, 1/7), drawn with ``split_seed``; labels remapped to 0..K-1 in the order
     of ``digits``, ``truth["mode_weights"]`` = counts / sum(counts).
 
@@ -240,6 +295,7 @@ class MNIST236Data(MNISTData):
     """
 
     defaults = {**_COMMON, "size": 28, "digits": [2, 3, 6], "counts": [5600, 2800, 1400]}
+    checks = {"digits": V.list_of(V.integer(0, 9), min_len=1), "counts": V.list_of(V.count(), min_len=1)}
     default_net = "cnn_silu"  # paper 003's MNIST network (any size; convnet needs 2^k px)
     default_net_params = {}
 
@@ -322,7 +378,13 @@ class CIFAR10Data(_VisionSpec):
     def download(cls, params, data_root):
         from torchvision.datasets import CIFAR10
 
-        CIFAR10(str(data_root), train=True, download=True)
+        cls._fetch(params, data_root, lambda: CIFAR10(str(data_root), train=True, download=True))
+
+    @classmethod
+    def _sources(cls, params, data_root):
+        from torchvision.datasets import CIFAR10
+
+        return CIFAR10.url, f"{Path(data_root)}/ (unpacked: {cls.folder}/)"
 
 
 @register_dataset("celeba")
@@ -341,6 +403,7 @@ class CelebAData(_VisionSpec):
     files = ("list_attr_celeba.txt", "identity_CelebA.txt", "list_bbox_celeba.txt",
              "list_landmarks_align_celeba.txt", "list_eval_partition.txt")
     defaults = {**_COMMON, "crop": 140}
+    checks = {"crop": V.count()}
 
     @classmethod
     def _params(cls, params):
@@ -371,7 +434,14 @@ class CelebAData(_VisionSpec):
     def download(cls, params, data_root):
         from torchvision.datasets import CelebA
 
-        CelebA(str(data_root), split="all", target_type=[], download=True)
+        cls._fetch(params, data_root, lambda: CelebA(str(data_root), split="all", target_type=[], download=True))
+
+    @classmethod
+    def _sources(cls, params, data_root):
+        from torchvision.datasets import CelebA
+
+        files = ", ".join(f"{name} (https://drive.google.com/uc?id={gid})" for gid, _, name in CelebA.file_list)
+        return files, f"{Path(data_root) / cls.folder}/ (img_align_celeba.zip unpacked there)"
 
 
 @register_dataset("flowers102")
@@ -386,6 +456,7 @@ class Flowers102Data(_VisionSpec):
 
     folder = "flowers-102"
     defaults = {**_COMMON, "train_split": "trainval"}
+    checks = {"train_split": V.choice("train", "trainval", "all")}
     _train_splits: ClassVar[dict[str, tuple[str, ...]]] = {
         "train": ("train",), "trainval": ("train", "val"), "all": ("train", "val", "test")}
 
@@ -421,20 +492,30 @@ class Flowers102Data(_VisionSpec):
     def download(cls, params, data_root):
         from torchvision.datasets import Flowers102
 
-        Flowers102(str(data_root), split="train", download=True)  # fetches all splits
+        cls._fetch(params, data_root, lambda: Flowers102(str(data_root), split="train", download=True))  # all splits
+
+    @classmethod
+    def _sources(cls, params, data_root):
+        from torchvision.datasets import Flowers102
+
+        files = ", ".join(f for f, _ in Flowers102._file_dict.values())
+        return (f"{files} from {Flowers102._download_url_prefix}",
+                f"{Path(data_root) / cls.folder}/ (102flowers.tgz unpacked there: jpg/)")
 
 
 @register_dataset("image_folder")
 class ImageFolderData(_VisionSpec):
     """Any folder of class sub-folders of images (torchvision ``ImageFolder``), e.g. CelebA-HQ.
 
-    ``path`` is relative to ``data_root`` or absolute. If it has ``train/`` and ``test/``
+    ``path`` is relative to ``data_root`` and must resolve inside it. If it has ``train/`` and ``test/``
     sub-folders they are the splits (same class folders in both); otherwise a stratified
     split holds out ``test_fraction`` of every class, chosen with ``split_seed``. Images
     are resized (shorter side) and center-cropped to ``size``; ``channels`` 3 (RGB) or 1.
     """
 
     defaults = {**_COMMON, "path": None, "channels": 3, "test_fraction": 0.2}
+    checks = {"path": V.Check("str", nullable=True), "channels": V.choice(1, 3), "test_fraction": V.fraction()}
+    path_params = ("path",)
 
     @classmethod
     def _params(cls, params):
@@ -449,7 +530,9 @@ class ImageFolderData(_VisionSpec):
 
     @classmethod
     def _where(cls, params, data_root):
-        return Path(data_root) / params["path"]  # an absolute path replaces data_root
+        # relative to data_root; a path that resolves outside it (absolute, ``..``, a link)
+        # is refused: a config reads datasets from data_root only
+        return V.inside(data_root, params["path"], "dataset param 'path'")
 
     @classmethod
     def _missing(cls, params, data_root, detail):
@@ -486,11 +569,16 @@ class ImageFolderData(_VisionSpec):
                 test.append(members[: int(round(float(params["test_fraction"]) * len(members)))])
             test_idx = np.sort(np.concatenate(test))
             parts = [(ds, np.setdiff1d(np.arange(len(ds)), test_idx)), (ds, test_idx)]
+        classes = list(parts[0][0].classes)
+        if len(classes) < 2:
+            raise ConfigError(f"dataset param 'path': {root} holds {len(classes)} class folder ({classes[0]!r}); "
+                              f"the domain classifier, linear probe and mode weights need at least 2 "
+                              f"(one sub-folder of images per class)")
         out = []
         for (ds_, pool), key, stream in zip(parts, ("max_train", "max_test"), (0, 1)):
             pool = pool[_subset(len(pool), params[key], s, stream)]
             out += list(_decode_split(ds_, pool, params["num_workers"], ch, size))
-        return (*out, list(parts[0][0].classes))
+        return (*out, classes)
 
     @classmethod
     def download(cls, params, data_root):

@@ -29,6 +29,9 @@ def modes(ctx):
                **{f"mode_weight_{c}": w for c, w in zip(classes, r["weights_gen"])},
                **{f"mode_rel_error_{c}": e for c, e in zip(classes, r["rel_error"])}}
     protocol.update(rel_error=r["rel_error"], n_generated=r["n"])
+    acc, least = reader.get("test_accuracy"), float(ctx.ev.get("min_classifier_accuracy", 0.9))
+    if acc is None or acc < least:  # the weights are read by a classifier that cannot read them
+        protocol["flags"] = {k: f"domain classifier test accuracy {acc} < {least:g}: unreliable" for k in keys}
     protocol["fingerprint"] = {"reader": reader.get("name"), "reader_sha256": reader.get("weights_sha256"),
                                "n_generated": r["n"]}
     return metrics, protocol

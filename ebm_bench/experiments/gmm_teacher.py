@@ -193,10 +193,21 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     fields = list(rows[0])
     for r in rows:
         fields += [k for k in r if k not in fields]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fields)
-        w.writeheader()
-        w.writerows(rows)
+    import io
+
+    from ..io import atomic_write_bytes
+
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fields)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_bytes(Path(path), lambda f: f.write(buf.getvalue().encode()))
+
+
+def _write_text(path: Path, text: str) -> None:
+    from ..io import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -294,8 +305,9 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str,
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    out_png = Path(out_png)
-    fig.savefig(out_png, dpi=100, bbox_inches="tight")
+    from ..plots import _save
+
+    out_png = _save(fig, out_png)
     plt.close(fig)
     return out_png
 
@@ -369,7 +381,7 @@ def pipeline_figure(logs: Iterable[str | Path], dataset: dict[str, Any], out_png
         est = "" if err != err else f"{err:+.3f} ± {err_sd:.3f}"
         lines.append(f"| {v} | {len(fs)} | {fs[0]['step']} | {m:.4f} ± {sd:.4f} | {abs(m - float(t['mass_a'])):.4f} | "
                      f"{kl:.4f} ± {kl_sd:.4f} | {est} |")
-    Path(out_md).write_text("\n".join(lines) + "\n")
+    _write_text(Path(out_md), "\n".join(lines) + "\n")
     return curves
 
 
@@ -414,7 +426,7 @@ def run(out: str | Path, seeds: Iterable[int] = (0, 1, 2), convention: str = "re
                      f"{f['train_time_s']:.1f} |")
     lines += ["", "Acceptance (issue 5):", ""] + checks
     lines += ["", f"total wall time {time.perf_counter() - t0:.0f} s"]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    _write_text(out / "summary.md", "\n".join(lines) + "\n")
     log("\n".join(lines))
     return {"curves": curves, "finals": finals, "summary": table, "checks": checks}
 

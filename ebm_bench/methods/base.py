@@ -1,9 +1,12 @@
 """The method contract.
 
-A method is one class registered under its name with ``@register_method("name")``. It
-declares every hyperparameter in ``defaults`` (the config may override only those keys,
-checked by type) and a ``tiny`` override dict that the contract tests and the workflow
-test use to train it in seconds. The training loop (``ebm_bench.train``) calls only:
+A method is one class registered under its name with ``@register_method("name")``, with
+a one-line docstring (``ebm-bench list`` shows it). It declares every hyperparameter in
+``defaults`` (the config may override only those keys), how their values are checked in
+``checks`` (key -> :class:`ebm_bench.validation.Check`; keys without one are checked by
+the type of their default), rules relating several keys in the classmethod
+``check_params`` (all run before any job), and a ``tiny`` override dict that the
+contract tests and the workflow test use to train it in seconds. The training loop (``ebm_bench.train``) calls only:
 
 - ``train_step(batch, step) -> dict[str, float]``: one parameter update, logged scalars;
 - ``sample(n) -> Tensor``: ``n`` samples in model space (shape ``(n, *data.shape)``);
@@ -11,7 +14,12 @@ test use to train it in seconds. The training loop (``ebm_bench.train``) calls o
 - ``state_dict()`` / ``load_state_dict(state)``: everything needed to resume bit-exactly,
   including random generators; only tensors, numbers, strings, lists and dicts, so
   checkpoints load with ``torch.load(weights_only=True)``;
-- ``sampler_steps_per_iter``: sampler steps per update, for the cost columns.
+- ``sampler_steps_per_iter``: sampler steps per update, for the cost columns;
+- optionally ``bind_data(dataset, real_split)``: called by the sample stage before
+  ``sample`` for methods that generate from the data itself (the ``data`` reference row).
+
+Gradient evaluations (grad_x U at one point) are counted where they happen
+(:mod:`ebm_bench.samplers.counting`); the cost columns read the counter.
 
 Randomness: a method draws only from ``self.gen`` (a seeded ``torch.Generator`` on the
 method's device), never from torch's global RNG, so a resumed run repeats an
@@ -46,7 +54,13 @@ class DataInfo:
 class Method:
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    checks: ClassVar[dict[str, Any]] = {}
     tiny: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Rules relating several hyperparameters (``params`` merged over ``defaults``),
+        run by the config check before any job; raise ConfigError naming the key."""
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device: torch.device | str, seed: int):
         self.params = {**self.defaults, **params}

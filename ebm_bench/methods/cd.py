@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from .base import register_method
 from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
@@ -36,6 +37,7 @@ class CD(LangevinEBM):
         "restart_every": 1,  # restart at data every this many updates (1 = Alg. 3)
         "sample_steps": 100,  # generation: ULA steps from the init_chains law
     }
+    checks = {"restart_every": V.count()}
     tiny = {**LangevinEBM.tiny, "sample_steps": 3}
 
     def __init__(self, params, data, device, seed):

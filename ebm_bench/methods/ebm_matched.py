@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .. import validation as V
 from .base import DataInfo, register_method
 from .langevin import LANGEVIN_DEFAULTS
 from .nnefh import DEFAULT_BATCH, resolve_sampler_batch
@@ -42,6 +43,7 @@ class EBMMatched(ShortRun):
         "sampler_batch_normalised": True,
         "sampler_batch": None,
     }
+    checks = {"init_dist": V.choice("normal", "uniform")}
     tiny = {"n_steps": 3}
     probe_untrained_control = True
 

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import validation as V
 from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
 from .base import DataInfo, register_method
 from .harmonium import HarmoniumMethod
@@ -112,6 +113,22 @@ class GRBM(HarmoniumMethod):
 
     defaults = GRBM_DEFAULTS
     probe_untrained_control = True
+    checks = {
+        "n_hidden": V.count(), "init_var": V.positive(), "optimizer": V.choice("sgd", "adam"),
+        "lr": V.positive(), "momentum": V.number(ge=0, lt=1), "grad_clip_norm": V.positive(nullable=True),
+        "lr_decay_steps": V.count(0), "gibbs_steps": V.count(), "langevin_steps": V.count(),
+        "step_size": V.positive(), "step_schedule": V.choice("cosine", "constant"), "temperature": V.positive(),
+        "neg_burn_in": V.count(0), "init_std": V.positive(), "sample_gibbs_steps": V.count(0),
+        "sample_init": V.choice("noise", "data"), "sample_output": V.choice("mean", "sample"),
+        "data_bank_size": V.count(), "sample_batch": V.count(),
+    }
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        if int(params["neg_burn_in"]) >= int(params["gibbs_steps"]):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"neg_burn_in = {params['neg_burn_in']}; expected < gibbs_steps = {params['gibbs_steps']}")
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "sample_gibbs_steps": 2, "data_bank_size": 32}
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):

@@ -43,12 +43,25 @@ The threshold schedule is c_k = 0 before ``resample_from_step`` and ``resample_t
 after (paper 003 Fig. 4: no resampling early, c = 0.5 later; Sec. 4.1: c = 1/1.05).
 
 Walkers must start from rho_theta_0 (Prop. 1). ``walker_init: model`` draws them exactly
-when the network has an exact sampler (the Eq. 15 GMM student at T = 1, as in App. B.1),
-and then log Z_0 is the network's exact ``log_partition``; otherwise it starts from the
+where the network has an exact sampler (the Eq. 15 GMM student at T = 1, as in App. B.1),
+and then log Z_0 is the network's exact ``log_partition``; on a network without one it is
+a ConfigError (never a silent fallback). ``noise`` is the explicit approximation: the
 ``init_chains`` law followed by ``burn_in_steps`` unweighted ULA steps at theta_0 (the
-reference image code runs 8,000-20,000), and the logged ``log_z`` is log Z_k - log Z_0
-(Z_0 unknown). ``noise`` and ``data`` pick those starts explicitly (``data`` is the PCD
-start of Alg. 4 and is only exact for ``weighted: false``).
+reference image code runs 8,000-20,000); the logged ``log_z`` is then log Z_k - log Z_0
+(Z_0 unknown) and ``walkers_exact_start`` is logged as 0. ``data`` starts at data points
+(the PCD start of Alg. 4; only meaningful for ``weighted: false``).
+
+Ancestry. Every walker carries the index of the initial walker it descends from
+(``ancestors``, permuted by each resampling, saved in the state); ``n_ancestors``, the
+number of distinct initial walkers among the current ones, is logged every update with
+``ess`` and ``n_resamples``: weights that degenerate between resamplings show up as
+n_ancestors -> 1 (the population is then copies of a few walkers).
+
+Precision. The weights divide energy differences by T (5e-5 at paper scale): the walker
+energies and gradients that enter them are computed with TF32 / bfloat16 matmuls and
+convolutions off (:func:`~ebm_bench.samplers.precision.strict_float32`, whatever the
+global setting; ``weights_precision: native`` leaves the global setting in force) and the
+sums of Eq. 6 are accumulated in float64.
 
 ``weighted: false`` keeps A = 0 and never resamples: the unweighted procedure of paper 003
 App. C.1.2 (walkers from rho_theta_0, ULA, no weights), or PCD with ``walker_init: data``.
@@ -64,8 +77,10 @@ from typing import Any, Callable
 
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from ..samplers import energy_and_grad
+from ..samplers.precision import strict_float32
 from ..samplers.smc import (RESAMPLERS, alpha, ess_fraction, flat_dot, log_mean_exp, normalized_weights,
                              resample_indices)
 from .base import DataInfo, register_method
@@ -86,6 +101,7 @@ JARZYNSKI_DEFAULTS: dict[str, Any] = {
     "sample_steps": 0,  # extra unweighted ULA steps after resampling, for generation
     "weights_ignore_clamp": False,  # quirk 3: allow `clamp` although the weights ignore it
     "weights_temperature": None,  # quirk 2: None = the chain's T (correct); a number = weights at that T
+    "weights_precision": "strict",  # strict: IEEE float32 energies for the weights (no TF32/bf16) | native
 }
 
 
@@ -115,8 +131,26 @@ class Jarzynski(LangevinEBM):
     """Jarzynski-weighted SMC training, paper 003 Alg. 1 (full batch) / Alg. 2 (mini-batch)."""
 
     defaults = JARZYNSKI_DEFAULTS
+    checks = {
+        "n_walkers": V.count(),
+        "n_moved": V.count(0),
+        "resampler": V.choice(*RESAMPLERS),
+        "resample_threshold": V.probability(),
+        "resample_from_step": V.count(0),
+        "walker_init": V.choice("model", "noise", "data"),
+        "burn_in_steps": V.count(0),
+        "grad_walkers": V.choice("all", "moved"),
+        "weights_temperature": V.positive(nullable=True),
+    }
     tiny = {"n_steps": 2, "n_walkers": 16, "n_moved": 8, "resample_threshold": 0.95, "walker_init": "noise",
             "burn_in_steps": 2}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        super().check_params(params)
+        if params["clamp"] and params["weighted"] and not params["weights_ignore_clamp"]:
+            raise ConfigError("clamp: true projects the walkers onto [-1, 1], a move the Jarzynski weights cannot "
+                              "account for; set weights_ignore_clamp: true to run it anyway (reference-code quirk 3)")
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
         super().__init__(params, data, device, seed)
@@ -134,6 +168,17 @@ class Jarzynski(LangevinEBM):
                               "account for; set weights_ignore_clamp: true to run it anyway (reference-code quirk 3)")
         if self.sampler.step_rule is not None:
             raise ConfigError("the Jarzynski weights assume the plain ULA move (no step_rule)")
+        if p["weights_precision"] not in ("strict", "native"):
+            raise ConfigError(f"weights_precision = {p['weights_precision']!r}; expected 'strict' or 'native'")
+        if p["walker_init"] == "model" and exact_sampler(self.net, float(p["temperature"])) is None:
+            raise ConfigError(
+                f"walker_init: model needs a network with an exact sampler of rho_theta0 (Prop. 1), and "
+                f"{type(self.net).__name__} at T = {p['temperature']} has none; set walker_init: noise with "
+                f"burn_in_steps to start from the init_chains law plus unweighted ULA burn-in (an approximation "
+                f"of rho_theta0, logged as walkers_exact_start = 0)")
+        self.strict = p["weights_precision"] == "strict"
+        if self.sampler.metropolis:
+            raise ConfigError("metropolis: the Jarzynski weights assume the plain ULA move (no accept/reject)")
         self.n_walkers = int(p["n_walkers"])
         n_moved = int(p["n_moved"])
         self.n_moved = self.n_walkers if n_moved == 0 or n_moved >= self.n_walkers else n_moved
@@ -151,6 +196,8 @@ class Jarzynski(LangevinEBM):
         self.log_z_ref = 0.0  # log Z at the last resampling (log Z_0 at the start), Sec. 3.2 step 3
         self.log_z_exact0 = False  # whether log Z_0 is the network's exact log partition
         self.n_resamples = 0
+        self.ancestors = torch.zeros(0, dtype=torch.long, device=self.device)  # initial walker of each walker
+        self.exact_start = False  # walkers drawn exactly from rho_theta0
         self.initialised = False
 
     # --- walkers ---------------------------------------------------------------------------
@@ -158,6 +205,7 @@ class Jarzynski(LangevinEBM):
         """X_0 ~ rho_theta_0 and A_0 = 0 (Alg. 1 lines 1-2)."""
         p, n = self.params, self.n_walkers
         draw = exact_sampler(self.net, float(p["temperature"])) if p["walker_init"] == "model" else None
+        self.exact_start = draw is not None
         if draw is not None:
             x = draw(n, self.gen)
             log_part = getattr(self.net, "log_partition", None)
@@ -171,12 +219,22 @@ class Jarzynski(LangevinEBM):
             x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen)
         self.walkers = x.detach()
         self.log_w = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.ancestors = torch.arange(n, device=self.device)
         self.pending = False
         self.initialised = True
 
     def _energy_nograd(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), strict_float32(self.strict):
             return self.energy(x).detach()
+
+    def _energy_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """U and grad_x U at walkers, in full float32 precision (they enter the weights)."""
+        with strict_float32(self.strict):
+            return energy_and_grad(self.energy, x)
+
+    def n_ancestors(self) -> int:
+        """Number of distinct initial walkers the current walkers descend from."""
+        return int(torch.unique(self.ancestors).numel())
 
     def _completion(self, u: torch.Tensor, g_pending: torch.Tensor | None) -> torch.Tensor:
         """The pending part of A's update, evaluated under the current parameters theta_k:
@@ -196,7 +254,7 @@ class Jarzynski(LangevinEBM):
         """U_k at every walker; grad U_k at every walker (full batch) and at the pending ones."""
         x = self.walkers
         if self.full_batch:
-            u, g = energy_and_grad(self.energy, x)
+            u, g = self._energy_and_grad(x)
             return u, g, (g if self.pending else None)
         if not self.params["weighted"]:  # unweighted Alg. 2 needs no energies of unmoved walkers
             return torch.zeros(len(x), device=self.device), None, None
@@ -204,7 +262,7 @@ class Jarzynski(LangevinEBM):
             return self._energy_nograd(x), None, None
         # the walkers moved last update need grad U_k (for -alpha_k), which also gives their
         # U_k: the gradient-free forward pass covers only the others
-        u_pend, g_pend = energy_and_grad(self.energy, x[self.pending_idx])
+        u_pend, g_pend = self._energy_and_grad(x[self.pending_idx])
         rest = torch.ones(len(x), dtype=torch.bool, device=self.device)
         rest[self.pending_idx] = False
         u = torch.empty(len(x), dtype=u_pend.dtype, device=self.device)
@@ -241,6 +299,8 @@ class Jarzynski(LangevinEBM):
         if not self.initialised:
             self.init_walkers(pos)
         n = self.n_walkers
+        if len(self.ancestors) != len(self.walkers):  # walkers set from outside (tests)
+            self.ancestors = torch.arange(len(self.walkers), device=self.device)
 
         # 1. U_k(X_k) (and grad U_k) under the current parameters theta_k
         u, g, g_pend = self._energies()
@@ -258,6 +318,7 @@ class Jarzynski(LangevinEBM):
         if weighted and ess < c:
             idx = resample_indices(a, n, p["resampler"], self.gen)
             self.walkers, u = self.walkers[idx], u[idx]
+            self.ancestors = self.ancestors[idx]
             g = g[idx] if g is not None else None
             self.log_w = torch.zeros_like(a)  # reset A = 0 ...
             self.log_z_ref = log_z  # ... and carry Z forward: Z_k = Z_{k_r} N^-1 sum e^{A_k}
@@ -273,7 +334,7 @@ class Jarzynski(LangevinEBM):
         else:
             moved = torch.randperm(n, generator=self.gen, device=self.device)[: self.n_moved]
             x_b, u_b = x[moved], u[moved]
-            _, g_b = energy_and_grad(self.energy, x_b)
+            _, g_b = self._energy_and_grad(x_b)
 
         # 6. empirical CE gradient, Eq. 11: sum_i p_i dU(X_i) - mean over data of dU(x*)
         e_pos = self.energy(pos)
@@ -301,7 +362,8 @@ class Jarzynski(LangevinEBM):
             # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
             # point x1, which close the previous step and open this one:
             # -alpha_k(x1, x0) + alpha_k(x1, x2) = 1/2 (x2 - x0) . d_k(x1) / T (U and |d|^2 cancel)
-            x2, _, g1 = self.sampler.step(self.energy, x1, self.gen)
+            _, g1 = self._energy_and_grad(x1)
+            x2 = self.sampler.move(x1, g1, self.gen)
             if weighted:
                 inc_b = inc_b + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
             x0, x1 = x1, x2
@@ -334,8 +396,10 @@ class Jarzynski(LangevinEBM):
         }
         if weighted:
             # Eq. 9/12 with the batch's data term: H_k = log Z_k + mean U_k(x*)/T
-            out.update(log_z=log_z, cross_entropy_est=log_z + float(e_pos.detach().double().mean()) / T,
-                       ess=ess, n_resamples=float(self.n_resamples), resampled=float(resampled))
+            out.update(log_z=log_z, cross_entropy_est=log_z + float(e_pos.detach().double().mean()) / T)
+        # ESS_k (before this update's resampling), resamplings so far, distinct ancestors after it
+        out.update(ess=ess, n_resamples=float(self.n_resamples), resampled=float(resampled),
+                   n_ancestors=float(self.n_ancestors()), walkers_exact_start=float(self.exact_start))
         out["sample_absmax"] = float(self.walkers.abs().max())
         out.update(exact)
         out.update(self.net_scalars())
@@ -364,6 +428,8 @@ class Jarzynski(LangevinEBM):
             "log_z_ref": self.log_z_ref,
             "log_z_exact0": self.log_z_exact0,
             "n_resamples": self.n_resamples,
+            "ancestors": self.ancestors.clone(),
+            "exact_start": self.exact_start,
             "initialised": self.initialised,
         }
 
@@ -377,4 +443,7 @@ class Jarzynski(LangevinEBM):
         self.log_z_ref = float(state["log_z_ref"])
         self.log_z_exact0 = bool(state["log_z_exact0"])
         self.n_resamples = int(state["n_resamples"])
+        # checkpoints written before ancestry was tracked: every walker its own ancestor
+        self.ancestors = state.get("ancestors", torch.arange(len(self.walkers))).to(self.device).clone()
+        self.exact_start = bool(state.get("exact_start", self.log_z_exact0))
         self.initialised = bool(state["initialised"])

@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 
+from .. import validation as V
 from ..errors import ConfigError
 from ..nets import build_net
-from ..samplers import ULA
+from .. import precision
+from ..samplers.compiled import make_sampler
 from .base import DataInfo, Method
 
 LANGEVIN_DEFAULTS: dict[str, Any] = {
@@ -28,6 +30,7 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "temperature": 5e-5,
     "n_steps": 100,  # K Langevin steps per update
     "grad_clip": None,  # optional clamp of grad_x U in Langevin (paper 003's CIFAR runs)
+    "metropolis": False,  # Metropolis-adjust every Langevin move (MALA; STANLEY + MH): samplers/ula.py
     "clamp": False,  # project image chains onto [-1, 1] after each step
     "data_noise": 0.03,  # N(0, s^2) added to data batches (images only)
     "init_scale": 1.0,  # chains start from U[-s, s]
@@ -46,12 +49,56 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     # where persistent chains start (seed_chains): noise = U[-s, s] (init_chains); data = data
     # points drawn with replacement from the first batch (paper 003 Alg. 4, line 2)
     "chain_init": "noise",
+    # speed (docs/performance.md): the K-step ULA loop compiled (none | torch_compile |
+    # cuda_graph; samplers/compiled.py) and the training step's precision (fp32 | tf32 |
+    # bf16; ebm_bench/precision.py). Defaults: eager, full float32 (bit-identical to before).
+    "sampler_compile": "none",
+    "train_precision": "fp32",
+}
+
+
+LANGEVIN_CHECKS: dict[str, V.Check] = {
+    "net": V.Check("str", nullable=True),
+    "lr": V.positive(),
+    "adam_beta1": V.number(ge=0, lt=1),
+    "step_size": V.positive(),
+    "temperature": V.positive(),
+    "n_steps": V.count(),
+    "grad_clip": V.positive(nullable=True),
+    "data_noise": V.nonnegative(),
+    "init_scale": V.positive(),
+    "energy_reg": V.nonnegative(),
+    "sample_batch": V.count(),
+    "optimizer": V.choice("adam", "sgd"),
+    "param_lr": V.Check("dict"),
+    "lr_schedule": V.choice("constant", "linear", "cosine"),
+    "lr_decay_steps": V.count(0),
+    "lr_final_factor": V.number(ge=0, le=1),
+    "chain_init": V.choice("noise", "data"),
+    # the persistent / restarting variants' keys (declared here once)
+    "buffer_size": V.count(),
+    "n_chains": V.count(0),
+    "reinit_prob": V.probability(),
+    "sample_steps": V.count(0),
 }
 
 
 class LangevinEBM(Method):
+    """Base of the Langevin-trained EBMs (loss, optimiser, chains); registers nothing."""
+
     defaults = LANGEVIN_DEFAULTS
+    checks = LANGEVIN_CHECKS
     tiny = {"n_steps": 3}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        if params.get("lr_schedule", "constant") != "constant" and int(params.get("lr_decay_steps", 0)) <= 0:
+            raise ConfigError(f"lr_schedule = {params['lr_schedule']!r} needs lr_decay_steps >= 1, "
+                              f"got {params.get('lr_decay_steps')}")
+        bad = {k: v for k, v in (params.get("param_lr") or {}).items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0}
+        if bad:
+            raise ConfigError(f"param_lr: rates must be numbers > 0, got {bad}")
 
     @classmethod
     def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
@@ -64,13 +111,20 @@ class LangevinEBM(Method):
         p = self.params
         torch.manual_seed(self.seed)  # network initialisation is the only global-RNG use
         self.net = build_net(p["net"], data.shape, p["net_params"]).to(self.device)
+        if p["train_precision"] != "fp32" and "weighted" in self.defaults and p["weighted"]:
+            raise ConfigError("train_precision must be fp32 for weighted Jarzynski training: the walkers' energies "
+                              "feed the weights (precision policy, docs/performance.md)")
+        self.net = precision.network_forward(self.net, p["train_precision"], self.device)
         self.check_optimizer_params()
         self.chains_seeded = False
-        self.sampler = ULA(
+        self.sampler = make_sampler(
+            p["sampler_compile"],
+            self.device,
             step_size=p["step_size"],
             temperature=p["temperature"],
             grad_clip=p["grad_clip"],
             clamp=(-1.0, 1.0) if p["clamp"] else None,
+            metropolis=bool(p["metropolis"]),
         )
         self.sampler_steps_per_iter = int(p["n_steps"])
 
@@ -177,11 +231,17 @@ class LangevinEBM(Method):
         if not self.chains_seeded:
             self.seed_chains(pos)
             self.chains_seeded = True
+        self.sampler.reset_acceptance()
         neg = self.negatives(pos)
+        accept = {} if self.sampler.accept_rate is None else {"accept_rate": self.sampler.accept_rate}
         e_pos, e_neg = self.energy(pos), self.energy(neg)
         loss = e_pos.mean() - e_neg.mean()
         if self.params["energy_reg"] > 0:
-            loss = loss + self.params["energy_reg"] * (e_pos**2 + e_neg**2).mean()
+            if e_pos.shape == e_neg.shape:
+                reg = (e_pos**2 + e_neg**2).mean()
+            else:  # N' chains != batch size (paper 003's PCD with mini-batches: 256 chains, batch 512)
+                reg = (e_pos**2).mean() + (e_neg**2).mean()
+            loss = loss + self.params["energy_reg"] * reg
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         exact = self.exact_cross_entropy(e_pos)
@@ -193,6 +253,7 @@ class LangevinEBM(Method):
             "energy_data": float(e_pos.mean().detach()),
             "energy_model": float(e_neg.mean().detach()),
             "sample_absmax": float(neg.abs().max()),
+            **accept,
             **self.net_scalars(),
         }
 

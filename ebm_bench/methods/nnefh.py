@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import validation as V
 from ..nets import build_net
 from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
 from .base import DataInfo, register_method
@@ -130,6 +131,13 @@ class NNEFH(HarmoniumMethod):
     """NN-EFH (paper 004, Eq. 6-7, Alg. 1-2): Gibbs-Langevin trained harmonium with neural U(x)."""
 
     defaults = NNEFH_DEFAULTS
+    checks = {
+        "net": V.Check("str"), "n_hidden": V.count(), "lr": V.positive(), "adam_beta1": V.number(ge=0, lt=1),
+        "gibbs_steps": V.count(), "langevin_steps": V.count(), "step_size": V.positive(),
+        "temperature": V.positive(), "grad_clip": V.positive(nullable=True), "init_std": V.positive(),
+        "data_noise": V.nonnegative(), "sample_init": V.choice("data", "noise"), "sample_gibbs_steps": V.count(0),
+        "data_bank_size": V.count(), "sample_batch": V.count(),
+    }
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "data_bank_size": 32}
 
     probe_untrained_control = True

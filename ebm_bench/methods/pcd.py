@@ -20,6 +20,8 @@ from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
 
 @register_method("pcd")
 class PCD(LangevinEBM):
+    """Persistent contrastive divergence with a replay buffer (Tieleman 2008; paper 003 Alg. 4)."""
+
     defaults = {
         **LANGEVIN_DEFAULTS,
         "n_steps": 60,

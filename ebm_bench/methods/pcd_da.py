@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import validation as V
 from .base import register_method
 from .pcd import PCD
 
@@ -42,6 +43,9 @@ class PCDDataAugment(PCD):
         "aug_jitter_p": 0.8,  # RandomApply probability of the jitter
         "aug_gray_p": 0.2,  # RandomGrayscale probability
     }
+    checks = {"aug_crop_scale": V.list_of(V.number(gt=0, le=1), length=2),
+              "aug_jitter": V.list_of(V.nonnegative(), length=4), "aug_jitter_p": V.probability(),
+              "aug_gray_p": V.probability()}
     tiny = {**PCD.tiny}
 
     def __init__(self, params, data, device, seed):

@@ -14,6 +14,8 @@ from .langevin import LangevinEBM
 
 @register_method("short_run")
 class ShortRun(LangevinEBM):
+    """Short-run Langevin EBM (Nijkamp et al. 2019): K-step ULA chains restart from noise each update."""
+
     def negatives(self, batch: torch.Tensor) -> torch.Tensor:
         x0 = self.init_chains(batch.shape[0])
         return self.sampler.run(self.energy, x0, self.params["n_steps"], self.gen)

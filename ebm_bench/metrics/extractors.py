@@ -173,13 +173,24 @@ def fetch_inception_weights(dest_dir: str | os.PathLike | None = None, progress:
     """Download torch-fidelity's Inception weights to ``dest_dir`` (default: torch hub cache).
 
     For a local (online) Snakemake rule; ``torch.hub.download_url_to_file`` writes a temp
-    file and moves it into place. Returns the path; an existing file is kept.
+    file and moves it into place. Returns the path; an existing file is kept. A failed
+    download (offline) raises one :class:`WeightsMissing` naming the file, its URL and the
+    folder to put it in.
     """
     dest = Path(dest_dir).expanduser() if dest_dir is not None else inception_cache_dir()
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / inception_weights_filename()
     if not path.is_file():
-        torch.hub.download_url_to_file(inception_weights_url(), str(path), progress=progress)
+        url = inception_weights_url()
+        try:
+            torch.hub.download_url_to_file(url, str(path), progress=progress)
+        except (OSError, ValueError, RuntimeError) as e:  # URLError / HTTPError are OSErrors
+            reason = getattr(e, "reason", None) or e
+            raise WeightsMissing(
+                f"Inception-v3 weights {path.name} are missing and could not be downloaded from {url} "
+                f"({type(e).__name__}: {reason}); on a machine with internet download {url} and put "
+                f"the file in {dest}/ (or set evaluate.inception_weights to its path)"
+            ) from None
     return path
 
 

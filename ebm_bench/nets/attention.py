@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import validation as V
 from .base import EnergyNet, register_net
 
 
@@ -70,6 +71,10 @@ class SelfAttention(nn.Module):
 
 @register_net("attention")
 class AttentionConvNet(EnergyNet):
+    """Convolutions with self-attention to n_features: paper 004's sufficient statistics U(x; phi)."""
+
+    checks = {"nf": V.count(), "n_features": V.count(), "attn_max_res": V.count(0), "leak": V.nonnegative()}
+
     def __init__(self, shape: tuple[int, ...], nf: int = 64, n_features: int = 1024,
                  attn_max_res: int = 16, leak: float = 0.2, layout: str = "suite"):
         super().__init__()

@@ -13,11 +13,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import validation as V
 from .base import EnergyNet, register_net
 
 
 @register_net("cnn_silu")
 class CNNSiLU(EnergyNet):
+    """Small SiLU CNN of paper 003's MNIST experiment (any image size)."""
+
+    checks = {"hidden_features": V.count()}
+
     def __init__(self, shape: tuple[int, ...], hidden_features: int = 32):
         super().__init__()
         if len(shape) != 3:

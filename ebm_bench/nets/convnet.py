@@ -14,11 +14,16 @@ import math
 import torch
 from torch import nn
 
+from .. import validation as V
 from .base import EnergyNet, register_net
 
 
 @register_net("convnet")
 class ShortRunConvNet(EnergyNet):
+    """Nijkamp et al. (2019) short-run ConvNet, any power-of-two image size."""
+
+    checks = {"nf": V.count(), "leak": V.nonnegative()}
+
     def __init__(self, shape: tuple[int, ...], nf: int = 64, leak: float = 0.2):
         super().__init__()
         c, h, w = shape

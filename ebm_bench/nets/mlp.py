@@ -7,12 +7,15 @@ import math
 import torch
 from torch import nn
 
+from .. import validation as V
 from .base import EnergyNet, register_net
 
 
 @register_net("mlp")
 class MLPEnergy(EnergyNet):
     """U(x) = w^T h_L(x) + c with ``depth`` SiLU hidden layers of width ``hidden``."""
+
+    checks = {"hidden": V.count(), "depth": V.count()}
 
     def __init__(self, shape: tuple[int, ...], hidden: int = 128, depth: int = 3):
         super().__init__()

@@ -9,37 +9,59 @@ First-order Langevin (the inference dynamics of the main text)::
     tau dz/dt = grad_z ln p(z) + sqrt(2 tau) xi
     z' = z + (dt / tau) grad + sqrt(2 dt / tau) n,          n ~ N(0, I)
 
-Second-order Langevin with the auxiliary ("adaptation") variable v, supp. Eq. 4-5::
+Second-order Langevin with the auxiliary ("adaptation") variable v, supp. Eq. 4-13, in two
+readings (``adaptation``). Both share Eq. 4 and the stationary law of Eq. 12-13,
+p~(z, v) = p(z | x) N(v; 0, 4 m tau_z / tau_v), and both are instances of the complete
+recipe d(z, v)/dt = (D + Q) grad ln p~ + sqrt(2 D) xi (D >= 0, Q antisymmetric; the
+argument of Eq. 8-13 holds for any such pair; note the sign slip of supp. Eq. 11:
+stationarity needs grad p = p grad ln p~). With g = grad_z ln p(z | x) and
+grad_v ln p~ = -tau_v v / (4 m tau_z):
 
-    tau_z dz/dt = grad_z ln p(z) - v + sqrt(2 tau_z) xi          (Eq. 4)
-    tau_v dv/dt = -m v + 2 m sqrt(2 tau_z) xi                     (Eq. 5, same xi)
+``literal`` (supp. Eq. 5-7 as printed; D of Eq. 7 has rank one)::
 
-The supplement's text of Eq. 5 is garbled in our copy; the form above is the one that Eq.
-6-7 define: d(z, v)/dt = (D + Q) grad ln p~(z, v) + sqrt(2 D) xi with
-grad_v ln p~ = -tau_v v / (4 m tau_z), D = [[I / tau_z, 2m / tau_v], [2m / tau_v,
-4 m^2 tau_z / tau_v^2]] and Q = [[0, 2m / tau_v], [-2m / tau_v, 0]]. Then z's drift is
-(grad - v) / tau_z, v's drift is -m v / tau_v, and since D has rank one (D = a a^T with
-a = (1 / sqrt(tau_z), 2 m sqrt(tau_z) / tau_v)) the noise sqrt(2 D) xi is ONE white noise
-per unit entering z with gain sqrt(2 / tau_z) and v with gain 2 m sqrt(2 tau_z) / tau_v.
-This shared noise is what makes p~(z, v) = p(z | x) N(v; 0, 4 m tau_z / tau_v) stationary
-(Eq. 12-13); with independent noises the z-marginal is over-dispersed (tested). EM step::
+    tau_z dz/dt = g - v + sqrt(2 tau_z) xi                    (Eq. 4)
+    tau_v dv/dt = -m v + 2 m sqrt(2 tau_z) xi                 (Eq. 5, the SAME xi)
+    D = [[I / tau_z, 2m / tau_v], [2m / tau_v, 4 m^2 tau_z / tau_v^2]],  Q_12 = -Q_21 = 2m / tau_v
 
-    z' = z + (dt / tau_z)(grad - v) + sqrt(2 dt / tau_z) n
-    v' = v - (dt m / tau_v) v + (2 m sqrt(2 tau_z) / tau_v) sqrt(dt) n      (same n)
+Since D = a a^T with a = (1 / sqrt(tau_z), 2 m sqrt(tau_z) / tau_v), the noise is ONE
+white noise per unit entering z with gain sqrt(2 / tau_z) and v with gain
+2 m sqrt(2 tau_z) / tau_v (with independent noises and this drift the z-marginal is
+over-dispersed, ~5x in the slow direction). v is never driven by z: E[v](t) = v(0)
+e^{-m t / tau_v}, so for a Gaussian posterior E[z](t) obeys first-order Langevin's ODE,
+and the noise z receives, sqrt(2 / tau_z) xi - v / tau_z, is the white noise through the
+all-pass filter (s - m / tau_v) / (s + m / tau_v): same spectrum, same stationary
+autocovariance of z as first order (exactly in continuous time; O(dt) for the EM
+recursion, tested). **The printed Eq. 7 cannot accelerate inference.**
 
-Euler-Maruyama is consistent: the stationary law of the recursion tends to p(z | x)
-N(v; 0, 4 m tau_z / tau_v) as dt -> 0 (O(dt) bias; for Gaussian targets the exact
-stationary covariance of the recursion is a discrete Lyapunov fixed point, see
-:func:`stationary_cov_linear`, and the tests check both that the simulation matches it
-and that its distance to the posterior shrinks linearly in dt).
+``driven`` (Eq. 4, Eq. 12-13 and the adaptation literature: v driven by z, independent
+noises)::
 
-Note (derived here, measured by ``ebm-bench bench hee_inference``): v does not depend on
-z, so E[v](t) = v(0) e^{-m t / tau_v}; for a Gaussian posterior E[z](t) therefore obeys the
-same linear ODE as first-order Langevin whenever E[v(0)] = 0, and the noise z receives,
-sqrt(2 / tau_z) xi - v / tau_z, is the white noise passed through the all-pass filter
-(s - m / tau_v) / (s + m / tau_v): same power spectrum, so the same stationary
-autocovariance of z. The second-order dynamics of the supplement do not mix faster on
-Gaussian posteriors.
+    tau_z dz/dt = g - v + sqrt(2 tau_z) xi_z
+    tau_v dv/dt = -m v - 4 m g + 2 m sqrt(2 tau_z) xi_v       (xi_v independent of xi_z)
+    D = diag(I / tau_z, 4 m^2 tau_z / tau_v^2 I),   Q_12 = -Q_21 = (4 m / tau_v) I
+
+(check: z's drift (D_11 g + Q_12 grad_v) = (g - v) / tau_z; v's drift Q_21 g + D_22 grad_v
+= -(4 m g + m v) / tau_v). On a Gaussian direction of posterior precision p the drift
+matrix is [[-p, -1], [4 m p tau_z / tau_v, -m tau_z / tau_v]] / tau_z: at Table 1's
+tau_v = tau_z / 2, m = 1/2 its slow eigenvalue is ~ -5 p / tau_z for small p, i.e. the
+slowest posterior directions relax ~5x faster than under first order.
+
+EM steps (``noise`` n ~ N(0, I); ``noise_v`` only for ``driven``)::
+
+    z' = z + (dt / tau_z)(g - v) + sqrt(2 dt / tau_z) n
+    literal: v' = v - (dt m / tau_v) v + (2 m sqrt(2 tau_z) / tau_v) sqrt(dt) n
+    driven:  v' = v - (dt m / tau_v)(v + 4 g) + (2 m sqrt(2 tau_z) / tau_v) sqrt(dt) n_v
+
+Euler-Maruyama is consistent for both: the stationary law of the recursion tends to
+p(z | x) N(v; 0, 4 m tau_z / tau_v) as dt -> 0 (O(dt) bias; for Gaussian targets the
+exact stationary covariance of the recursion is a discrete Lyapunov fixed point, see
+:func:`stationary_cov_linear`, whose matrices are read off the step functions themselves,
+and the tests check that it halves with dt). :func:`lag_autocov_linear` and
+:func:`iact_linear` give the exact stationary autocovariance and integrated
+autocorrelation time of the recursion (no Monte Carlo).
+
+Gradient evaluations: every step evaluates g once per chain; :func:`run_langevin` and the
+HEE method count them with :func:`~ebm_bench.samplers.counting.count_grad_evals`.
 
 Interneurons (fast, time constant tau_u) run first-order Langevin on the conditional
 exponential family p(u | eta) = exp(eta^T u + g(u) - A(eta)) with g(u) = -u^T Lambda u::
@@ -60,7 +82,10 @@ from typing import Callable
 
 import torch
 
+from .counting import count_grad_evals
+
 Tau = float | torch.Tensor
+ADAPTATIONS = ("literal", "driven")
 
 
 def _noise(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -74,11 +99,21 @@ def first_order_step(z: torch.Tensor, grad: torch.Tensor, tau: Tau, dt: float,
 
 
 def second_order_step(z: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, tau_z: Tau, tau_v: Tau,
-                      m: float, dt: float, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """EM step of supp. Eq. 4-5 (one white noise per unit drives both z and v, Eq. 6-7)."""
+                      m: float, dt: float, noise: torch.Tensor, adaptation: str = "literal",
+                      noise_v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """EM step of supp. Eq. 4-5: ``literal`` (Eq. 7 as printed, one white noise per unit
+    drives both z and v) or ``driven`` (v driven by -4 m g, its own noise ``noise_v``)."""
     tz = torch.as_tensor(tau_z, dtype=z.dtype)
     z_new = z + (dt / tz) * (grad - v) + torch.sqrt(2.0 * dt / tz) * noise
-    v_new = v - (dt * m / tau_v) * v + (2.0 * m * torch.sqrt(2.0 * tz) / tau_v) * math.sqrt(dt) * noise
+    gain = (2.0 * m * torch.sqrt(2.0 * tz) / tau_v) * math.sqrt(dt)
+    if adaptation == "literal":
+        v_new = v - (dt * m / tau_v) * v + gain * noise
+    elif adaptation == "driven":
+        if noise_v is None:
+            raise ValueError("the driven reading needs its own noise for v (noise_v)")
+        v_new = v - (dt * m / tau_v) * (v + 4.0 * grad) + gain * noise_v
+    else:
+        raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}")
     return z_new, v_new
 
 
@@ -125,9 +160,10 @@ def interneuron_step_exact(u: torch.Tensor, eta: torch.Tensor, precision: torch.
 def run_langevin(grad_fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, n_steps: int, dt: float,
                  tau_z: Tau, gen: torch.Generator, order: int = 1, m: float = 0.5, tau_v_factor: float = 0.5,
                  v0: torch.Tensor | None = None, record: Callable[[int, torch.Tensor, torch.Tensor | None], None]
-                 | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 | None = None, adaptation: str = "literal") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Integrate first- (``order=1``) or second-order (``order=2``, supp. Eq. 4-5) Langevin
-    dynamics on a target with score ``grad_fn(z) = grad_z ln p(z)`` for ``n_steps`` EM steps.
+    dynamics on a target with score ``grad_fn(z) = grad_z ln p(z)`` for ``n_steps`` EM steps
+    (``adaptation``: ``literal`` | ``driven``, see the module docstring).
 
     v starts at ``v0`` (default: 0, i.e. adaptation at rest). ``record(step, z, v)`` is
     called after every step (for time averages and convergence curves). Returns (z, v).
@@ -139,44 +175,95 @@ def run_langevin(grad_fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tens
     v = (torch.zeros_like(z0) if v0 is None else v0.clone()) if order == 2 else None
     for step in range(1, n_steps + 1):
         n = _noise(z, gen)
+        count_grad_evals(z.shape[0] if z.dim() > 1 else 1)
         if order == 1:
             z = first_order_step(z, grad_fn(z), tau_z, dt, n)
         else:
-            z, v = second_order_step(z, v, grad_fn(z), tau_z, tau_v, m, dt, n)
+            nv = _noise(z, gen) if adaptation == "driven" else None
+            z, v = second_order_step(z, v, grad_fn(z), tau_z, tau_v, m, dt, n, adaptation, nv)
         if record is not None:
             record(step, z, v)
     return z, v
 
 
-def stationary_cov_linear(precision: torch.Tensor, dt: float, tau_z: float, order: int, m: float = 0.5,
-                          tau_v_factor: float = 0.5) -> torch.Tensor:
-    """Exact stationary covariance of the EM recursion on a Gaussian target N(mu, P^{-1}).
+def linear_recursion(H: torch.Tensor, dt: float, tau_z: Tau, order: int, m: float = 0.5,
+                     tau_v_factor: float = 0.5, adaptation: str = "literal"
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The EM recursion on a Gaussian target with affine score g(z) = H z + c as
+    s' = M s + B n (+ a constant), s = z (order 1) or (z, v) (order 2), n ~ N(0, I).
 
-    The recursion is linear, s' = M s + c + B n, so the stationary covariance solves the
-    discrete Lyapunov equation S = M S M^T + B B^T (found by doubling). For ``order = 2``
-    the state is (z, v) and the (2n, 2n) covariance is returned.
-    """
-    p = precision.double()
-    n = p.shape[0]
+    M and B are read off the step functions themselves (applied in float64 to unit
+    vectors with zero / unit noise), so every exact result built on them tests the code
+    that runs. Returns (M, B, K) with K the map from c to the constant term (M s + K c)."""
+    H = H.double()
+    n = H.shape[0]
     eye = torch.eye(n, dtype=torch.float64)
+    tz = torch.as_tensor(tau_z, dtype=torch.float64).expand(n).clone()
+    tv = tau_v_factor * tz
+    zero = torch.zeros(n, n, dtype=torch.float64)
     if order == 1:
-        mat = eye - (dt / tau_z) * p
-        b = math.sqrt(2 * dt / tau_z) * eye
-    else:
-        tau_v = tau_v_factor * tau_z
-        mat = torch.zeros(2 * n, 2 * n, dtype=torch.float64)
-        mat[:n, :n] = eye - (dt / tau_z) * p
-        mat[:n, n:] = -(dt / tau_z) * eye
-        mat[n:, n:] = (1 - dt * m / tau_v) * eye
-        b = torch.cat([math.sqrt(2 * dt / tau_z) * eye, 2 * m * math.sqrt(2 * tau_z) / tau_v * math.sqrt(dt) * eye])
-    q = b @ b.T
-    s = q.clone()
-    a = mat.clone()
-    for _ in range(64):  # doubling: S = sum_k M^k Q M^kT
+        step = lambda z, g, nz: first_order_step(z, g, tz, dt, nz)  # noqa: E731
+        M = step(eye, eye @ H.T, zero).T
+        K = step(zero, eye, zero).T
+        B = step(zero, zero, eye).T
+        return M, B, K
+    nv_used = adaptation == "driven"
+
+    def step(z, v, g, nz, nv):
+        zz, vv = second_order_step(z, v, g, tz, tv, m, dt, nz, adaptation, nv if nv_used else None)
+        return torch.cat([zz, vv], 1)
+
+    M = torch.cat([step(eye, zero, eye @ H.T, zero, zero), step(zero, eye, zero, zero, zero)], 0).T
+    K = step(zero, zero, eye, zero, zero).T
+    Bz = step(zero, zero, zero, eye, zero).T
+    B = torch.cat([Bz, step(zero, zero, zero, zero, eye).T], 1) if nv_used else Bz
+    return M, B, K
+
+
+def _lyapunov(M: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """S = M S M^T + Q by doubling (S = sum_k M^k Q M^kT); M must be stable."""
+    s, a = Q.clone(), M.clone()
+    for _ in range(64):
         s_new = s + a @ s @ a.T
         a = a @ a
         if torch.allclose(s_new, s, rtol=1e-13, atol=1e-15):
-            s = s_new
-            break
+            return s_new
         s = s_new
     return s
+
+
+def stationary_cov_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, m: float = 0.5,
+                          tau_v_factor: float = 0.5, adaptation: str = "literal") -> torch.Tensor:
+    """Exact stationary covariance of the EM recursion on a Gaussian target N(mu, P^{-1}).
+
+    The recursion is linear, s' = M s + c + B n (:func:`linear_recursion`, H = -P), so the
+    stationary covariance solves the discrete Lyapunov equation S = M S M^T + B B^T. For
+    ``order = 2`` the state is (z, v) and the (2n, 2n) covariance is returned.
+    """
+    M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
+    return _lyapunov(M, B @ B.T)
+
+
+def lag_autocov_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, lags: list[int],
+                       m: float = 0.5, tau_v_factor: float = 0.5, adaptation: str = "literal") -> list[torch.Tensor]:
+    """Stationary Cov(z_{t+k}, z_t) of the EM recursion for each lag k (in steps), exactly:
+    the z-block of M^k S."""
+    M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
+    S = _lyapunov(M, B @ B.T)
+    n = precision.shape[0]
+    return [(torch.linalg.matrix_power(M, k) @ S)[:n, :n] for k in lags]
+
+
+def iact_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, w: torch.Tensor, m: float = 0.5,
+                tau_v_factor: float = 0.5, adaptation: str = "literal") -> float:
+    """Integrated autocorrelation time (in time units, i.e. steps x dt) of the stationary
+    scalar w^T z under the EM recursion, exactly: dt (1 + 2 sum_{k>=1} rho_k) with
+    sum_{k>=0} M^k S = (I - M)^{-1} S."""
+    M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
+    S = _lyapunov(M, B @ B.T)
+    n = precision.shape[0]
+    wz = torch.zeros(M.shape[0], dtype=torch.float64)
+    wz[:n] = w.double()
+    total = torch.linalg.solve(torch.eye(M.shape[0], dtype=torch.float64) - M, S)  # sum_{k>=0} M^k S
+    var = wz @ S @ wz
+    return float(dt * (2.0 * (wz @ total @ wz) / var - 1.0))

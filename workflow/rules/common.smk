@@ -38,6 +38,9 @@ def uses_inception(config, dataset):
 # --- paths ---------------------------------------------------------------------------
 
 R = config["results_dir"]
+# train + sample + evaluate of a run in one job (workflow/rules/run.smk), or one job each
+COMBINED = bool(config.get("combine_stages", False))
+STAGES = ("run",) if COMBINED else ("train", "sample", "evaluate")
 RUN = f"{R}/runs/{{dataset}}/{{variant}}/seed{{seed}}"
 BENCH = f"{R}/benchmarks/{{stage}}/{{dataset}}/{{variant}}/seed{{seed}}.tsv"
 CLASSIFIER = f"{R}/classifiers/{{dataset}}.pt"
@@ -99,7 +102,7 @@ def tables_input(wildcards):
         "status": expand(run_file("train_status.json"), zip, **runs),
         "bench": [
             f
-            for stage in ("train", "sample", "evaluate")
+            for stage in STAGES
             for f in expand(bench(stage), zip, **runs)
         ],
         "reported": reported_file(),

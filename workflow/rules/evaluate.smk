@@ -60,32 +60,34 @@ rule reference:
         " --threads {threads} > {log:q} 2>&1"
 
 
-rule evaluate:
-    input:
-        data_flag,
-        inception_flag,
-        reference=reference_input,
-        model=run_file("model.pt"),  # the linear probe reads the model's features
-        samples=run_file("samples.npz"),
-        status=run_file("train_status.json"),
-        classifier=classifier_input,
-    output:
-        metrics=directory(run_file("metrics")),
-    params:
-        spec=spec_param,
-        tracked=tracked_param("evaluate"),
-        run_dir=parent_dir("metrics"),
-        classifier=classifier_arg,
-        reference=reference_arg,
-    log:
-        run_log("evaluate"),
-    benchmark:
-        bench("evaluate")
-    threads: THREADS
-    resources:
-        gpu=GPU,
-    conda:
-        CONDA_ENV
-    shell:
-        "ebm-bench evaluate --spec {params.spec:q} --run-dir {params.run_dir:q}"
-        " {params.classifier} {params.reference} --threads {threads} > {log:q} 2>&1"
+if not COMBINED:
+
+    rule evaluate:
+        input:
+            data_flag,
+            inception_flag,
+            reference=reference_input,
+            model=run_file("model.pt"),  # the linear probe reads the model's features
+            samples=run_file("samples.npz"),
+            status=run_file("train_status.json"),
+            classifier=classifier_input,
+        output:
+            metrics=directory(run_file("metrics")),
+        params:
+            spec=spec_param,
+            tracked=tracked_param("evaluate"),
+            run_dir=parent_dir("metrics"),
+            classifier=classifier_arg,
+            reference=reference_arg,
+        log:
+            run_log("evaluate"),
+        benchmark:
+            bench("evaluate")
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        conda:
+            CONDA_ENV
+        shell:
+            "ebm-bench evaluate --spec {params.spec:q} --run-dir {params.run_dir:q}"
+            " {params.classifier} {params.reference} --threads {threads} > {log:q} 2>&1"

@@ -11,26 +11,28 @@
 # record it, so one broken method never takes the suite down.
 
 
-rule train:
-    input:
-        data_flag,
-    output:
-        model=run_file("model.pt"),
-        log_csv=run_file("train_log.csv"),
-        status=run_file("train_status.json"),
-    params:
-        spec=spec_param,
-        tracked=tracked_param("train"),
-        run_dir=parent_dir("model"),
-    log:
-        run_log("train"),
-    benchmark:
-        bench("train")
-    threads: THREADS
-    resources:
-        gpu=GPU,
-    conda:
-        CONDA_ENV
-    shell:
-        "ebm-bench train --spec {params.spec:q} --run-dir {params.run_dir:q}"
-        " --threads {threads} > {log:q} 2>&1"
+if not COMBINED:
+
+    rule train:
+        input:
+            data_flag,
+        output:
+            model=run_file("model.pt"),
+            log_csv=run_file("train_log.csv"),
+            status=run_file("train_status.json"),
+        params:
+            spec=spec_param,
+            tracked=tracked_param("train"),
+            run_dir=parent_dir("model"),
+        log:
+            run_log("train"),
+        benchmark:
+            bench("train")
+        threads: THREADS
+        resources:
+            gpu=GPU,
+        conda:
+            CONDA_ENV
+        shell:
+            "ebm-bench train --spec {params.spec:q} --run-dir {params.run_dir:q}"
+            " --threads {threads} > {log:q} 2>&1"

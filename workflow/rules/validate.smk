@@ -59,9 +59,29 @@ def validate_config(config, schema):
     config.update(fresh)
 
 
+# The workflow runs the package of its own folder, never another checkout's (a shared
+# virtual environment's editable install may point elsewhere): this process imports it
+# from workflow.basedir, and every job does too (PYTHONPATH and EBM_BENCH_WORKFLOW_DIR,
+# set in common.smk; ebm_bench/__init__.py refuses to run from another folder).
+import sys
+
+if sys.path[:1] != [workflow.basedir]:
+    sys.path.insert(0, workflow.basedir)
+os.environ["EBM_BENCH_WORKFLOW_DIR"] = workflow.basedir
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [workflow.basedir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != workflow.basedir]
+)
+
+
 def _pkg_config():
     """ebm_bench.config, imported on first use: after the schema check, so that a
     malformed config fails at once (importing it imports torch, ~3 s)."""
+    import ebm_bench
+
+    here = os.path.realpath(os.path.join(workflow.basedir, "ebm_bench"))
+    if os.path.realpath(os.path.dirname(ebm_bench.__file__)) != here:
+        raise WorkflowError(f"the workflow at {workflow.basedir} imported ebm_bench from "
+                            f"{os.path.dirname(ebm_bench.__file__)}, not its own {here}")
     import ebm_bench.config
 
     return ebm_bench.config

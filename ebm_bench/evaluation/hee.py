@@ -1,0 +1,125 @@
+"""HEE (paper 000) families: the two claims about HEE's dynamics, measured on each run's
+own trained parameters.
+
+``hee_mixing`` (HEE-L runs: the posterior p(z | x_0) is Gaussian, so everything is exact,
+no Monte Carlo). For each reading of the inference dynamics -- ``first`` (first-order
+Langevin), ``literal`` (supp. Eq. 5-7 as printed) and ``driven`` (v driven by z; both
+second-order readings with v0 from its stationary law, the method's default) -- from the
+exact mean and covariance of the EM recursion (:func:`ebm_bench.bench.hee_mixing`, the
+same code as ``ebm-bench bench hee_inference``), z0 ~ N(0, I):
+
+- ``hee_t_mean_<reading>``: time (tau_x) until the RMS error of E z_t stays below 0.1
+  posterior sd (mean over the first 4 test points as x_0);
+- ``hee_t_cov_<reading>``: time until Cov z_t stays within 5% (relative Frobenius) of the
+  recursion's stationary covariance;
+- ``hee_iact_<reading>``: the integrated autocorrelation time (tau_x) of the slowest
+  posterior direction at stationarity.
+
+The adaptation claim ("second-order dynamics speed up inference") then compares, within
+one run, ``driven`` or ``literal`` against ``first``.
+
+``hee_generation`` (HEE runs with reference statistics, e.g. digits): marginal vs joint
+generation at EQUAL windows, both from the same trained model and the same number of
+samples: total time ``joint_time`` and average over the last ``joint_average`` for both
+(``fid_<kind>_joint_avg``, ``fid_<kind>_marginal_avg``), and the last state instead of the
+average (``fid_<kind>_joint_last``, ``fid_<kind>_marginal_last``), against the dataset's
+reference statistics (the ``fid`` family's protocol).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from . import register_family
+
+READINGS = {"first": (1, "literal", False), "literal": (2, "literal", True), "driven": (2, "driven", True)}
+
+
+def _is_hee(method) -> bool:
+    return type(method).__name__ == "HEE" and hasattr(method, "simulate")
+
+
+@register_family("hee_mixing", order=60)
+def hee_mixing(ctx):
+    method = ctx.method
+    if not _is_hee(method) or method.params.get("nonlinearity") != "linear" or method.full:
+        return None
+    from ..bench import _hee_linear_posterior, hee_mixing as mixing
+
+    keys = [f"hee_{q}_{r}" for q in ("t_mean", "t_cov", "iact") for r in READINGS]
+    p = method.params
+    protocol = {"readings": {k: {"order": o, "adaptation": a, "v0": "stationary" if v else "0"}
+                             for k, (o, a, v) in READINGS.items()},
+                "dt": float(p["dt"]), "m": float(p["m"]), "tau_v_factor": float(p["tau_v_factor"]),
+                "tol": {"mean": "0.1 posterior sd (RMS)", "cov": "5% relative Frobenius"},
+                "configured": {"order": int(p["order"]), "adaptation": p["adaptation"]},
+                "directions": {k: "lower" for k in keys}}
+    if not ctx.ok:
+        return dict.fromkeys(keys), protocol
+    m = copy.copy(method)  # float64 view of the trained parameters (closed-form A')
+    m.W = [w.double().cpu() for w in method.W]
+    m.bias = method.bias.double().cpu()
+    m.lam = method.lam.double().cpu()
+    x0s = ctx.data.x_test[:4].reshape(4, -1).double()
+    tau = method.tau_vec[method.sizes[0]:].double().cpu()
+    out = {}
+    for i, x0 in enumerate(x0s):
+        H, c = _hee_linear_posterior(m, x0[None])
+        res = mixing(H, c, tau, method.dt, float(p["m"]), float(p["tau_v_factor"]), readings=READINGS)
+        for r, v in res.items():
+            out.setdefault(f"hee_t_mean_{r}", []).append(v["t_mean_0.1"])
+            if i == 0:  # covariance and autocorrelation do not depend on x_0
+                out[f"hee_t_cov_{r}"] = [v["t_cov_5%"]]
+                out[f"hee_iact_{r}"] = [v["iact_slow"]]
+                protocol.setdefault("cov_bias", {})[r] = v["cov_bias"]
+    metrics = {k: float(sum(v) / len(v)) for k, v in out.items()}
+    protocol["fingerprint"] = {"hee_mixing": "exact EM moments", "dt": float(p["dt"]), "m": float(p["m"]),
+                               "tau_v_factor": float(p["tau_v_factor"]), "n_x0": 4}
+    return metrics, protocol
+
+
+@register_family("hee_generation", order=61)
+def hee_generation(ctx):
+    method = ctx.method
+    if not _is_hee(method) or ctx.reference is None:
+        return None
+    from ..metrics.fid import fid_from_statistics, fid_statistics, kid_from_features
+    from ..stages import load_reference, to_uint8
+
+    ref = load_reference(ctx.reference)
+    meta = ref["meta"]
+    kind = meta["feature_kind"]
+    modes = [(g, o) for o in ("avg", "last") for g in ("joint", "marginal")]
+    keys = [f"{s}_{kind}_{g}_{o}" for s in ("fid", "kid") for g, o in modes]
+    p = method.params
+    total, avg = float(p["joint_time"]), float(p["joint_average"])
+    protocol = {"windows": {"total_tau_x": total, "average_tau_x": avg}, "feature_kind": kind,
+                "layer": meta["layer"], "real_split": meta["real_split"], "n_real": meta["n_real"]}
+    if not ctx.ok:
+        return dict.fromkeys(keys), protocol
+    extractor = ctx.domain if kind == "domain" else None
+    if extractor is None:
+        return None  # Inception-scale runs: the fid family's protocol only
+    n = int(len(ctx.samples))
+    metrics = {}
+    saved = {k: p[k] for k in ("generation_output", "marginal_time", "marginal_average", "joint_time",
+                                "joint_average")}
+    state = method.gen.get_state()
+    try:
+        p.update(marginal_time=total, marginal_average=avg)
+        for g, o in modes:
+            method.gen.manual_seed(int(method.seed) + 7)  # same starting activity for every mode
+            p["generation_output"] = "average" if o == "avg" else "last"
+            x = method.sample(n, generation=g).clamp(-1, 1)
+            f = extractor.extract(to_uint8(x))[meta["layer"]]
+            metrics[f"fid_{kind}_{g}_{o}"] = fid_from_statistics({"mu": ref["mu"], "sigma": ref["sigma"]},
+                                                                 fid_statistics(f))["fid"]
+            metrics[f"kid_{kind}_{g}_{o}"] = kid_from_features(ref["kid_features"], f)["kid"]
+    finally:
+        p.update(saved)
+        method.gen.set_state(state)
+    protocol["n_generated"] = n
+    protocol["fingerprint"] = {**meta["fingerprint"], "n_generated": n, "windows": f"{total:g}/{avg:g}"}
+    return metrics, protocol
