@@ -43,7 +43,7 @@ class EBMMatched(ShortRun):
         "sampler_batch_normalised": True,
         "sampler_batch": None,
     }
-    checks = {"init_dist": V.choice("normal", "uniform")}
+    checks = {"init_dist": V.choice("normal", "uniform"), "sampler_batch": V.count(nullable=True)}
     tiny = {"n_steps": 3}
     probe_untrained_control = True
 

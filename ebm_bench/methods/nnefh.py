@@ -136,7 +136,7 @@ class NNEFH(HarmoniumMethod):
         "gibbs_steps": V.count(), "langevin_steps": V.count(), "step_size": V.positive(),
         "temperature": V.positive(), "grad_clip": V.positive(nullable=True), "init_std": V.positive(),
         "data_noise": V.nonnegative(), "sample_init": V.choice("data", "noise"), "sample_gibbs_steps": V.count(0),
-        "data_bank_size": V.count(), "sample_batch": V.count(),
+        "data_bank_size": V.count(0), "sample_batch": V.count(), "sampler_batch": V.count(nullable=True),
     }
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "data_bank_size": 32}
 
