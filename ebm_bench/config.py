@@ -331,6 +331,8 @@ def run_spec(config: dict, dataset: str, variant: str, seed: int) -> dict[str, A
     if params.get("net", "missing") is None or "net" not in params:
         params["net"] = ds["default_net"]
         params["net_params"] = {**ds["default_net_params"], **(params.get("net_params") or {})}
+    train = _train_settings(config, dataset, variant)
+    params = METHODS.get(method).resolve_params(params, train)
     dcfg = config["datasets"][dataset] or {}
     evaluate = {**EVALUATE_DEFAULTS, **(config.get("evaluate") or {})}
     evaluate["use_inception"] = uses_inception(config, dataset)
@@ -342,7 +344,7 @@ def run_spec(config: dict, dataset: str, variant: str, seed: int) -> dict[str, A
         "seed": int(seed),
         "device": config.get("device", "cpu"),
         "data_root": str(config.get("data_root", "data")),
-        "train": _train_settings(config, dataset, variant),
+        "train": train,
         "sample": {**SAMPLE_DEFAULTS, **(config.get("sample") or {})},
         "evaluate": evaluate,
     }

@@ -3,6 +3,7 @@ and its matched EBM baseline (ebm_bench/methods/ebm_matched.py)."""
 
 import copy
 import itertools
+import math
 
 import pytest
 import torch
@@ -136,11 +137,12 @@ def test_train_step_uses_data_as_the_positive_phase_and_fresh_chains():
 
 
 def test_sampler_settings_and_batch_normalisation_option():
-    m = make(step_size=1.0, temperature=5e-5)
+    m = make(step_size=1.0, temperature=5e-5, sampler_batch_normalised=False)
     s = m.sampler
     assert (s.step_size, s.temperature, s.batch_normalised_grad, s.hidden_temperature) == (1.0, 5e-5, False, 1.0)
     assert s.effective_temperature(64) == 5e-5  # the loss mean does not touch the sampler
-    q = make(sampler_batch_normalised=True, step_size=1.0, temperature=5e-5)
+    q = make(step_size=1.0, temperature=5e-5)  # the default: the batch-normalised reading
+    assert q.sampler.batch_normalised_grad
     assert q.sampler.effective_temperature(64) == pytest.approx(64 * 5e-5)
     assert q.sampler.ula(1.0, 64).noise_std == pytest.approx(0.01)
 
@@ -183,3 +185,287 @@ def test_matched_ebm_is_the_same_network_with_a_linear_readout():
     assert (e.params["step_size"], e.params["temperature"]) == (n.params["step_size"], n.params["temperature"])
     x0 = e.init_chains(20000)
     assert abs(float(x0.std()) - 1.0) < 0.01  # N(0, I), like the NN-EFH's chains
+
+
+# --------------------------------------------------------------------------------------------
+# issue 12: tests that fail when the method is wrong, and the matched settings of paper 004
+
+
+class LinearStats(torch.nn.Module):
+    """U(x) = A x + c: a linear sufficient-statistics network (Gaussian p(x | z))."""
+
+    def __init__(self, d, k, g):
+        super().__init__()
+        self.lin = torch.nn.Linear(d, k)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(k, d, generator=g))
+            self.lin.bias.copy_(torch.randn(k, generator=g))
+
+    def features(self, x):
+        return self.lin(x.flatten(1))
+
+
+@pytest.mark.parametrize("eps,T", [(0.25, 0.5), (0.1, 2e-2)])
+def test_x_moves_sample_the_closed_form_gaussian_when_u_is_linear(eps, T):
+    """With U(x) = A x + c, E(x, z) = |x - mu|^2 - (W (A x + c))^T z - b^T z is quadratic in x:
+    p(x | z) ~ exp(-E / T) = N(m, T/2 I), m = mu + A^T W^T z / 2. ULA at step eps on it is the
+    linear recursion x' = (1 - 2 eps) x + 2 eps m + sqrt(2 eps T) xi, whose exact stationary
+    law is N(m, T / (2 (1 - eps)) I) (the T/2 of the target up to ULA's O(eps) bias). The
+    NN-EFH's own sampler (GibbsLangevin.langevin at fixed z) must reach it."""
+    from ebm_bench.methods.nnefh import NNEFHEnergy
+
+    g = torch.Generator().manual_seed(0)
+    d, k, h = 3, 4, 5
+    model = NNEFHEnergy(LinearStats(d, k, g), (d,), h)
+    with torch.no_grad():
+        model.mu.copy_(torch.tensor([0.5, -0.3, 0.2]))
+        model.hidden.weight.copy_(0.3 * torch.randn(h, k, generator=g))
+    sampler = GibbsLangevin(gibbs_steps=1, langevin_steps=int(8 / eps), step_size=eps, temperature=T)
+    n = 20000
+    z = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]]).expand(n, h)
+    A, W, mu = model.stats_net.lin.weight.detach(), model.hidden.weight.detach(), model.mu.detach()
+    mean = mu + (z[0] @ W @ A) / 2
+    var = T / (2 * (1 - eps))
+    x = torch.randn(n, d, generator=g)
+    x = sampler.langevin(model, x, z, g)
+    assert ((x.mean(0) - mean).abs() < 5 * math.sqrt(var / n)).all(), (x.mean(0), mean)
+    assert ((x.var(0) / var - 1).abs() < 5 * math.sqrt(2 / n)).all(), (x.var(0), var)
+
+
+def _spy_fresh_starts(monkeypatch):
+    """Record every chain initialisation (GibbsLangevin.noise) and the state every Langevin
+    run starts from."""
+    starts, runs = [], []
+    orig_noise, orig_langevin = GibbsLangevin.noise, GibbsLangevin.langevin
+
+    def noise(self, shape, gen, device, dtype=torch.float32):
+        x = orig_noise(self, shape, gen, device, dtype)
+        starts.append(x.clone())
+        return x
+
+    def langevin(self, model, x, z, gen, *a, **k):
+        runs.append(x.clone())
+        return orig_langevin(self, model, x, z, gen, *a, **k)
+
+    monkeypatch.setattr(GibbsLangevin, "noise", noise)
+    monkeypatch.setattr(GibbsLangevin, "langevin", langevin)
+    return starts, runs
+
+
+def test_nnefh_chains_start_fresh_every_update_and_persist_across_gibbs_steps(monkeypatch):
+    """Paper 004 (Sampling; Alg. 1 lines 10-18): one fresh start from noise per parameter
+    update, then x persists across the M Gibbs steps of that update."""
+    m = make(data_noise=0.0, gibbs_steps=3, langevin_steps=2)
+    starts, runs = _spy_fresh_starts(monkeypatch)
+    x = torch.rand((8, *INFO.shape), generator=torch.Generator().manual_seed(5)) * 2 - 1
+    n_updates = 4
+    for step in range(1, n_updates + 1):
+        m.train_step(x, step)
+    assert len(starts) == n_updates  # one fresh start per update
+    assert len(runs) == n_updates * 3
+    for u in range(n_updates):
+        assert torch.equal(runs[3 * u], starts[u])  # the first Langevin run starts at the fresh noise
+        for j in (1, 2):  # the later ones continue the chain, never restart
+            assert not any(torch.equal(runs[3 * u + j], s) for s in starts)
+
+
+def test_free_energy_ebm_chains_start_fresh_every_update(monkeypatch):
+    from ebm_bench.methods.ebm_free_energy import EBMFreeEnergy
+    from ebm_bench.samplers.ula import ULA
+
+    m = EBMFreeEnergy({**NET, "n_hidden": 5, "gibbs_steps": 2, "langevin_steps": 3, "data_noise": 0.0}, INFO, "cpu", 0)
+    starts, _ = _spy_fresh_starts(monkeypatch)
+    seen = []
+    orig = ULA.run
+
+    def run(self, energy, x, n_steps, gen):
+        seen.append((x.clone(), n_steps, self.step_size, self.temperature))
+        return orig(self, energy, x, n_steps, gen)
+
+    monkeypatch.setattr(ULA, "run", run)
+    x = torch.rand((8, *INFO.shape), generator=torch.Generator().manual_seed(5)) * 2 - 1
+    for step in range(1, 4):
+        m.train_step(x, step)
+    assert len(starts) == 3 and len(seen) == 3
+    for s, (x0, k, eps, T) in zip(starts, seen):
+        assert torch.equal(x0, s) and k == 2 * 3  # fresh noise, M * L plain Langevin steps
+        assert (eps, T) == (m.sampler.effective_step(8), m.sampler.effective_temperature(8))
+
+
+def test_free_energy_ebm_is_the_nnefh_free_energy_with_the_same_parameters():
+    from ebm_bench.methods.ebm_free_energy import EBMFreeEnergy
+
+    p = {**NET, "n_hidden": 5}
+    n, e = NNEFH(p, INFO, "cpu", 3), EBMFreeEnergy(p, INFO, "cpu", 3)
+    sd_n, sd_e = n.model.state_dict(), e.model.state_dict()
+    assert sd_n.keys() == sd_e.keys() and all(torch.equal(sd_n[k], sd_e[k]) for k in sd_n)  # same init
+    x = torch.rand((4, *INFO.shape), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(e.energy(x), n.model.free_energy(x))
+    # the optimiser holds exactly the model's parameters (n_params of the cost table)
+    count = lambda m: sum(q.numel() for grp in m.opt.param_groups for q in grp["params"])  # noqa: E731
+    assert count(n) == count(e) == sum(q.numel() for q in n.model.parameters())
+
+
+def n_trainable(method):
+    return sum(q.numel() for grp in method.opt.param_groups for q in grp["params"])
+
+
+def matched_specs(config_path, dataset):
+    import yaml
+
+    from ebm_bench.config import run_spec
+
+    cfg = yaml.safe_load(open(config_path))
+    return {v: run_spec(cfg, dataset, v, 0) for v in ("nnefh", "ebm_free_energy", "ebm_matched")
+            if v in cfg["variants"] and v in cfg["datasets"][dataset]["variants"]}
+
+
+def sampler_law(method, n_chains=64):
+    """(effective step, temperature, Langevin steps per update, init std) actually run."""
+    from ebm_bench.methods.ebm_matched import EBMMatched
+
+    if isinstance(method, EBMMatched):
+        assert method.params["init_dist"] == "normal"
+        return (method.sampler.step_size, method.sampler.temperature, method.sampler_steps_per_iter,
+                float(method.params["init_scale"]))
+    s = method.sampler
+    return (s.effective_step(n_chains), s.effective_temperature(n_chains), method.sampler_steps_per_iter,
+            s.init_std)
+
+
+@pytest.mark.parametrize("config_path,dataset", [
+    ("config/config.yaml", "digits"),
+    ("config/claims_cpu.yaml", "fashion_mnist"),
+    ("config/paper.yaml", "fashion_mnist"),
+    ("config/paper.yaml", "cifar10"),
+])
+def test_paper004_comparisons_are_matched(config_path, dataset):
+    """NN-EFH vs ebm_free_energy: equal parameters (count and initial values), step,
+    temperature, M * L Langevin steps, initialisation, data noise, body; ebm_matched: the
+    same except its linear read-out (fewer parameters)."""
+    from pathlib import Path
+
+    from ebm_bench.runs import build_method
+
+    specs = matched_specs(Path(__file__).parent.parent / config_path, dataset)
+    assert {"nnefh", "ebm_free_energy", "ebm_matched"} <= set(specs)
+    ds = specs["nnefh"]["dataset"]
+    shape = (1, 8, 8) if ds["type"] == "digits" else (1, int(ds["params"].get("size", 32)), int(ds["params"].get("size", 32)))
+    info = DataInfo(shape, True, 10)
+    m = {v: build_method({**s, "device": "cpu"}, info) for v, s in specs.items()}
+    law = {v: sampler_law(x) for v, x in m.items()}
+    assert law["nnefh"] == law["ebm_free_energy"] == pytest.approx(law["ebm_matched"]), law
+    assert n_trainable(m["nnefh"]) == n_trainable(m["ebm_free_energy"])
+    for v in ("ebm_free_energy", "ebm_matched"):
+        assert m[v].params["data_noise"] == m["nnefh"].params["data_noise"]
+        assert m[v].params["lr"] == m["nnefh"].params["lr"]
+        assert specs[v]["train"] == specs["nnefh"]["train"]
+    body_n = m["nnefh"].model.stats_net.state_dict()
+    for other in (m["ebm_free_energy"].model.stats_net.state_dict(),
+                  {k: w for k, w in m["ebm_matched"].net.state_dict().items() if not k.startswith("head.")}):
+        assert other.keys() == body_n.keys() and all(torch.equal(other[k], body_n[k]) for k in body_n)
+
+
+def test_batch_normalised_step_is_derived_from_train_batch_size():
+    from pathlib import Path
+
+    import yaml
+
+    from ebm_bench.config import run_spec
+
+    cfg = yaml.safe_load(open(Path(__file__).parent.parent / "config/paper.yaml"))
+    spec = run_spec(cfg, "cifar10", "nnefh", 0)
+    p = spec["method_params"]
+    assert p["sampler_batch_normalised"] and p["sampler_batch"] == spec["train"]["batch_size"] == 64
+    assert (p["step_size"], p["temperature"]) == (1.0, 5e-5)  # the paper's values, read as eps / B, T * B
+    cfg["train"]["batch_size"] = 128
+    assert run_spec(cfg, "cifar10", "nnefh", 0)["method_params"]["sampler_batch"] == 128
+    m = NNEFH({**NET, "sampler_batch": 64}, INFO, "cpu", 0)
+    for n_chains in (64, 500):  # generation with any number of chains runs the training dynamics
+        assert m.sampler.ula(1.0, n_chains).step_size == pytest.approx(1 / 64)
+        assert m.sampler.ula(1.0, n_chains).noise_std == pytest.approx(0.01)
+
+
+def test_probe_family_scores_both_probes_and_the_untrained_same_seed_control(monkeypatch):
+    """The probe family (evaluation/probe.py): standardised and raw probes of every feature,
+    and the same two on the same spec and seed *untrained*, for methods that declare the
+    control; none for the raw-pixel reference row."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ebm_bench.evaluation import probe as fam
+    from ebm_bench.metrics import probe as mp
+    from ebm_bench.runs import build_method
+
+    spec = {"method": "nnefh", "variant": "nnefh", "device": "cpu", "seed": 3,
+            "method_params": {**NET, "n_hidden": 5, "gibbs_steps": 1, "langevin_steps": 2, "data_noise": 0.0}}
+    g = torch.Generator().manual_seed(0)
+    data = SimpleNamespace(x_train=torch.rand((40, *INFO.shape), generator=g) * 2 - 1, y_train=torch.arange(40) % 3,
+                           x_test=torch.rand((20, *INFO.shape), generator=g) * 2 - 1, y_test=torch.arange(20) % 3,
+                           shape=INFO.shape, is_image=True, num_classes=3)
+    trained = build_method(spec, INFO)
+    for step in range(1, 4):
+        trained.train_step(data.x_train[:16], step)
+    calls = []
+    orig = mp.linear_probe
+
+    def spy(f_train, y_train, f_test, y_test, seed=0, max_train=None, standardise=True):
+        calls.append((np.array(f_train), standardise))
+        return orig(f_train, y_train, f_test, y_test, seed=seed, max_train=max_train, standardise=standardise)
+
+    monkeypatch.setattr(mp, "linear_probe", spy)
+    ctx = SimpleNamespace(data=data, method=trained, ev={"probe_max_train": 100}, ok=True, spec=spec,
+                          log=lambda msg: None)
+    metrics, protocol = fam.probe(ctx)
+    assert set(metrics) == {f"{p}_{f}{s}" for p in ("probe_acc", "probe_raw_acc") for f in ("U", "eta")
+                            for s in ("", "_untrained")}
+    assert [c[1] for c in calls] == [True, False] * 4
+    fresh = build_method(spec, INFO)  # the initialisation: same spec, same seed
+    u_init, u_trained = fresh.features(data.x_train)["U"].double().numpy(), trained.features(data.x_train)["U"].double().numpy()
+    assert not np.allclose(u_init, u_trained)  # training moved the features
+    assert np.allclose(calls[0][0], u_trained) and np.allclose(calls[4][0], u_init)
+    assert protocol["probe_raw_acc_U"]["pipeline"] == "LogisticRegression"
+    # the raw-pixel control: the data row has no untrained control
+    from ebm_bench.methods.data import HeldOutData
+
+    assert not HeldOutData.probe_untrained_control
+    assert fam.metric_names(["pixels"], False) == ["probe_acc_pixels", "probe_raw_acc_pixels"]
+    assert fam.metric_names(["penultimate"], False) == ["probe_acc_penultimate"]  # other rows: standardised only
+    ctx.ok = False
+    none, _ = fam.probe(ctx)
+    assert set(none) == set(metrics) and all(v is None for v in none.values())
+
+
+def test_raw_probe_is_not_standardised():
+    """A class signal carried by a feature of scale 1e-4 among unit-scale noise: the
+    standardised probe finds it, the raw L2 probe (C = 1) cannot afford the weight."""
+    import numpy as np
+
+    from ebm_bench.metrics.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    f = rng.normal(size=(600, 5))
+    f[:, 0] = 1e-4 * (2 * y - 1 + 0.1 * rng.normal(size=600))
+    std = linear_probe(f[:400], y[:400], f[400:], y[400:], standardise=True)
+    raw = linear_probe(f[:400], y[:400], f[400:], y[400:], standardise=False)
+    assert std["accuracy"] > 0.95 and raw["accuracy"] < 0.7
+    assert (std["protocol"]["standardise"], raw["protocol"]["standardise"]) == (True, False)
+
+
+@pytest.mark.parametrize("size", [8, 32])
+def test_three_conv_layout_has_exactly_three_convolutions(size):
+    """Paper 004 Methods: "three convolutional layers interspersed with self-attention
+    layers"; the penultimate layer has n_features units (U(x))."""
+    from ebm_bench.nets import build_net
+    from ebm_bench.nets.attention import SelfAttention
+
+    net = build_net("attention", (1, size, size), {"nf": 4, "n_features": 12, "layout": "three_conv",
+                                                   "attn_max_res": size})
+    convs = [m for m in net.body if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 and sum(isinstance(m, SelfAttention) for m in net.body) == 3
+    assert net.features(torch.zeros(2, 1, size, size)).shape == (2, 12)
+    suite = build_net("attention", (1, size, size), {"nf": 4, "n_features": 12})
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in suite.body) == int(math.log2(size // 4)) + 2

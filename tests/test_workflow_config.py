@@ -179,4 +179,6 @@ def test_reported_numbers_name_rows_of_the_paper_config() -> None:
     nnefh = run_spec(paper, "cifar10", "nnefh", 0)
     p = nnefh["method_params"]
     assert (p["gibbs_steps"], p["langevin_steps"], nnefh["train"]["steps"]) == (5, 60, 50000)
-    assert p["temperature"] == pytest.approx(5e-5 * 64) and p["net_params"]["n_features"] == 1024
+    # eps = 1, T = 5e-5 (paper) run as eps / B, T * B with B = train.batch_size = 64
+    assert (p["step_size"], p["temperature"], p["sampler_batch_normalised"]) == (1.0, 5e-5, True)
+    assert p["sampler_batch"] == nnefh["train"]["batch_size"] == 64 and p["net_params"]["n_features"] == 1024

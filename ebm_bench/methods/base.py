@@ -75,6 +75,17 @@ class Method:
         """Hyperparameters that train in seconds on ``data`` (contract and workflow tests)."""
         return dict(cls.tiny)
 
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+        """Hyperparameters derived from the run's training settings (``train``: batch_size,
+        steps, ...), applied by :func:`ebm_bench.config.run_spec` so the run spec records
+        the resolved value. Default: none."""
+        return params
+
+    #: the probe family also scores this method's features at initialisation (same seed,
+    #: untrained): the control a learned representation must beat (docs/protocol.md)
+    probe_untrained_control: ClassVar[bool] = False
+
     # --- contract -------------------------------------------------------------------
     sampler_steps_per_iter: int = 0
 

@@ -16,6 +16,7 @@ layer").
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ import torch
 from .. import validation as V
 from .base import DataInfo, register_method
 from .langevin import LANGEVIN_DEFAULTS
+from .nnefh import DEFAULT_BATCH, resolve_sampler_batch
 from .short_run import ShortRun
 
 
@@ -36,9 +38,18 @@ class EBMMatched(ShortRun):
         "net_params": {"nf": 64, "n_features": 1024},
         "n_steps": 300,  # = M * L of the NN-EFH
         "init_dist": "normal",  # "normal": N(0, init_scale^2 I) like the NN-EFH; "uniform": U[-s, s]
+        # the NN-EFH's reading of "energy normalised by the batch size" (nnefh.py): ULA at
+        # step_size / B and temperature * B, B = sampler_batch (default train.batch_size)
+        "sampler_batch_normalised": True,
+        "sampler_batch": None,
     }
-    checks = {"init_dist": V.choice("normal", "uniform")}
+    checks = {"init_dist": V.choice("normal", "uniform"), "sampler_batch": V.count(nullable=True)}
     tiny = {"n_steps": 3}
+    probe_untrained_control = True
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+        return resolve_sampler_batch(params, train)
 
     @classmethod
     def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
@@ -48,8 +59,13 @@ class EBMMatched(ShortRun):
 
     def __init__(self, params, data, device, seed):
         super().__init__(params, data, device, seed)
-        if self.params["init_dist"] not in ("normal", "uniform"):
-            raise ValueError(f"init_dist must be 'normal' or 'uniform', got {self.params['init_dist']!r}")
+        p = self.params
+        if p["init_dist"] not in ("normal", "uniform"):
+            raise ValueError(f"init_dist must be 'normal' or 'uniform', got {p['init_dist']!r}")
+        if p["sampler_batch_normalised"]:
+            b = int(p["sampler_batch"] or DEFAULT_BATCH)
+            self.sampler = replace(self.sampler, step_size=float(p["step_size"]) / b,
+                                   temperature=float(p["temperature"]) * b)
 
     def init_chains(self, n: int) -> torch.Tensor:
         if self.params["init_dist"] == "uniform":

@@ -112,6 +112,7 @@ class GRBM(HarmoniumMethod):
     """Gaussian-Bernoulli RBM, learned variances, Gibbs-Langevin (Liao et al. 2022; paper 004 baseline)."""
 
     defaults = GRBM_DEFAULTS
+    probe_untrained_control = True
     checks = {
         "n_hidden": V.count(), "init_var": V.positive(), "optimizer": V.choice("sgd", "adam"),
         "lr": V.positive(), "momentum": V.number(ge=0, lt=1), "grad_clip_norm": V.positive(nullable=True),

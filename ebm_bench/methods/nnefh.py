@@ -15,15 +15,17 @@ Langevin steps, fresh every update); loss = mean_batch E(z, x) - mean_batch E(z^
 whose gradient is Eq. 7 with its sign (descending it lowers the energy of data, raises
 that of samples); Adam (Alg. 1 line 22).
 
-"Energy normalised by the batch size" (Methods) is implemented as the *mean* over the
-batch in this loss (sum / B). It does not touch the sampler: every Langevin step uses the
-per-sample dE/dx, x <- x - eps dE/dx + sqrt(2 eps T) y, at exactly the stated T. The
-alternative reading, that the energy the sampler differentiates is divided by B too (what
-the GRBM reference code this paper builds on does), is the option
-``sampler_batch_normalised: true``: ULA at step eps/B and temperature T*B (B = number of
-chains, 64 in training), documented in :mod:`ebm_bench.samplers.gibbs_langevin`. Note
-that with the per-sample gradient, eps = 1 puts the quadratic term |x - mu|^2 (curvature
-2) exactly at ULA's stability limit eps * 2 = 2 (x - mu -> -(x - mu) each step).
+"Energy normalised by the batch size" (Methods): the loss is the *mean* over the batch
+(sum / B) either way. With the per-sample dE/dx, x <- x - eps dE/dx + sqrt(2 eps T) y at
+the stated eps = 1 puts the quadratic term |x - mu|^2 (curvature 2) exactly at ULA's
+stability limit eps * 2 = 2 (x - mu -> -(x - mu) each step): such chains diverge. The
+default (``sampler_batch_normalised: true``) therefore reads the sentence as the energy
+the *sampler* differentiates being divided by B too (what the GRBM reference code this
+paper builds on does): ULA at step eps / B and temperature T * B, noise std still
+sqrt(2 eps T), with B = ``sampler_batch``, the run's ``train.batch_size`` unless set
+(:meth:`resolve_params`), so generation with any number of chains runs the training
+dynamics (:mod:`ebm_bench.samplers.gibbs_langevin`). ``sampler_batch_normalised: false``
+is the literal per-sample reading.
 
 Generation (Algorithm 2): the hidden units start from data (z ~ p(z | x_data), x_data
 drawn from the method's bank of training examples, :class:`DataBank`) and the visible
@@ -53,21 +55,37 @@ NNEFH_DEFAULTS: dict[str, Any] = {
     "net": "attention",  # registered network whose penultimate layer is U(x; phi)
     "net_params": {"nf": 64, "n_features": 1024},
     "n_hidden": 2048,
-    "lr": 1e-4,  # Adam; paper 004 gives no rate, 1e-4 as Nijkamp et al.
+    "lr": 1e-4,  # Adam (paper); the rate is not given: 1e-4 is our choice (Nijkamp et al.'s)
     "adam_beta1": 0.9,
-    "gibbs_steps": 5,  # M
-    "langevin_steps": 60,  # L
-    "step_size": 1.0,  # eps
-    "temperature": 5e-5,  # T (noise std sqrt(2 eps T) = 0.01)
-    "sampler_batch_normalised": False,  # True: dE/dx / B in the sampler (ULA at eps/B, T*B)
+    "gibbs_steps": 5,  # M (paper)
+    "langevin_steps": 60,  # L (paper)
+    "step_size": 1.0,  # eps (paper)
+    "temperature": 5e-5,  # T (paper; noise std sqrt(2 eps T) = 0.01)
+    # "energy normalised by the batch size" read as the energy the sampler differentiates:
+    # ULA at eps / B, T * B with B = sampler_batch (default: the run's train.batch_size,
+    # resolved by resolve_params). False: the literal per-sample eps = 1, which is ULA's
+    # stability limit for |x - mu|^2 and diverges (config/paper.yaml, nnefh_literal)
+    "sampler_batch_normalised": True,
+    "sampler_batch": None,  # B; None: train.batch_size of the run (64 where no run sets it)
     "grad_clip": None,  # optional clamp of dE/dx elements in the Langevin steps
     "init_std": 1.0,  # chains start at x ~ N(0, init_std^2 I) (Alg. 1 line 10, Alg. 2 line 3)
-    "data_noise": 0.03,  # N(0, s^2) added to image batches (Nijkamp et al.; same as ebm_matched)
+    "data_noise": 0.03,  # N(0, s^2) added to image batches: not in paper 004; Nijkamp et al.'s
     "sample_init": "data",  # "data": Alg. 2 ; "noise": Alg. 1's sampler
     "sample_gibbs_steps": 0,  # Gibbs steps at generation; 0 = gibbs_steps
     "data_bank_size": 1000,  # training examples kept for Alg. 2's hidden-unit initialisation
     "sample_batch": 500,
 }
+
+
+DEFAULT_BATCH = 64  # B where no run settings resolved sampler_batch (paper 004: batch 64)
+
+
+def resolve_sampler_batch(params: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """``sampler_batch: null`` -> the run's ``train.batch_size`` (the B of "energy
+    normalised by the batch size"), recorded in the run spec."""
+    if params.get("sampler_batch_normalised") and not params.get("sampler_batch"):
+        return {**params, "sampler_batch": int(train["batch_size"])}
+    return params
 
 
 def drop_readout(net: nn.Module) -> nn.Module:
@@ -118,15 +136,21 @@ class NNEFH(HarmoniumMethod):
         "gibbs_steps": V.count(), "langevin_steps": V.count(), "step_size": V.positive(),
         "temperature": V.positive(), "grad_clip": V.positive(nullable=True), "init_std": V.positive(),
         "data_noise": V.nonnegative(), "sample_init": V.choice("data", "noise"), "sample_gibbs_steps": V.count(0),
-        "data_bank_size": V.count(), "sample_batch": V.count(),
+        "data_bank_size": V.count(0), "sample_batch": V.count(), "sampler_batch": V.count(nullable=True),
     }
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "data_bank_size": 32}
+
+    probe_untrained_control = True
 
     @classmethod
     def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
         net = ({"net": "attention", "net_params": {"nf": 4, "n_features": 8}} if data.is_image
                else {"net": "mlp", "net_params": {"hidden": 16, "depth": 2}})
         return {**net, **cls.tiny}
+
+    @classmethod
+    def resolve_params(cls, params: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+        return resolve_sampler_batch(params, train)
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
         super().__init__(params, data, device, seed)
@@ -142,6 +166,7 @@ class NNEFH(HarmoniumMethod):
             step_size=float(p["step_size"]),
             temperature=float(p["temperature"]),
             batch_normalised_grad=bool(p["sampler_batch_normalised"]),
+            normalising_batch=int(p["sampler_batch"] or DEFAULT_BATCH),
             init_std=float(p["init_std"]),
             grad_clip=p["grad_clip"],
         )

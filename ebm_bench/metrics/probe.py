@@ -2,7 +2,9 @@
 
 The protocol is deliberately not configurable per call: every method's features go through
 the same sklearn Pipeline (StandardScaler + L2 LogisticRegression, lbfgs, C = 1.0,
-max_iter = 1000), so table rows are comparable. sklearn is imported inside the function
+max_iter = 1000), so table rows are comparable; the one switch, ``standardise``, gives
+the unstandardised probe (paper 004 states no protocol; its Table 3 numbers look like
+one without standardisation), recorded under its own metric names. sklearn is imported inside the function
 (~2 s).
 """
 
@@ -39,11 +41,12 @@ def linear_probe(
     y_test: Any,
     seed: int = 0,
     max_train: int | None = None,
+    standardise: bool = True,
 ) -> dict[str, Any]:
     """Test accuracy of a linear classifier fitted on frozen features.
 
-    Fixed protocol: StandardScaler, then multinomial LogisticRegression (L2, C = 1.0,
-    lbfgs, max_iter = 1000, tol = 1e-4). With ``max_train`` the training set is
+    Fixed protocol: StandardScaler (``standardise``; False: the raw features), then
+    multinomial LogisticRegression (L2, C = 1.0, lbfgs, max_iter = 1000, tol = 1e-4). With ``max_train`` the training set is
     subsampled without replacement by ``np.random.default_rng(seed)`` (sorted indices,
     deterministic). Features with NaN/inf (a diverged model) give accuracy NaN and status
     'nonfinite_features' instead of an exception, so the workflow goes on.
@@ -74,7 +77,8 @@ def linear_probe(
     else:
         reg = {"penalty": "l2"}
     proto: dict[str, Any] = {
-        "pipeline": "StandardScaler + LogisticRegression",
+        "pipeline": "StandardScaler + LogisticRegression" if standardise else "LogisticRegression",
+        "standardise": bool(standardise),
         "solver": "lbfgs",
         "C": PROBE_C,
         "penalty": "l2",
@@ -92,7 +96,7 @@ def linear_probe(
         return {"accuracy": float("nan"), "status": "nonfinite_features", "protocol": proto}
 
     clf = make_pipeline(
-        StandardScaler(),
+        *([StandardScaler()] if standardise else []),
         LogisticRegression(C=PROBE_C, solver="lbfgs", max_iter=PROBE_MAX_ITER, tol=PROBE_TOL, random_state=seed, **reg),
     )
     with warnings.catch_warnings():

@@ -15,7 +15,20 @@ comparable:
     energy = w^T U(x) + c (the linear read-out, ``head``).
 
 On 8 px (scikit-learn digits) this is exactly three convolutions (3x3, 4x4/2, 4x4 valid)
-with self-attention after the first two. ``features(x)`` = U(x), the penultimate layer.
+with self-attention after the first two; at 32 px it has five convolutions (3x3, three
+4x4/2, 4x4 valid) and three attention blocks, deeper than the paper states.
+
+``layout: three_conv`` (the paper's "three convolutional layers interspersed with
+self-attention layers", our reading of it at any size): conv3x3(c -> nf), conv4x4/2
+(nf -> 2nf), conv4x4/2 (2nf -> 4nf), LeakyReLU(0.2) after each, a self-attention block
+after each of them whose map is at most ``attn_max_res`` wide, then one
+fully connected layer from the flattened (4nf, H/4, W/4) map to ``n_features`` units and
+LeakyReLU: U(x). The paper names no widths and no read-out of the last map; a fully
+connected layer is the one that gives "the final layer contains 1024 units" with exactly
+three convolutions. ``layout: suite`` (default) is the layout above. Which layout a table
+row uses is stated in the config that runs it (config/paper.yaml).
+
+``features(x)`` = U(x), the penultimate layer.
 """
 
 from __future__ import annotations
@@ -28,6 +41,9 @@ from torch import nn
 
 from .. import validation as V
 from .base import EnergyNet, register_net
+
+
+LAYOUTS = ("suite", "three_conv")
 
 
 class SelfAttention(nn.Module):
@@ -60,8 +76,10 @@ class AttentionConvNet(EnergyNet):
     checks = {"nf": V.count(), "n_features": V.count(), "attn_max_res": V.count(0), "leak": V.nonnegative()}
 
     def __init__(self, shape: tuple[int, ...], nf: int = 64, n_features: int = 1024,
-                 attn_max_res: int = 16, leak: float = 0.2):
+                 attn_max_res: int = 16, leak: float = 0.2, layout: str = "suite"):
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"attention layout must be one of {LAYOUTS}, got {layout!r}")
         if len(shape) != 3:
             raise ValueError(f"attention needs images (C, H, W), got shape {shape}; use 'mlp' for vectors")
         c, h, w = shape
@@ -71,12 +89,20 @@ class AttentionConvNet(EnergyNet):
         res, ch = h, nf
         if res <= attn_max_res:
             layers.append(SelfAttention(ch))
-        for _ in range(int(math.log2(h // 4))):
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1), nn.LeakyReLU(leak)]
-            ch, res = ch * 2, res // 2
-            if res <= attn_max_res:
-                layers.append(SelfAttention(ch))
-        layers += [nn.Conv2d(ch, n_features, 4, 1, 0), nn.LeakyReLU(leak), nn.Flatten()]
+        if layout == "three_conv":
+            for _ in range(2):
+                layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1), nn.LeakyReLU(leak)]
+                ch, res = ch * 2, res // 2
+                if res <= attn_max_res:
+                    layers.append(SelfAttention(ch))
+            layers += [nn.Flatten(), nn.Linear(ch * res * res, n_features), nn.LeakyReLU(leak)]
+        else:
+            for _ in range(int(math.log2(h // 4))):
+                layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1), nn.LeakyReLU(leak)]
+                ch, res = ch * 2, res // 2
+                if res <= attn_max_res:
+                    layers.append(SelfAttention(ch))
+            layers += [nn.Conv2d(ch, n_features, 4, 1, 0), nn.LeakyReLU(leak), nn.Flatten()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(n_features, 1)  # built last: the body's initialisation does not depend on it
 

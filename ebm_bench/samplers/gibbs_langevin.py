@@ -33,8 +33,11 @@ The gradient of each x-move is the per-sample dE/dx. ``batch_normalised_grad`` r
 code that divides the energy (hence dE/dx) by the number of chains B but keeps the noise
 sqrt(2 eps T) (the GRBM reference code, METHODS.md): that is ULA with step eps / B at
 temperature T * B, and it is implemented as exactly that, so the temperature stays
-explicit. Normalising a *training loss* by the batch size (taking the mean over the
-batch) is a different thing and leaves this sampler unchanged.
+explicit. B is the number of chains run (``normalising_batch = None``, the GRBM reference
+code: 512 in training, 100 at generation) or a fixed number (NN-EFH: the training batch
+size, so that generation with any number of chains runs the training dynamics).
+Normalising a *training loss* by the batch size (taking the mean over the batch) is a
+different thing and leaves this sampler unchanged.
 
 ``schedule = "cosine"`` gives the GRBM reference code's per-Gibbs-step Langevin step
 schedule eps_l = eps (1 + cos(pi l / L)) / 2, l = 0..L-1 (restarting every Gibbs step).
@@ -87,6 +90,7 @@ class GibbsLangevin:
     temperature: float = 1.0  # T of the x-moves
     schedule: str = "constant"  # "constant" | "cosine" (per Gibbs step)
     batch_normalised_grad: bool = False  # dE/dx / B with noise sqrt(2 eps T): ULA at (eps/B, T*B)
+    normalising_batch: int | None = None  # B of batch_normalised_grad; None: the number of chains run
     hidden_temperature: float = 1.0  # temperature of the z-draws (1 = Alg. 1 and 2 as written)
     init_std: float = 1.0  # x ~ N(0, init_std^2 I) at the start of every chain
     grad_clip: float | None = None  # optional clamp of dE/dx elements (ULA option)
@@ -111,13 +115,22 @@ class GibbsLangevin:
         """
         rule = None if precond is None else (lambda g: precond.expand_as(g))
         if self.batch_normalised_grad:
-            return ULA(step_size=step_size / n_chains, temperature=self.temperature * n_chains,
+            b = self.normalisation(n_chains)
+            return ULA(step_size=step_size / b, temperature=self.temperature * b,
                        grad_clip=self.grad_clip, step_rule=rule)
         return ULA(step_size=step_size, temperature=self.temperature, grad_clip=self.grad_clip, step_rule=rule)
 
+    def normalisation(self, n_chains: int) -> int:
+        """B of ``batch_normalised_grad``: ``normalising_batch``, else the number of chains."""
+        return int(self.normalising_batch) if self.normalising_batch else int(n_chains)
+
     def effective_temperature(self, n_chains: int) -> float:
         """Temperature of the x-moves (T, or T * B with ``batch_normalised_grad``)."""
-        return self.temperature * (n_chains if self.batch_normalised_grad else 1)
+        return self.temperature * (self.normalisation(n_chains) if self.batch_normalised_grad else 1)
+
+    def effective_step(self, n_chains: int) -> float:
+        """Step of the x-moves (eps, or eps / B with ``batch_normalised_grad``)."""
+        return self.step_size / (self.normalisation(n_chains) if self.batch_normalised_grad else 1)
 
     def sample_hidden(self, model: Harmonium, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return sample_hidden(model, x, gen, self.hidden_temperature)
