@@ -153,7 +153,7 @@ CASES: list[Case] = [
          r"^variants\.pcd\.net_params\.hiden: unknown key; known: leak, nf \(network convnet", "config"),
     Case("net-params-typo-in-variant-params",
          lambda c, t: _ds(c, "digits")["variant_params"]["nnefh"]["net_params"].update(n_feature=8),
-         r"^datasets\.digits\.variant_params\.nnefh\.net_params\.n_feature: unknown key; known: attn_max_res, "
+         r"^datasets\.digits\.variant_params\.nnefh\.net_params\.n_feature: unknown key; known: attn_max_res, layout, "
          r"leak, n_features, nf", "config"),
     Case("net-params-out-of-range", lambda c, t: c["variants"]["ebm_matched"].update(net_params={"nf": 0}),
          r"^variants\.ebm_matched\.net_params\.nf: 0 is out of range; expected >= 1", "config"),
