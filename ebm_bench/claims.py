@@ -204,9 +204,19 @@ def _label(side: dict | None) -> str:
     return "" if side is None else f"{side['variant']}.{side['metric']}"
 
 
-def judge(claim: dict[str, Any], tidy: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return a == b
+
+
+def judge(claim: dict[str, Any], tidy: pd.DataFrame, runs: pd.DataFrame,
+          configs: list[str] | None = None) -> dict[str, Any]:
     """One row of claims.csv: both sides' summaries, the effect, its interval, the
-    test and the verdict (module docstring)."""
+    test and the verdict (module docstring). ``configs``: the config files these results
+    come from; a claim of another config reads "not run" (two configs may use the same
+    dataset and variant names at different sizes)."""
     kind, a_side, b_side = claim["kind"], claim["a"], claim["b"]
     row: dict[str, Any] = {k: claim.get(k, "") for k in ("id", "paper", "source", "setting", "config", "dataset",
                                                           "statement", "kind", "direction", "paper_value")}
@@ -227,6 +237,10 @@ def judge(claim: dict[str, Any], tidy: pd.DataFrame, runs: pd.DataFrame) -> dict
         row["note"] = "; ".join(x for x in [note, *notes] if x)
         return row
 
+    if configs and not any(_same_file(str(claim["config"]), c) for c in configs):
+        for k in ("a", "b"):
+            row.update({f"{k}_mean": math.nan, f"{k}_sd": math.nan, f"{k}_n": 0})
+        return done("not run", f"decided by {claim['config']}, not by {', '.join(configs)}")
     for name, side in sides:
         g = got[name]
         if g["runs"] == 0:
@@ -323,8 +337,9 @@ def judge(claim: dict[str, Any], tidy: pd.DataFrame, runs: pd.DataFrame) -> dict
 # --- writing ----------------------------------------------------------------------------
 
 
-def claims_table(claims: list[dict[str, Any]], tidy: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame([judge(c, tidy, runs) for c in claims], columns=COLUMNS)
+def claims_table(claims: list[dict[str, Any]], tidy: pd.DataFrame, runs: pd.DataFrame,
+                 configs: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame([judge(c, tidy, runs, configs) for c in claims], columns=COLUMNS)
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -392,13 +407,15 @@ def build_claims(
     datasets: Iterable[str] | None = None,
     methods: Iterable[str] | None = None,
     seeds: Iterable[int] | None = None,
+    configs: list[str] | None = None,
 ) -> dict[str, Path]:
-    """Write claims.csv and claims.md for the runs under ``results_dir``."""
+    """Write claims.csv and claims.md for the runs under ``results_dir`` (made by the
+    config files ``configs``, when given: claims of other configs read "not run")."""
     from .tables import collect
 
     entries = load_claims(claims)
     tidy, runs, _ = collect(results_dir, datasets, methods, seeds)
-    table = claims_table(entries, tidy, runs)
+    table = claims_table(entries, tidy, runs, configs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -425,12 +442,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default=None)
     p.add_argument("--variants", default=None)
     p.add_argument("--seeds", default=None)
+    p.add_argument("--configs", default=None, help="comma-separated config files the results come from")
     a = p.parse_args(argv)
     seeds = _split(a.seeds)
     try:
         written = build_claims(a.results_dir, a.out_dir or Path(a.results_dir) / "tables", a.claims,
                                _split(a.datasets), _split(a.variants),
-                               None if seeds is None else [int(s) for s in seeds])
+                               None if seeds is None else [int(s) for s in seeds], _split(a.configs))
     except ClaimError as e:
         print(f"claims: error: {e}", file=sys.stderr)
         return 2

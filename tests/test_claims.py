@@ -245,3 +245,17 @@ def test_reproduction_row_checks_the_stated_protocol(tmp_path: Path) -> None:
     assert list(rows["protocol"][:2]) == ["not stated by the paper", "matches"]
     assert rows["protocol"][2].startswith("protocol mismatch: n_generated 1000 vs 50000")
     assert rows["ours − reported"][2] == "protocol mismatch" and rows["ours − reported"][1] == "0.5"
+
+
+def test_claims_of_another_config_read_not_run(tmp_path: Path) -> None:
+    """Two configs may share dataset and variant names at different sizes: a claim is
+    judged only on the results of the config it names."""
+    res = tmp_path / "results"
+    for s in range(3):
+        _run(res, "d", "good", s, 10.0 + s)
+        _run(res, "d", "bad", s, 20.0 + s)
+    entries = [_cmp("here", "good", "bad"), {**_cmp("there", "good", "bad"), "config": "config/claims_cpu.yaml"}]
+    out = C.build_claims(res, tmp_path / "t", _claims(tmp_path, entries), configs=["config/config.yaml"])
+    v = pd.read_csv(out["claims.csv"]).set_index("id")
+    assert v.loc["here", "verdict"] == "holds" and v.loc["there", "verdict"] == "not run"
+    assert "decided by config/claims_cpu.yaml" in v.loc["there", "note"]

@@ -29,6 +29,8 @@ rule claims:
         datasets=",".join(config["datasets"]),
         variants=",".join(config["variants"]),
         seeds=",".join(str(s) for s in config["seeds"]),
+        # the config files of this run: claims of other configs read "not run"
+        configs=",".join(workflow.configfiles) or "config/config.yaml",
     log:
         f"{LOGS}/claims.log",
     localrule: True
@@ -37,7 +39,7 @@ rule claims:
     shell:
         "python -m ebm_bench.claims --results-dir {params.results_dir:q}"
         " --out-dir {params.out_dir:q} --claims {input.claims:q} --datasets {params.datasets:q}"
-        " --variants {params.variants:q} --seeds {params.seeds:q} > {log:q} 2>&1"
+        " --variants {params.variants:q} --seeds {params.seeds:q} --configs {params.configs:q} > {log:q} 2>&1"
 
 
 rule tables:
