@@ -30,7 +30,7 @@ rule claims:
         variants=",".join(config["variants"]),
         seeds=",".join(str(s) for s in config["seeds"]),
         # the config files of this run: claims of other configs read "not run"
-        configs=",".join(workflow.configfiles) or "config/config.yaml",
+        configs=",".join(str(c) for c in workflow.configfiles) or "config/config.yaml",
     log:
         f"{LOGS}/claims.log",
     localrule: True
