@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -240,7 +241,8 @@ def judge(claim: dict[str, Any], tidy: pd.DataFrame, runs: pd.DataFrame,
     if configs and not any(_same_file(str(claim["config"]), c) for c in configs):
         for k in ("a", "b"):
             row.update({f"{k}_mean": math.nan, f"{k}_sd": math.nan, f"{k}_n": 0})
-        return done("not run", f"decided by {claim['config']}, not by {', '.join(configs)}")
+        here = ", ".join(os.path.relpath(c) for c in configs)  # relative: same text in any work folder
+        return done("not run", f"decided by {claim['config']}, not by {here}")
     for name, side in sides:
         g = got[name]
         if g["runs"] == 0:
