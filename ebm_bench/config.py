@@ -32,7 +32,7 @@ EVALUATE_DEFAULTS: dict[str, Any] = {
     "inception_weights": None,
     "model_modes": {},  # AIS settings of the model_modes family (ebm_bench/evaluation/model_modes.py)
 }
-DATASET_KEYS = {"type", "params", "train", "variants", "variant_params"}
+DATASET_KEYS = {"type", "params", "train", "seeds", "variants", "variant_params"}
 
 
 # Sizes below which a metric is meaningless or fails: FID needs a covariance of the
@@ -163,6 +163,7 @@ def check_config(config: dict) -> None:
     for section in ("datasets", "variants", "seeds"):
         if not config.get(section):
             raise ConfigError(f"config key {section!r} is missing or empty")
+    _check_seeds(config["seeds"], "seeds")
     if config.get("device", "cpu") not in ("cpu", "cuda"):
         raise ConfigError(f"device = {config.get('device')!r}; expected 'cpu' or 'cuda'")
     _check_paths(config)
@@ -186,6 +187,7 @@ def check_config(config: dict) -> None:
             if merged.get(key) is not None:
                 V.inside(data_root, merged[key], f"datasets.{name}.params.{key}")
         _check_section(Train, dcfg.get("train") or {}, f"datasets.{name}.train")
+        _check_seeds(dcfg.get("seeds"), f"datasets.{name}.seeds")
         for vname in dcfg.get("variants") or []:
             if vname not in config["variants"]:
                 raise ConfigError(f"datasets.{name}.variants: no variant {vname!r} in 'variants'")
@@ -292,6 +294,24 @@ def dataset_spec(config: dict, dataset: str) -> dict[str, Any]:
         "default_net": spec.default_net,
         "default_net_params": dict(spec.default_net_params),
     }
+
+
+def _check_seeds(seeds, key: str) -> None:
+    """A seed list: null (the top-level seeds) or distinct non-negative integers."""
+    if seeds is None:
+        return
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{key} = {seeds!r}; expected a non-empty list of seeds")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"{key}: seed {s!r} is not a non-negative integer")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{key} = {seeds!r}: a seed is repeated")
+
+
+def dataset_seeds(config: dict, dataset: str) -> list[int]:
+    """The seeds of a dataset's runs: its ``seeds`` list, else the top-level ``seeds``."""
+    return list((config["datasets"][dataset] or {}).get("seeds") or config["seeds"])
 
 
 def dataset_variants(config: dict, dataset: str) -> list[str]:

@@ -72,12 +72,13 @@ def test_bad_config_fails_naming_the_key(tmp_path: Path, mutate, expected) -> No
     [
         (lambda c: c["datasets"].update({"bad-name": {"type": "digits"}}), r"'bad-name' does not match"),
         (lambda c: c.update(seeds=[0, 0]), r"seeds: \[0, 0\] has non-unique elements"),
+        (lambda c: c["datasets"]["digits"].update(seeds=[1, -1]), r"datasets\.digits\.seeds\.1: -1 is less than"),
         (lambda c: c["evaluate"].update(features="clip"), r"evaluate\.features: 'clip' is not one of"),
         (lambda c: c["datasets"]["digits"].update(typo=1), r"datasets\.digits: .*'typo' was unexpected"),
         (lambda c: c["variants"].update(x={"method": 3}), r"variants\.x\.method: 3 is not of type 'string'"),
         (lambda c: c["variants"].update(x=[1]), r"variants\.x: \[1\] is not of type 'object', 'null'"),
     ],
-    ids=["dataset-name", "duplicate-seeds", "features-enum", "dataset-key", "method-type", "variant-type"],
+    ids=["dataset-name", "duplicate-seeds", "dataset-seeds", "features-enum", "dataset-key", "method-type", "variant-type"],
 )
 def test_schema_messages(mutate, expected) -> None:
     """The same checks straight through jsonschema (fast): each error has a path."""
@@ -113,6 +114,25 @@ def test_minimal_config_dry_run(tmp_path: Path) -> None:
     assert counts.get("train") == "1" and counts.get("sample") == "1" and counts.get("evaluate") == "1", out
     assert counts.get("tables") == "1" and counts.get("training_curves") == "1", out
     assert "rings" not in out and "gmm2d" not in out
+
+
+@pytest.mark.workflow
+def test_dataset_seeds_override_the_top_level_seeds(tmp_path: Path) -> None:
+    """datasets.X.seeds replaces the top-level seeds for X only (claims need 10 seeds on
+    one design and 3 on another): the DAG trains each dataset's own seeds."""
+    config = {"seeds": [0], "datasets": {"digits": {"seeds": [3, 4]}, "rings": {"type": "toy2d"}},
+              "variants": {"pcd": None}}
+    proc = _dry_run(config, tmp_path, "--quiet", "rules")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, flags=re.M))
+    assert counts.get("train") == "3", out  # digits seeds 3 and 4, rings seed 0
+    proc = _dry_run(config, tmp_path)
+    out = proc.stdout + proc.stderr
+    trained = set(re.findall(r"--run-dir results/runs/(\w+)/pcd/seed(\d+)\b", out))
+    assert {r for r in trained} >= {("digits", "3"), ("digits", "4"), ("rings", "0")}, out
+    assert ("digits", "0") not in trained and ("rings", "3") not in trained, out
+    assert "--seeds 0,3,4" in out, out  # the tables read every dataset's seeds
 
 
 def test_variant_train_overrides_apply_in_order() -> None:

@@ -75,13 +75,23 @@ def parent_dir(key):
     return lambda wildcards, output: os.path.dirname(output[key])
 
 
+def dataset_seeds(dataset):
+    """The seeds of one dataset's runs: datasets.X.seeds, else the top-level seeds."""
+    return (config["datasets"][dataset] or {}).get("seeds") or config["seeds"]
+
+
+def all_seeds():
+    """Every seed some dataset runs (the tables' --seeds filter), comma-separated."""
+    return ",".join(str(s) for s in sorted({s for d in config["datasets"] for s in dataset_seeds(d)}))
+
+
 def run_lists():
     """expand(..., zip, **run_lists()) gives one path per (dataset, variant, seed)."""
     runs = [
         (d, v, s)
         for d in config["datasets"]
         for v in (config["datasets"][d] or {}).get("variants") or config["variants"]
-        for s in config["seeds"]
+        for s in dataset_seeds(d)
     ]
     return {
         "dataset": [r[0] for r in runs],

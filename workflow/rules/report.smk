@@ -49,7 +49,7 @@ rule gmm_curves:
             run_file("train_log.csv"),
             dataset=w.dataset,
             variant=(config["datasets"][w.dataset] or {}).get("variants") or list(config["variants"]),
-            seed=config["seeds"],
+            seed=dataset_seeds(w.dataset),
         ),
     output:
         png=report(

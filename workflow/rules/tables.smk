@@ -28,7 +28,7 @@ rule claims:
         results_dir=lambda w, output: os.path.dirname(os.path.dirname(output.csv)),
         datasets=",".join(config["datasets"]),
         variants=",".join(config["variants"]),
-        seeds=",".join(str(s) for s in config["seeds"]),
+        seeds=all_seeds(),
         # the config files of this run: claims of other configs read "not run"
         configs=",".join(str(c) for c in workflow.configfiles) or "config/config.yaml",
     log:
@@ -86,7 +86,7 @@ rule tables:
         results_dir=lambda w, output: os.path.dirname(os.path.dirname(output.runs)),
         datasets=",".join(config["datasets"]),
         variants=",".join(config["variants"]),
-        seeds=",".join(str(s) for s in config["seeds"]),
+        seeds=all_seeds(),
         reported=reported_arg,
     log:
         f"{LOGS}/tables.log",
