@@ -114,6 +114,7 @@ def ours(updates: int) -> None:
     from . import runs
     from .config import run_spec
     from .experiments.gmm_teacher import pipeline_config
+    from .train import next_batch
 
     spec = run_spec(pipeline_config("reference"), "gmm_b1", "jarzynski", 0)
     data = runs.load_data(spec)
@@ -122,7 +123,7 @@ def ours(updates: int) -> None:
     batch_gen = torch.Generator().manual_seed(1)
     t, c = time.perf_counter(), time.process_time()
     for step in range(1, updates + 1):
-        method.train_step(x[torch.randperm(n, generator=batch_gen)], step)  # as ebm_bench.train does
+        method.train_step(next_batch(x, n, batch_gen), step)  # as ebm_bench.train does
     print("BENCH_LOOP_S", time.perf_counter() - t)
     print("BENCH_LOOP_CPU_S", time.process_time() - c)
     print("BENCH_RESAMPLES", method.n_resamples)

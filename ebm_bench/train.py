@@ -67,6 +67,15 @@ class _Log:
             csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
 
 
+
+def next_batch(x_train: torch.Tensor, batch_size: int, batch_gen: torch.Generator) -> torch.Tensor:
+    """The next mini-batch: ``batch_size`` rows without replacement (one randperm draw per
+    update, so the stream is the same whatever the batch size). A full batch is the data
+    itself: its order changes nothing but would cost an N x d gather (App. B.1: N = 1e4)."""
+    n = len(x_train)
+    idx = torch.randperm(n, generator=batch_gen)[: min(batch_size, n)]
+    return x_train if batch_size >= n else x_train[idx]
+
 def train(
     method,
     x_train: torch.Tensor,
@@ -90,7 +99,6 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
     every_ckpt, every_log = int(cfg["checkpoint_every"]), int(cfg["log_every"])
-    n = len(x_train)
     limit = float(cfg.get("diverge_above", 1e10))
     batch_gen = torch.Generator().manual_seed(10_007 * seed + 1)
 
@@ -138,9 +146,8 @@ def train(
     precision_mode = precision.method_mode(method)  # docs/performance.md: fp32 unless the method asks
     while step < steps and status["status"] == "ok":
         step += 1
-        idx = torch.randperm(n, generator=batch_gen)[: min(bs, n)]
         with precision.training_step(precision_mode):
-            scalars = method.train_step(x_train[idx], step)
+            scalars = method.train_step(next_batch(x_train, bs, batch_gen), step)
         wall = time.perf_counter() - t0
         if not _healthy(scalars, limit):
             status = {"status": "diverged", "diverged_step": step}

@@ -139,6 +139,7 @@ def run_one(cfg: dict[str, Any], dataset: str, variant: str, seed: int, eval_eve
     from .. import runs
     from ..config import run_spec
     from ..metrics.exact import gmm_exact_kl
+    from ..train import next_batch
 
     spec = run_spec(cfg, dataset, variant, seed)
     data = runs.load_data(spec)
@@ -168,9 +169,9 @@ def run_one(cfg: dict[str, Any], dataset: str, variant: str, seed: int, eval_eve
     rows.append(evaluate(0, {}, n_mc))
     train_time = 0.0
     for step in range(1, steps + 1):
-        idx = torch.randperm(n, generator=batch_gen)[: min(bs, n)]
+        batch = next_batch(x, bs, batch_gen)
         t1 = time.perf_counter()
-        scalars = method.train_step(x[idx], step)
+        scalars = method.train_step(batch, step)
         train_time += time.perf_counter() - t1
         if not all(math.isfinite(v) for v in scalars.values()):
             log(f"[{dataset}/{variant}/seed{seed}] non-finite scalars at step {step}: {scalars}")

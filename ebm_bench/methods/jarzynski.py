@@ -81,8 +81,8 @@ from .. import validation as V
 from ..errors import ConfigError
 from ..samplers import energy_and_grad
 from ..samplers.precision import strict_float32
-from ..samplers.smc import (RESAMPLERS, alpha, ess_fraction, flat_dot, log_mean_exp, normalized_weights,
-                             resample_indices)
+from ..samplers.smc import (RESAMPLERS, alpha, alpha_reverse_rest, ess_fraction, flat_dot, log_mean_exp,
+                             normalized_weights, resample_indices)
 from .base import DataInfo, register_method
 from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
 
@@ -233,20 +233,25 @@ class Jarzynski(LangevinEBM):
             return energy_and_grad(self.energy, x)
 
     def n_ancestors(self) -> int:
-        """Number of distinct initial walkers the current walkers descend from."""
-        return int(torch.unique(self.ancestors).numel())
+        """Number of distinct initial walkers the current walkers descend from (cached: the
+        ancestry changes only where ``self.ancestors`` is replaced, at a resampling)."""
+        cached = getattr(self, "_ancestor_count", None)
+        if cached is None or cached[0] is not self.ancestors:
+            self._ancestor_count = (self.ancestors, int(torch.unique(self.ancestors).numel()))
+        return self._ancestor_count[1]
 
-    def _completion(self, u: torch.Tensor, g_pending: torch.Tensor | None) -> torch.Tensor:
+    def _completion(self, u: torch.Tensor, g_pending: torch.Tensor | None,
+                    dd: torch.Tensor | None = None) -> torch.Tensor:
         """The pending part of A's update, evaluated under the current parameters theta_k:
 
         every walker: -U_k(X_k)/T (Alg. 2 line 13 work term; the U part of -alpha_k in Eq. 5);
         walkers moved in the previous update, with dx = X_k - X_{k-1}, additionally
         -[1/2 (X_{k-1} - X_k) . d_k(X_k) + h/4 |d_k(X_k)|^2] / T, the rest of -alpha_k(X_k, X_{k-1}).
+        ``dd``: |d_k(X_k)|^2 of the pending walkers when the caller has it.
         """
         inc = -u.double() / self.temperature
         if g_pending is not None and len(self.pending_idx):
-            rest = alpha(torch.zeros_like(inc[self.pending_idx]), self.sampler.drift(g_pending), -self.pending_dx,
-                         self.h, self.temperature)
+            rest = alpha_reverse_rest(self.sampler.drift(g_pending), self.pending_dx, self.h, self.temperature, dd)
             inc = inc.index_add(0, self.pending_idx, -rest)
         return inc
 
@@ -304,9 +309,11 @@ class Jarzynski(LangevinEBM):
 
         # 1. U_k(X_k) (and grad U_k) under the current parameters theta_k
         u, g, g_pend = self._energies()
+        # full batch: the drift at X_k closes the last move and opens the next; |d_k|^2 once
+        dd = flat_dot(self.sampler.drift(g), self.sampler.drift(g)) if weighted and self.full_batch else None
         # 2. complete A_k: -alpha_k(X_k, X_{k-1}) for moved walkers, -U_k/T work term for the others
         if weighted and self.pending:
-            self.log_w = self.log_w + self._completion(u, g_pend)
+            self.log_w = self.log_w + self._completion(u, g_pend, dd if g_pend is g else None)
         self.pending = False
         a = self.log_w
         # 3. estimates at theta_k: log Z_k (Eq. 12, carried across resamplings), ESS_k (Eq. 13)
@@ -320,6 +327,7 @@ class Jarzynski(LangevinEBM):
             self.walkers, u = self.walkers[idx], u[idx]
             self.ancestors = self.ancestors[idx]
             g = g[idx] if g is not None else None
+            dd = dd[idx] if dd is not None else None
             self.log_w = torch.zeros_like(a)  # reset A = 0 ...
             self.log_z_ref = log_z  # ... and carry Z forward: Z_k = Z_{k_r} N^-1 sum e^{A_k}
             self.n_resamples += 1
@@ -357,7 +365,8 @@ class Jarzynski(LangevinEBM):
         #    weight update, +alpha_k(X_k, X_{k+1}) (Eq. 5); unmoved walkers get +U_k(X)/T
         x0 = x_b
         x1 = self.sampler.move(x0, g_b, self.gen)
-        inc_b = alpha(u_b, self.sampler.drift(g_b), x1 - x0, self.h, T) if weighted else None
+        dx = x1 - x0  # the last step's displacement (kept for -alpha_{k+1} next update)
+        inc_b = alpha(u_b, self.sampler.drift(g_b), dx, self.h, T, dd if moved is None else None) if weighted else None
         for _ in range(int(p["n_steps"]) - 1):
             # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
             # point x1, which close the previous step and open this one:
@@ -367,6 +376,8 @@ class Jarzynski(LangevinEBM):
             if weighted:
                 inc_b = inc_b + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
             x0, x1 = x1, x2
+        if int(p["n_steps"]) > 1:
+            dx = x1 - x0
         if weighted:
             if moved is None:
                 self.log_w = self.log_w + inc_b
@@ -382,7 +393,7 @@ class Jarzynski(LangevinEBM):
             self.walkers = x.clone()
             self.walkers[moved] = x1
             self.pending_idx = moved
-        self.pending_dx = (x1 - x0).detach()
+        self.pending_dx = dx.detach()
 
         exact = self.exact_cross_entropy(e_pos)  # Eq. 16 at theta_k, beside the Eq. 12 estimate
         # 8. optimisation step theta_k -> theta_{k+1} (Alg. 1 line 6)
@@ -400,7 +411,8 @@ class Jarzynski(LangevinEBM):
         # ESS_k (before this update's resampling), resamplings so far, distinct ancestors after it
         out.update(ess=ess, n_resamples=float(self.n_resamples), resampled=float(resampled),
                    n_ancestors=float(self.n_ancestors()), walkers_exact_start=float(self.exact_start))
-        out["sample_absmax"] = float(self.walkers.abs().max())
+        lo, hi = torch.aminmax(self.walkers)  # one pass, no |x| temporary
+        out["sample_absmax"] = max(-float(lo), float(hi))
         out.update(exact)
         out.update(self.net_scalars())
         return out

@@ -18,6 +18,12 @@ from .. import validation as V
 from .base import EnergyNet, register_net
 
 
+def _all_ones(g: torch.Tensor) -> bool:
+    """Whether an incoming gradient is the broadcast 1 of ``U.sum()`` (stride 0, value 1),
+    decided without reading N values."""
+    return g.dim() == 1 and g.stride(0) == 0 and bool(g[:1].eq(1).all())
+
+
 class _GMMEnergyFn(torch.autograd.Function):
     """U(x) = -logsumexp(-|x - a|^2/2, -|x - b|^2/2 - z) and its analytic gradients.
 
@@ -46,7 +52,9 @@ class _GMMEnergyFn(torch.autograd.Function):
         r = torch.stack([1 - rb, rb], 1)
         gx = ga = gb = gz = None
         if ctx.needs_input_grad[0]:
-            gx = torch.addmm(x, r, ab, alpha=-1).mul_(gu[:, None])
+            gx = torch.addmm(x, r, ab, alpha=-1)
+            if not _all_ones(gu):  # grad of U.sum() (every sampler's call): skip an N x d pass
+                gx.mul_(gu[:, None])
         if any(ctx.needs_input_grad[1:]):
             gr = gu[:, None] * r
             gab = torch.addmm(gr.sum(0)[:, None] * ab, gr.T, x, alpha=-1)  # sum_i g_i r_ic (c - x_i)

@@ -38,7 +38,8 @@ def flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(a.flatten(1), b.flatten(1)).double()
 
 
-def alpha(u: torch.Tensor, d: torch.Tensor, dx: torch.Tensor, h: float, temperature: float) -> torch.Tensor:
+def alpha(u: torch.Tensor, d: torch.Tensor, dx: torch.Tensor, h: float, temperature: float,
+          dd: torch.Tensor | None = None) -> torch.Tensor:
     """alpha_k(x, y) of paper 003 Eq. 6 for the chain actually run, per walker, float64.
 
     ``u`` = U_k(x) (N,), ``d`` = the drift applied at x (grad U_k(x), or its clamp when the
@@ -50,9 +51,22 @@ def alpha(u: torch.Tensor, d: torch.Tensor, dx: torch.Tensor, h: float, temperat
     with T = 1 and d = grad U it is Eq. 6 verbatim. For a clamped drift it is the same
     identity: -alpha_{k+1}(x', x) + alpha_k(x, x') = V_k(x) - V_{k+1}(x')
     + log beta_{k+1}(x', x) - log beta_k(x, x') with beta the Gaussian kernel of the move
-    (paper 003 Eq. 30-31), the |y - x|^2 / (4 s) terms cancelling exactly.
+    (paper 003 Eq. 30-31), the |y - x|^2 / (4 s) terms cancelling exactly. ``dd``: |d|^2
+    when the caller already has it (``flat_dot(d, d)``).
     """
-    return (u.double() + 0.5 * flat_dot(dx, d) + 0.25 * h * flat_dot(d, d)) / temperature
+    dd = flat_dot(d, d) if dd is None else dd
+    return (u.double() + 0.5 * flat_dot(dx, d) + 0.25 * h * dd) / temperature
+
+
+def alpha_reverse_rest(d: torch.Tensor, dx: torch.Tensor, h: float, temperature: float,
+                       dd: torch.Tensor | None = None) -> torch.Tensor:
+    """alpha_{k+1}(x', x) - U_{k+1}(x') / T for the reverse of a move x -> x' = x + dx, with
+    ``d`` the drift at x' under the new parameters: [-1/2 dx . d + h/4 |d|^2] / T, float64.
+
+    The same value as ``alpha(0, d, -dx, h, T)`` without the N x d negation of ``dx``
+    (the App. B.1 update is a few passes over N x d arrays; one more is measurable)."""
+    dd = flat_dot(d, d) if dd is None else dd
+    return (-0.5 * flat_dot(dx, d) + 0.25 * h * dd) / temperature
 
 
 def log_mean_exp(a: torch.Tensor) -> torch.Tensor:
