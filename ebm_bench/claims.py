@@ -267,40 +267,31 @@ def judge(claim: dict[str, Any], tidy: pd.DataFrame, runs: pd.DataFrame,
     target = float(claim.get("target", 0.0) or 0.0)
     direction = claim.get("direction")
     paired = b is not None and set(a) == set(b) and a_side["dataset"] == b_side["dataset"]
-    if b is None:
-        d = np.array([a[s] for s in sorted(a)], dtype=float)
-        if kind == "threshold":
-            d = (target - d) if direction == "less" else (d - target)
+    if b is None or paired:  # one value per seed (a number, or a paired difference): a one-sample test
+        if b is None:
+            d = np.array([a[s] for s in sorted(a)], dtype=float)
+            d = ((target - d) if direction == "less" else (d - target)) if kind == "threshold" else d - target
+            label, what, unit = "", "one-sample t-test", "value(s)"
         else:
-            d = d - target
+            seeds = sorted(a)
+            x = np.array([a[s] for s in seeds], dtype=float)
+            y = np.array([b[s] for s in seeds], dtype=float)
+            if kind == "within":
+                d = (x / y - 1.0 - target) if relative else (x - y - target)
+            elif relative:
+                d = (y / x - 1.0) if direction == "less" else (x / y - 1.0)
+            else:
+                d = (y - x) if direction == "less" else (x - y)
+            label, what, unit = "yes", "paired t-test", "paired seed(s)"
         n = len(d)
-        row.update(paired="", n=n)
+        row.update(paired=label, n=n)
         if n < MIN_SEEDS:
-            return done("too few seeds", f"{n} value(s), need {MIN_SEEDS}")
-        alt = "greater" if kind != "within" else "two-sided"
-        shift = float(claim.get("min_effect", 0.0)) if kind != "within" else 0.0
-        eff, lo, hi, p = _one_sample(d - shift, alt)
-        eff, lo, hi = eff + shift, lo + shift, hi + shift
-        test = "one-sample t-test" + (" (effect > min_effect)" if alt == "greater" else "")
-    elif paired:
-        seeds = sorted(a)
-        x = np.array([a[s] for s in seeds], dtype=float)
-        y = np.array([b[s] for s in seeds], dtype=float)
-        if kind == "within":
-            d = (x / y - 1.0 - target) if relative else (x - y - target)
-        elif relative:
-            d = (y / x - 1.0) if direction == "less" else (x / y - 1.0)
-        else:
-            d = (y - x) if direction == "less" else (x - y)
-        n = len(d)
-        row.update(paired="yes", n=n)
-        if n < MIN_SEEDS:
-            return done("too few seeds", f"{n} paired seed(s), need {MIN_SEEDS}")
+            return done("too few seeds", f"{n} {unit}, need {MIN_SEEDS}")
         alt = "greater" if kind != "within" else "two-sided"
         shift = float(claim.get("min_effect", 0.0)) if kind != "within" else 0.0
         eff, lo, hi, p = _one_sample(d - shift, alt)  # the test is of effect > min_effect
         eff, lo, hi = eff + shift, lo + shift, hi + shift
-        test = "paired t-test" + (" (effect > min_effect)" if alt == "greater" else "")
+        test = what + (" (effect > min_effect)" if alt == "greater" else "")
     else:
         x = np.array(list(a.values()), dtype=float)
         y = np.array(list(b.values()), dtype=float)

@@ -104,8 +104,7 @@ def hee_generation(ctx):
         return None  # Inception-scale runs: the fid family's protocol only
     n = int(len(ctx.samples))
     metrics = {}
-    saved = {k: p[k] for k in ("generation_output", "marginal_time", "marginal_average", "joint_time",
-                                "joint_average")}
+    saved = {k: p[k] for k in ("marginal_time", "marginal_average")}  # the equal windows set below
     state = method.gen.get_state()
     try:
         p.update(marginal_time=total, marginal_average=avg)
