@@ -275,7 +275,7 @@ def _no_weights(cls):
 
 def compare_compile(config: dict, device: torch.device, deadline: float, quick: bool) -> dict[str, Any]:
     """The K-step Langevin loop of the first short_run row, eager vs sampler_compile."""
-    from .config import run_spec
+    from .config import dataset_seeds, run_spec
     from .registry import METHODS
 
     if device.type != "cuda":
@@ -320,7 +320,7 @@ def _rows(config: dict) -> list[tuple[str, str]]:
 
 def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFAULT_CONFIG,
         budget_s: float | None = None, device_name: str | None = None, say=print) -> dict[str, Any]:
-    from .config import run_spec
+    from .config import dataset_seeds, run_spec
 
     start = time.perf_counter()
     device = torch.device(device_name or ("cpu" if quick else "cuda"))
@@ -332,7 +332,7 @@ def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFA
     config = load_config(config_path)
     config["device"] = device.type
     rows = _rows(config)
-    seeds = len(config.get("seeds") or [0])
+    seeds = len(config.get("seeds") or [0])  # the default; a dataset's own `seeds` overrides it per row
     say(f"gpu check: {len(rows)} rows of {config_path} on {device}"
         f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
         f"budget {budget:.0f} s{', QUICK: tiny sizes on CPU' if quick else ''}")
@@ -364,7 +364,7 @@ def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFA
                 eval_s = entry["n_sample"] / fid_rate if (fid_rate and spec["evaluate"].get("use_inception")) else 0.0
                 per_seed = entry["steps"] * entry["ms_per_update"] / 1e3 + entry["burn_in_s"] + entry["generation_s"] + eval_s
                 entry.update(status="ok", fid_pass_s=eval_s, gpu_hours_per_seed=per_seed / 3600,
-                             gpu_hours_all_seeds=seeds * per_seed / 3600)
+                             gpu_hours_all_seeds=len(dataset_seeds(config, ds)) * per_seed / 3600)
         except Exception as e:  # noqa: BLE001 - one row's failure (OOM, bad spec) is reported, not fatal
             entry["status"] = f"error: {type(e).__name__}: {str(e)[:300]}"
             if device.type == "cuda":
@@ -402,7 +402,7 @@ def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFA
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
     (out / "gpu_check.md").write_text(markdown(report))
     say(f"gpu check: {len(ok)}/{len(results)} rows timed, projected {report['totals']['gpu_hours_all_seeds']:.1f} "
-        f"GPU-hours for {seeds} seed(s); wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'} "
+        f"GPU-hours ({seeds} seed(s) unless a dataset sets its own); wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'} "
         f"in {report['wall_s']:.0f} s")
     return report
 

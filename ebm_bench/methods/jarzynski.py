@@ -310,7 +310,8 @@ class Jarzynski(LangevinEBM):
         # 1. U_k(X_k) (and grad U_k) under the current parameters theta_k
         u, g, g_pend = self._energies()
         # full batch: the drift at X_k closes the last move and opens the next; |d_k|^2 once
-        dd = flat_dot(self.sampler.drift(g), self.sampler.drift(g)) if weighted and self.full_batch else None
+        d = self.sampler.drift(g) if weighted and self.full_batch else None
+        dd = flat_dot(d, d) if d is not None else None
         # 2. complete A_k: -alpha_k(X_k, X_{k-1}) for moved walkers, -U_k/T work term for the others
         if weighted and self.pending:
             self.log_w = self.log_w + self._completion(u, g_pend, dd if g_pend is g else None)

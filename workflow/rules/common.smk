@@ -77,7 +77,7 @@ def parent_dir(key):
 
 def dataset_seeds(dataset):
     """The seeds of one dataset's runs: datasets.X.seeds, else the top-level seeds."""
-    return (config["datasets"][dataset] or {}).get("seeds") or config["seeds"]
+    return _pkg_config().dataset_seeds(config, dataset)
 
 
 def all_seeds():
