@@ -275,7 +275,7 @@ def _no_weights(cls):
 
 def compare_compile(config: dict, device: torch.device, deadline: float, quick: bool) -> dict[str, Any]:
     """The K-step Langevin loop of the first short_run row, eager vs sampler_compile."""
-    from .config import dataset_seeds, run_spec
+    from .config import run_spec
     from .registry import METHODS
 
     if device.type != "cuda":
