@@ -64,7 +64,7 @@ def cmd_train(args) -> None:
     method = runs.build_method(spec, data)
     train(method, data.x_train, spec["train"], Path(args.run_dir), runs.config_id(spec),
           spec["seed"], runs.run_label(spec), stop_after=args.stop_after,
-          status_extra=_gpu_status(args))
+          status_extra={**(_gpu_status(args) or {}), "provenance": runs.provenance(spec)})
 
 
 def _gpu_status(args) -> dict | None:

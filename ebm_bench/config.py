@@ -339,8 +339,16 @@ def uses_inception(config: dict, dataset: str) -> bool:
     return not is_embedded(config, dataset)
 
 
-def run_spec(config: dict, dataset: str, variant: str, seed: int) -> dict[str, Any]:
-    """The complete, JSON-serialisable description of one training run."""
+def run_spec(config: dict, dataset: str, variant: str, seed: int, config_file: str = "") -> dict[str, Any]:
+    """The complete, JSON-serialisable description of one training run.
+
+    ``config_file``: the config file the run is made for, as the workflow names it
+    (relative to the workflow folder, e.g. ``config/claims_cpu.yaml``; "" where unknown).
+    Provenance only: the evaluate stage writes it into every metrics file (so a claim can
+    tell which design made a run), and neither :func:`ebm_bench.runs.config_id` nor the
+    workflow's rerun decision reads it, so the same run named by two config files is one
+    training run.
+    """
     from .registry import METHODS
 
     if variant not in config["variants"]:
@@ -367,4 +375,5 @@ def run_spec(config: dict, dataset: str, variant: str, seed: int) -> dict[str, A
         "train": train,
         "sample": {**SAMPLE_DEFAULTS, **(config.get("sample") or {})},
         "evaluate": evaluate,
+        "config_file": str(config_file or ""),
     }

@@ -47,5 +47,12 @@ def config_id(spec: dict[str, Any]) -> str:
     return spec_hash({k: spec[k] for k in keys})
 
 
+def provenance(spec: dict[str, Any]) -> dict[str, str]:
+    """What a result file says about where its run came from: the config file the run was
+    made for (``spec["config_file"]``, set by the workflow; "" where unknown). A claim reads
+    it to tell the runs of its own design from runs another config left in the folder."""
+    return {"config": str(spec.get("config_file") or "")}
+
+
 def run_label(spec: dict[str, Any]) -> str:
     return f"{spec['dataset']['name']}/{spec['variant']}/seed{spec['seed']}"

@@ -249,7 +249,7 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
 
     def write(family: str, status: str, metrics: dict, protocol: dict, error: str | None = None) -> None:
         doc = {**base, "family": family, "status": status, "metrics": _clean(metrics), "protocol": protocol,
-               "fingerprint": _fingerprint_id(protocol.get("fingerprint"))}
+               "fingerprint": _fingerprint_id(protocol.get("fingerprint")), "provenance": runs.provenance(spec)}
         if error is not None:
             doc["error"] = error
         write_json(doc, out_dir / f"{family}.json")

@@ -165,6 +165,13 @@ def _feature_space(protocol: Any) -> str:
     return ""
 
 
+def _provenance_config(doc: Any) -> str:
+    """The config file a metrics file or train_status.json says its run was made for
+    (``provenance.config``, written by the evaluate and train stages); "" if none."""
+    prov = doc.get("provenance") if isinstance(doc, dict) else None
+    return str(prov.get("config") or "") if isinstance(prov, dict) else ""
+
+
 def _run_dirs(results_dir: Path, datasets, methods, seeds) -> list[tuple[str, str, int, Path]]:
     runs_root = results_dir / "runs"
     found = []
@@ -196,8 +203,10 @@ def collect(
     """Read every run's files.
 
     Returns ``(tidy, runs, legend)``: the tidy metric rows (TIDY_COLUMNS plus
-    ``family``), one row per run (dataset, method, seed, status, cost columns), and
-    one row per (dataset, metric) with its family and feature space.
+    ``family`` and ``config``), one row per run (dataset, method, seed, status, config,
+    cost columns), and one row per (dataset, metric) with its family and feature space.
+    ``config`` is the config file the run was made for (its files' ``provenance``; ""
+    for files written without one).
     """
     results_dir = Path(results_dir)
     datasets = None if datasets is None else list(datasets)
@@ -219,6 +228,7 @@ def collect(
         train = _read_json(run_dir / "train_status.json") if (run_dir / "train_status.json").is_file() else None
         train = train if isinstance(train, dict) else {}
         status = "diverged" if train.get("status") == "diverged" else "ok"
+        config_file = _provenance_config(train)
         fam_rows = []
         for path in files:
             doc, problem = _read_json_or_error(path)
@@ -229,6 +239,7 @@ def collect(
                 bad[(dataset, method, seed, family)] = ("unreadable", problem)
                 continue
             fstatus = str(doc.get("status") or "ok")
+            config_file = config_file or _provenance_config(doc)
             if fstatus == "diverged":
                 status = "diverged"
             protocol = doc.get("protocol") if isinstance(doc.get("protocol"), dict) else {}
@@ -265,7 +276,7 @@ def collect(
         if math.isnan(wall):
             wall = bench["train"].get("s", math.nan)
         run_rows.append(
-            {"dataset": dataset, "method": method, "seed": seed, "status": status,
+            {"dataset": dataset, "method": method, "seed": seed, "status": status, "config": config_file,
              "train_time_s": wall,
              "sampler_steps": _as_float(train.get("sampler_steps")),
              "grad_evals_train": _as_float(train.get("grad_evals_train")),
@@ -276,12 +287,16 @@ def collect(
              "sample_time_s": bench["sample"].get("s", math.nan),
              "evaluate_time_s": bench["evaluate"].get("s", math.nan)}
         )
-    runs = pd.DataFrame(run_rows, columns=["dataset", "method", "seed", "status", *COST_COLUMNS,
+    runs = pd.DataFrame(run_rows, columns=["dataset", "method", "seed", "status", "config", *COST_COLUMNS,
                                            "sample_time_s", "evaluate_time_s"])
     tidy = pd.DataFrame(rows, columns=["dataset", "method", "seed", "family", "metric", "value", "status",
                                        "fingerprint", "note"])
     if not tidy.empty or bad:
         tidy = _complete(tidy, runs, bad)
+    # the config file each run was made for (provenance; "" for files written before it)
+    made_by = {(r.dataset, r.method, r.seed): r.config for r in runs.itertuples()}
+    tidy["config"] = [made_by.get((d, m, int(sd)), "") for d, m, sd in
+                      zip(tidy["dataset"], tidy["method"], tidy["seed"])] if not tidy.empty else []
     leg = pd.DataFrame(
         [{"dataset": d, "family": f, "metric": m, "features": ", ".join(sorted(s - {""})),
           "direction": directions.get((d, m), metric_direction(m))}

@@ -225,3 +225,27 @@ def test_metric_directions() -> None:
     assert metric_direction("mode_rel_error") == "lower"
     assert metric_direction("kl_stderr") == ""
     assert metric_direction("mass_a") == ""
+
+
+def test_collect_exposes_the_config_each_run_was_made_for(results: Path) -> None:
+    """provenance.config of the metrics files (else of train_status.json) becomes the
+    `config` column of the tidy and the runs frames; files without one give ""."""
+    from ebm_bench.tables import collect
+
+    for f in (results / "runs" / "rings" / "pcd" / "seed0" / "metrics").glob("*.json"):
+        doc = json.loads(f.read_text())
+        doc["provenance"] = {"config": "config/claims_cpu.yaml"}
+        f.write_text(json.dumps(doc))
+    status = results / "runs" / "rings" / "pcd" / "seed1" / "train_status.json"
+    doc = json.loads(status.read_text())
+    doc["provenance"] = {"config": "config/config.yaml"}
+    status.write_text(json.dumps(doc))
+    tidy, runs, _ = collect(results)
+    by_run = runs.set_index(["dataset", "method", "seed"])["config"]
+    assert by_run["rings", "pcd", 0] == "config/claims_cpu.yaml"
+    assert by_run["rings", "pcd", 1] == "config/config.yaml"
+    assert by_run["digits", "short_run", 0] == ""
+    t = tidy.set_index(["dataset", "method", "seed", "metric"])["config"]
+    assert t["rings", "pcd", 0, "kl"] == "config/claims_cpu.yaml"
+    assert t["digits", "pcd", 1, "fid"] == ""  # the diverged run's completed rows too
+    assert set(tidy["config"]) == {"", "config/claims_cpu.yaml", "config/config.yaml"}

@@ -202,3 +202,39 @@ def test_reported_numbers_name_rows_of_the_paper_config() -> None:
     # eps = 1, T = 5e-5 (paper) run as eps / B, T * B with B = train.batch_size = 64
     assert (p["step_size"], p["temperature"], p["sampler_batch_normalised"]) == (1.0, 5e-5, True)
     assert p["sampler_batch"] == nnefh["train"]["batch_size"] == 64 and p["net_params"]["n_features"] == 1024
+
+
+def test_spec_names_its_config_file_without_changing_the_run() -> None:
+    """run_spec(config_file=X) records X (provenance), and the training identity
+    (runs.config_id) is the same whichever config file named the run."""
+    from ebm_bench.config import run_spec
+    from ebm_bench.runs import config_id, provenance
+
+    config = {"seeds": [0], "datasets": {"a": {"type": "digits"}}, "variants": {"pcd": {"method": "pcd"}}}
+    a = run_spec(config, "a", "pcd", 0, config_file="config/claims_cpu.yaml")
+    b = run_spec(config, "a", "pcd", 0)
+    assert a["config_file"] == "config/claims_cpu.yaml" and b["config_file"] == ""
+    assert provenance(a) == {"config": "config/claims_cpu.yaml"}
+    assert config_id(a) == config_id(b)
+
+
+@pytest.mark.workflow
+def test_workflow_specs_carry_the_config_file(tmp_path: Path) -> None:
+    """The workflow puts the --configfile it runs into every job's spec (a file outside
+    the workflow folder by its absolute path); the rerun decision does not track it."""
+    config = {"datasets": {"digits": None}, "variants": {"pcd": None}}
+    proc = _dry_run(config, tmp_path, "-p")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    cfg = str((tmp_path / "config.yaml").resolve())
+    assert f'"config_file": "{cfg}"' in out, out
+    # inside the workflow folder: the path relative to it
+    inside = ROOT / "config" / "config.yaml"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(
+        [_snakemake(), "-n", "-p", "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path / "wd2"),
+         "--configfile", str(inside), "--cores", "1", "--until", "run", "--config", "results_dir=r",
+         "data_root=d"], capture_output=True, text=True, env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert '"config_file": "config/config.yaml"' in out, out

@@ -19,8 +19,24 @@ if _bin not in os.environ.get("PATH", "").split(os.pathsep):
 # --- the package's view of the config (ebm_bench.config; _pkg_config in validate.smk)
 
 
+def _config_file():
+    """The config file(s) this invocation runs (``--configfile`` replaces the default
+    config/config.yaml), relative to the workflow folder where they lie inside it, else
+    absolute; several are joined with ','. Provenance of every run (spec key
+    ``config_file``, never tracked for reruns: see _NEVER_TRACKED)."""
+    names = []
+    for path in workflow.configfiles:
+        full = os.path.abspath(str(path))
+        rel = os.path.relpath(full, workflow.basedir)
+        names.append(full if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel)
+    return ",".join(names)
+
+
+CONFIG_FILE = _config_file()
+
+
 def run_spec(config, dataset, variant, seed):
-    return _pkg_config().run_spec(config, dataset, variant, seed)
+    return _pkg_config().run_spec(config, dataset, variant, seed, config_file=CONFIG_FILE)
 
 
 def dataset_spec(config, dataset):
@@ -228,8 +244,9 @@ def inception_dest_arg():
 #
 # Spec keys a stage does not depend on (matched by name; keys not present are ignored,
 # so a spec laid out differently just reruns more, never less). Where files live and
-# how many threads a job gets change no number:
-_NEVER_TRACKED = ("data_root", "results_dir")  # dropped at any depth
+# how many threads a job gets change no number, nor which config file named the run (a
+# provenance note: the same run named by two config files is one run):
+_NEVER_TRACKED = ("data_root", "results_dir", "config_file")  # dropped at any depth
 _NOT_READ_BY = {  # top-level sections, by stage
     "classifier": ("threads", "sample", "evaluate"),
     "train": ("threads", "sample", "evaluate"),
