@@ -10,6 +10,8 @@
     ebm-bench download (--spec JSON | --dataset NAME) --data-root DIR [--flag FILE]
     ebm-bench fetch-inception --dest DIR [--flag FILE]
     ebm-bench tables   --results-dir results --out-dir results/tables [--claims config/claims.yaml]
+    ebm-bench claims   [--results-dir DIR ...] [--out-dir DIR] [--claims config/claims.yaml]
+                       one report of every claim at every scale that ran (all results folders)
     ebm-bench plot     --run-dir DIR
     ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
 
@@ -172,6 +174,20 @@ def cmd_tables(args) -> None:
         print(p)
 
 
+def cmd_claims(args) -> None:
+    """The verdicts alone, from every results folder the claims' designs name."""
+    from .claims import DEFAULT_CLAIMS, ClaimError, build_claims
+
+    dirs = args.results_dir or ["results"]
+    try:
+        written = build_claims(dirs, Path(args.out_dir) if args.out_dir else Path(dirs[0]) / "tables",
+                               Path(args.claims) if args.claims else DEFAULT_CLAIMS)
+    except ClaimError as e:
+        raise ConfigError(str(e)) from None
+    for p in written.values():
+        print(p)
+
+
 def cmd_plot(args) -> None:
     from .plots import training_curves
 
@@ -230,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     add("download", cmd_download, "spec", "dataset", "data-root", "flag")
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")
     add("tables", cmd_tables, "results-dir", "out-dir", "reported", "claims")
+    c = add("claims", cmd_claims, "out-dir", "claims")
+    c.add_argument("--results-dir", action="append", default=None,
+                   help="a results folder (repeatable; default results); the designs' configs' folders are read too")
     add("plot", cmd_plot, "run-dir")
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")

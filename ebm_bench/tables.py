@@ -75,7 +75,12 @@ _DIRECTIONS: list[tuple[str, str]] = [
 # Kept in runs.csv and {dataset}.csv but left out of the Markdown/LaTeX tables, which
 # stay readable: per-mode weights, a metric's own within-run spread, backend checks.
 DETAIL_METRICS = [r"^mode_weight_", r"^mode_rel_error_(?!mean$|max$)", r"(_std|_stderr)$", r"rel_diff",
-                  r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$"]
+                  r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$", r"^drift_", r"^change_"]
+# the Markdown tables are split by kind so that each stays readable: scores, then the
+# diagnostics the claims' gates read, then costs; at most MAX_COLUMNS metrics per table
+DIAGNOSTIC_FAMILIES = {"diagnostics", "train_final", "chain_trace", "hee_mixing"}
+COST_FAMILIES = {"cost"}
+MAX_COLUMNS = 7
 # column order of the tables: metric families in evaluation order, others after
 FAMILY_ORDER = ["fid", "probe", "exact", "exact_samples", "modes", "model_modes", "cost", "train_final"]
 
@@ -634,9 +639,10 @@ def build_tables(
         write(f"{ds}.csv", table.to_csv(index=False, na_rep=""))
         md = _display(table, metrics, tex=False, directions=dirs)
         notes = _notes(table, metrics)
-        write(f"{ds}.md", f"## {ds}\n\n" + _markdown(md) + notes)
+        parts = split_display(md, metrics, _families(legend, ds))
+        write(f"{ds}.md", f"## {ds}\n\n" + parts + notes)
         write(f"{ds}.tex", _latex(_display(table, metrics, tex=True, directions=dirs), f"ebm-bench results on {ds}"))
-        sections.append((ds, md, runs[runs["dataset"] == ds], notes))
+        sections.append((ds, parts, runs[runs["dataset"] == ds], notes))
 
     verdicts = Path(claims_md).read_text(encoding="utf-8") if claims_md and Path(claims_md).is_file() else ""
     write("summary.md", _summary(sections, runs, legend, verdicts))
@@ -651,6 +657,37 @@ def build_tables(
         )
         write("reproduction.md", text)
     return written
+
+
+def _families(legend: pd.DataFrame, dataset: str) -> dict[str, str]:
+    """metric -> its family on one dataset."""
+    if legend.empty:
+        return {}
+    leg = legend[legend["dataset"] == dataset]
+    return dict(zip(leg["metric"], leg["family"]))
+
+
+def split_display(md: pd.DataFrame, metrics: list[str], families: dict[str, str]) -> str:
+    """One dataset's display table as several Markdown tables of at most MAX_COLUMNS
+    metric columns each: scores, diagnostics (what the claims' gates read), cost."""
+    heads = list(md.columns)
+    first = heads[:3]  # method, seeds, diverged
+    metric_heads = heads[3:3 + len(metrics)]
+    cost_heads = heads[3 + len(metrics):]
+    kinds: dict[str, list[str]] = {"scores": [], "diagnostics": [], "cost": []}
+    for m, h in zip(metrics, metric_heads):
+        fam = families.get(m, "")
+        kind = "cost" if fam in COST_FAMILIES else "diagnostics" if fam in DIAGNOSTIC_FAMILIES else "scores"
+        kinds[kind].append(h)
+    kinds["cost"] += cost_heads
+    out = []
+    for kind, cols in kinds.items():
+        for i in range(0, len(cols), MAX_COLUMNS):
+            chunk = cols[i:i + MAX_COLUMNS]
+            label = kind + (f" ({i // MAX_COLUMNS + 1})" if len(cols) > MAX_COLUMNS else "")
+            cols_here = (first if kind == "scores" else first[:1]) + chunk
+            out.append(f"_{label}_\n\n" + _markdown(md[cols_here]))
+    return "\n".join(out) if out else _markdown(md)
 
 
 def dataset_directions(legend: pd.DataFrame, dataset: str) -> dict[str, str]:
@@ -685,8 +722,8 @@ def _summary(sections, runs: pd.DataFrame, legend: pd.DataFrame, verdicts: str =
     lines = ["# ebm-bench results", "", _counts(runs) + ".", ""]
     if verdicts:
         lines += [verdicts.replace("\n# ", "\n## ").lstrip().replace("# Claims", "## Claims", 1), ""]
-    for ds, md, r, notes in sections:
-        lines += [f"## {ds}", "", _counts(r) + ".", "", _markdown(md) + notes]
+    for ds, parts, r, notes in sections:
+        lines += [f"## {ds}", "", _counts(r) + ".", "", parts + notes]
     lines += [
         "## Legend",
         "",

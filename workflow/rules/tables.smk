@@ -9,8 +9,11 @@
 # reproduction.md, ours beside theirs.
 
 
-# Verdicts: every claim of config/claims.yaml judged from the same files (ebm_bench.claims);
-# claims.md opens summary.md. Claims whose runs are not in this config read "not run".
+# Verdicts: every claim of config/claims.yaml judged from the same files (ebm_bench.claims):
+# one report, each claim once with its verdict at every scale that ran. It reads this
+# config's results and the results folder of every other config a design names (a design
+# is judged only from runs that name its config file), so `make tables` and this rule
+# write the same claims.csv. claims.md opens summary.md.
 rule claims:
     input:
         unpack(tables_input),
@@ -26,11 +29,6 @@ rule claims:
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv),
         results_dir=lambda w, output: os.path.dirname(os.path.dirname(output.csv)),
-        datasets=",".join(config["datasets"]),
-        variants=",".join(config["variants"]),
-        seeds=all_seeds(),
-        # the config files of this run: claims of other configs read "not run"
-        configs=",".join(str(c) for c in workflow.configfiles) or "config/config.yaml",
     log:
         f"{LOGS}/claims.log",
     localrule: True
@@ -38,8 +36,7 @@ rule claims:
         CONDA_ENV
     shell:
         "python -m ebm_bench.claims --results-dir {params.results_dir:q}"
-        " --out-dir {params.out_dir:q} --claims {input.claims:q} --datasets {params.datasets:q}"
-        " --variants {params.variants:q} --seeds {params.seeds:q} --configs {params.configs:q} > {log:q} 2>&1"
+        " --out-dir {params.out_dir:q} --claims {input.claims:q} > {log:q} 2>&1"
 
 
 rule tables:

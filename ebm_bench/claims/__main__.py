@@ -1,0 +1,7 @@
+"""``python -m ebm_bench.claims``: the verdicts alone (see :mod:`ebm_bench.claims`)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
