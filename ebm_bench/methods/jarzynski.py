@@ -255,11 +255,13 @@ class Jarzynski(LangevinEBM):
             x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen)
         self.walkers = x.detach()
         self.log_w = torch.zeros(n, dtype=torch.float64, device=self.device)
-        self.ref_energy = self._energy_nograd(self.walkers).double() if p["weights_scheme"] == "reference" else \
-            torch.zeros(0, dtype=torch.float64, device=self.device)
-        if draw is None and p["burn_in_energy"] == "start" and p["weighted"]:  # quirk 4
-            u_end = self.ref_energy if len(self.ref_energy) else self._energy_nograd(self.walkers).double()
-            self.log_w = (u_start - u_end) / self.temperature
+        self.ref_energy = torch.zeros(0, dtype=torch.float64, device=self.device)
+        quirk4 = draw is None and p["burn_in_energy"] == "start" and p["weighted"]
+        if p["weights_scheme"] == "reference":
+            # the energy the first work term starts from (quirk 4: the one before burn-in)
+            self.ref_energy = u_start if quirk4 else self._energy_nograd(self.walkers).double()
+        elif quirk4:  # eq5: the same offset, carried in A_0
+            self.log_w = (u_start - self._energy_nograd(self.walkers).double()) / self.temperature
         self.ancestors = torch.arange(n, device=self.device)
         self.pending = False
         self.initialised = True
