@@ -329,6 +329,14 @@ def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, *
     run(quick, reference_dir=reference_dir)
 
 
+def bench_reference(quick: bool = False, reference_dir: str | None = None, out: str | None = None,
+                    method: str | None = None, updates: int | None = None, **_) -> None:
+    """Update-level equivalence with the authors' code (ebm_bench/reference_equivalence.py)."""
+    from .reference_equivalence import run
+
+    run(method, reference_dir, updates, out or "results/benchmarks/reference", quick=quick)
+
+
 def bench_gpu(quick: bool = False, out: str | None = None, **_) -> None:
     """The GPU check of every paper.yaml row (ebm_bench/gpu_check.py); --quick: CPU rehearsal."""
     from .gpu_check import run
@@ -345,6 +353,7 @@ BENCHMARKS: dict[str, Callable[..., None]] = {
     "jarzynski_overhead": bench_jarzynski_overhead,
     "hee_inference": bench_hee_inference,
     "gmm_reference": bench_gmm_reference,
+    "reference": bench_reference,
     "gpu": bench_gpu,
 }
 
@@ -364,7 +373,7 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
         if only and name not in only:
             continue
         print(f"\n== {name}")
-        if name in ("gmm_reference", "gpu"):
+        if name in ("gmm_reference", "gpu", "reference"):
             fn(quick, **options)
         else:
             fn(quick)

@@ -14,6 +14,7 @@
                        one report of every claim at every scale that ran (all results folders)
     ebm-bench plot     --run-dir DIR
     ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
+    ebm-bench bench reference --method jarzynski_mnist --reference-dir DIR [--updates K] --out OUT
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
 (``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
@@ -199,7 +200,7 @@ def cmd_bench(args) -> None:
     from .bench import run_benchmarks
 
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None, out=args.out,
-                   reference_dir=args.reference_dir)
+                   reference_dir=args.reference_dir, method=args.method, updates=args.updates)
 
 
 GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
@@ -255,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.BENCHMARKS)")
     b.add_argument("--out", default=None, help="gpu: folder for gpu_check.json / .md")
     b.add_argument("--reference-dir", default=None,
-                   help="gmm_reference: clone of submissionx12/EBMs_Jarzynski (holds GMM_code/GMM.py)")
+                   help="gmm_reference, reference: clone of submissionx12/EBMs_Jarzynski (holds GMM_code/, MNIST_code/)")
+    b.add_argument("--method", default=None,
+                   help="reference: which comparison (jarzynski_mnist; default: all)")
+    b.add_argument("--updates", type=int, default=None, help="reference: parameter updates compared (default 3)")
     for name in GPU_STAGES:
         sub.choices[name].add_argument("--gpus", type=int, default=None,
                                        help="cards to claim (default: 1 on device cuda, else 0)")

@@ -97,7 +97,20 @@ JARZYNSKI_DEFAULTS: dict[str, Any] = {
     "resample_from_step": 0,  # c_k = 0 (no resampling) up to and including this step
     "walker_init": "model",  # model | noise | data (see module docstring)
     "burn_in_steps": 0,  # unweighted ULA steps at theta_0 when no exact sampler exists
-    "grad_walkers": "all",  # all (Eq. 11 / Alg. 2 line 5) | moved (reference CIFAR code)
+    "grad_walkers": "all",  # all (Eq. 11 / Alg. 2 line 5) | moved (reference CIFAR code) | subset (reference MNIST code)
+    # walker mini-batches of N' = n_moved walkers moved per update, one after another under
+    # theta_k, each a fresh random set (reference MNIST code: num_batch = 6; Alg. 2: one)
+    "n_minibatches": 1,
+    # eq5: the weights of paper 003 Eq. 5 (the reverse kernel of a move under theta_{k+1}; the
+    # gradient at theta_k uses A_k complete under theta_k). reference: the authors' code
+    # (MNIST_code/Sampler.py): the work term U_{k-1}(X) - U_k(X) at fixed X, every kernel of
+    # the moves under theta_k, and the gradient at theta_k taken with the weights before
+    # that work term (docs/reference-equivalence.md)
+    "weights_scheme": "eq5",
+    # quirk 4 (reference code): end = A_0 = 0 after burn-in (Prop. 1); start = the first work
+    # term uses U_theta0 at the walkers' positions *before* burn-in, i.e. A_0 = [U_0(X_init) -
+    # U_0(X_0)] / T (the reference keeps the energy it computed before its burn-in)
+    "burn_in_energy": "end",
     "sample_steps": 0,  # extra unweighted ULA steps after resampling, for generation
     "weights_ignore_clamp": False,  # quirk 3: allow `clamp` although the weights ignore it
     "weights_temperature": None,  # quirk 2: None = the chain's T (correct); a number = weights at that T
@@ -139,7 +152,10 @@ class Jarzynski(LangevinEBM):
         "resample_from_step": V.count(0),
         "walker_init": V.choice("model", "noise", "data"),
         "burn_in_steps": V.count(0),
-        "grad_walkers": V.choice("all", "moved"),
+        "grad_walkers": V.choice("all", "moved", "subset"),
+        "n_minibatches": V.count(),
+        "weights_scheme": V.choice("eq5", "reference"),
+        "burn_in_energy": V.choice("end", "start"),
         "weights_temperature": V.positive(nullable=True),
     }
     tiny = {"n_steps": 2, "n_walkers": 16, "n_moved": 8, "resample_threshold": 0.95, "walker_init": "noise",
@@ -148,19 +164,36 @@ class Jarzynski(LangevinEBM):
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         super().check_params(params)
+        cls._check_minibatches(params)
         if params["clamp"] and params["weighted"] and not params["weights_ignore_clamp"]:
             raise ConfigError("clamp: true projects the walkers onto [-1, 1], a move the Jarzynski weights cannot "
                               "account for; set weights_ignore_clamp: true to run it anyway (reference-code quirk 3)")
 
+    @staticmethod
+    def _check_minibatches(params: dict[str, Any]) -> None:
+        n, m = int(params["n_walkers"]), int(params["n_moved"])
+        if int(params["n_minibatches"]) > 1 and (m == 0 or m >= n):
+            raise ConfigError(f"n_minibatches = {params['n_minibatches']} needs Alg. 2 (0 < n_moved < n_walkers); "
+                              f"got n_moved = {m}, n_walkers = {n}")
+        if params["grad_walkers"] == "subset" and (m == 0 or m >= n):
+            raise ConfigError("grad_walkers: subset draws n_moved of the walkers: needs 0 < n_moved < n_walkers")
+        if params["weights_scheme"] == "eq5" and int(params["n_minibatches"]) > 1 and params["grad_walkers"] == "moved":
+            raise ConfigError("grad_walkers: moved is ambiguous with n_minibatches > 1; use subset or all")
+
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
         super().__init__(params, data, device, seed)
         p = self.params
+        if p["weights_scheme"] not in ("eq5", "reference"):
+            raise ConfigError(f"weights_scheme = {p['weights_scheme']!r}; expected 'eq5' or 'reference'")
+        if p["burn_in_energy"] not in ("end", "start"):
+            raise ConfigError(f"burn_in_energy = {p['burn_in_energy']!r}; expected 'end' or 'start'")
+        if p["grad_walkers"] not in ("all", "moved", "subset"):
+            raise ConfigError(f"grad_walkers = {p['grad_walkers']!r}; expected 'all', 'moved' or 'subset'")
+        self._check_minibatches(p)
         if p["resampler"] not in RESAMPLERS:
             raise ConfigError(f"resampler = {p['resampler']!r}; expected one of {', '.join(RESAMPLERS)}")
         if p["walker_init"] not in ("model", "noise", "data"):
             raise ConfigError(f"walker_init = {p['walker_init']!r}; expected 'model', 'noise' or 'data'")
-        if p["grad_walkers"] not in ("all", "moved"):
-            raise ConfigError(f"grad_walkers = {p['grad_walkers']!r}; expected 'all' or 'moved'")
         if int(p["n_walkers"]) < 1 or int(p["n_moved"]) < 0 or int(p["n_steps"]) < 1:
             raise ConfigError("n_walkers >= 1, n_moved >= 0 and n_steps >= 1 are required")
         if p["clamp"] and p["weighted"] and not p["weights_ignore_clamp"]:
@@ -199,6 +232,8 @@ class Jarzynski(LangevinEBM):
         self.ancestors = torch.zeros(0, dtype=torch.long, device=self.device)  # initial walker of each walker
         self.exact_start = False  # walkers drawn exactly from rho_theta0
         self.initialised = False
+        # weights_scheme: reference: U_{k-1} at the walkers, the energy the next work term starts from
+        self.ref_energy = torch.zeros(0, dtype=torch.float64, device=self.device)
 
     # --- walkers ---------------------------------------------------------------------------
     def init_walkers(self, data: torch.Tensor) -> None:
@@ -216,9 +251,17 @@ class Jarzynski(LangevinEBM):
                 x = data[torch.randint(len(data), (n,), generator=self.gen, device=self.device)].detach().clone()
             else:
                 x = self.init_chains(n)
+            u_start = self._energy_nograd(x).double() if p["burn_in_energy"] == "start" else None
             x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen)
         self.walkers = x.detach()
         self.log_w = torch.zeros(n, dtype=torch.float64, device=self.device)
+        self.ref_energy = torch.zeros(0, dtype=torch.float64, device=self.device)
+        quirk4 = draw is None and p["burn_in_energy"] == "start" and p["weighted"]
+        if p["weights_scheme"] == "reference":
+            # the energy the first work term starts from (quirk 4: the one before burn-in)
+            self.ref_energy = u_start if quirk4 else self._energy_nograd(self.walkers).double()
+        elif quirk4:  # eq5: the same offset, carried in A_0
+            self.log_w = (u_start - self._energy_nograd(self.walkers).double()) / self.temperature
         self.ancestors = torch.arange(n, device=self.device)
         self.pending = False
         self.initialised = True
@@ -306,6 +349,8 @@ class Jarzynski(LangevinEBM):
         n = self.n_walkers
         if len(self.ancestors) != len(self.walkers):  # walkers set from outside (tests)
             self.ancestors = torch.arange(len(self.walkers), device=self.device)
+        if p["weights_scheme"] == "reference":
+            return self._train_step_reference(pos, step)
 
         # 1. U_k(X_k) (and grad U_k) under the current parameters theta_k
         u, g, g_pend = self._energies()
@@ -341,7 +386,9 @@ class Jarzynski(LangevinEBM):
             moved = None
             x_b, u_b, g_b = x, u, g
         else:
-            moved = torch.randperm(n, generator=self.gen, device=self.device)[: self.n_moved]
+            # grad_walkers: subset draws its walkers first (the reference MNIST code's order)
+            gsub = self.draw_subset() if p["grad_walkers"] == "subset" else None
+            moved = self.draw_subset()
             x_b, u_b = x[moved], u[moved]
             _, g_b = self._energy_and_grad(x_b)
 
@@ -351,9 +398,10 @@ class Jarzynski(LangevinEBM):
             e_neg = self.energy(x)
             w = normalized_weights(a) if weighted else torch.full((n,), 1.0 / n, dtype=torch.float64, device=self.device)
         else:
-            e_neg = self.energy(x_b)
-            w = normalized_weights(a[moved]) if weighted else torch.full((len(moved),), 1.0 / len(moved),
-                                                                          dtype=torch.float64, device=self.device)
+            gi = gsub if gsub is not None else moved
+            e_neg = self.energy(x[gi])
+            w = normalized_weights(a[gi]) if weighted else torch.full((len(gi),), 1.0 / len(gi),
+                                                                      dtype=torch.float64, device=self.device)
         w = w.to(e_neg.dtype)
         e_model = (w * e_neg).sum()
         loss = e_pos.mean() - e_model
@@ -364,6 +412,9 @@ class Jarzynski(LangevinEBM):
 
         # 7. ULA moves under theta_k (Alg. 1 line 8 / Alg. 2 line 9) and the first half of the
         #    weight update, +alpha_k(X_k, X_{k+1}) (Eq. 5); unmoved walkers get +U_k(X)/T
+        if int(p["n_minibatches"]) > 1:
+            self._move_minibatches(x, u, moved, x_b, u_b, g_b, weighted)
+            return self._finish_step(step, loss, e_pos, e_model, weighted, log_z, ess, resampled)
         x0 = x_b
         x1 = self.sampler.move(x0, g_b, self.gen)
         dx = x1 - x0  # the last step's displacement (kept for -alpha_{k+1} next update)
@@ -395,9 +446,150 @@ class Jarzynski(LangevinEBM):
             self.walkers[moved] = x1
             self.pending_idx = moved
         self.pending_dx = dx.detach()
+        return self._finish_step(step, loss, e_pos, e_model, weighted, log_z, ess, resampled)
 
+    def draw_subset(self) -> torch.Tensor:
+        """A random set of N' = n_moved distinct walkers (Alg. 2 line 7)."""
+        return torch.randperm(self.n_walkers, generator=self.gen, device=self.device)[: self.n_moved]
+
+    def _ula_moves(self, x0: torch.Tensor, g0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n_steps`` ULA moves from x0 (grad U_k(x0) = g0) under theta_k. Returns the end
+        point, the last step's displacement, the sum over the steps after the first of
+        1/2 (x_{j+1} - x_{j-1}) . d_k(x_j) / T (the closed inner terms of Eq. 5, U and |d|^2
+        cancelling), and the first displacement."""
+        T = self.temperature
+        x1 = self.sampler.move(x0, g0, self.gen)
+        dx_first = x1 - x0
+        inner = torch.zeros(len(x0), dtype=torch.float64, device=self.device)
+        for _ in range(int(self.params["n_steps"]) - 1):
+            _, g1 = self._energy_and_grad(x1)
+            x2 = self.sampler.move(x1, g1, self.gen)
+            inner = inner + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
+            x0, x1 = x1, x2
+        return x1, x1 - x0, inner, dx_first
+
+    def _move_minibatches(self, x: torch.Tensor, u: torch.Tensor, moved: torch.Tensor, x_b: torch.Tensor,
+                          u_b: torch.Tensor, g_b: torch.Tensor, weighted: bool) -> None:
+        """Eq. 5 for ``n_minibatches`` mini-batches moved one after another under theta_k.
+
+        A walker in several mini-batches makes one longer chain of moves under theta_k: at
+        the start of its next mini-batch -alpha_k(x, x_prev) + alpha_k(x, x') closes to
+        1/2 (x' - x_prev) . d_k(x) / T, and only its last move stays pending (its reverse
+        kernel under theta_{k+1}, completed at the next update)."""
+        T, n = self.temperature, self.n_walkers
+        walkers = x.clone()
+        inc = u.double() / T  # walkers never moved this update: +U_k(X)/T (work term)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        dx_last = torch.zeros_like(x)
+        for j in range(int(self.params["n_minibatches"])):
+            if j > 0:
+                moved = self.draw_subset()
+                x_b = walkers[moved]
+                u_b, g_b = self._energy_and_grad(x_b)
+            x_end, dx, inner, dx1 = self._ula_moves(x_b, g_b)
+            if weighted:
+                d = self.sampler.drift(g_b)
+                again = done[moved]
+                first = alpha(u_b, d, dx1, self.h, T)
+                cont = 0.5 * flat_dot(dx1 + dx_last[moved], d) / T
+                step_inc = torch.where(again, cont, first) + inner
+                inc[moved] = torch.where(again, inc[moved] + step_inc, step_inc)
+            walkers[moved] = x_end
+            dx_last[moved] = dx
+            done[moved] = True
+        if weighted:
+            self.log_w = self.log_w + inc
+            self.pending = True
+        self.walkers = walkers
+        self.pending_idx = torch.nonzero(done).flatten()
+        self.pending_dx = dx_last[self.pending_idx].detach()
+
+    def _train_step_reference(self, pos: torch.Tensor, step: int) -> dict[str, float]:
+        """One update as the authors' MNIST code makes it (``weights_scheme: reference``).
+
+        1. the gradient at theta_k with the weights as they stand (complete through theta_{k-1});
+        2. ``n_minibatches`` times: a random set of N' walkers moves ``n_steps`` ULA steps under
+           theta_k, each step adding log q_k(x | x') - log q_k(x' | x) (both kernels under
+           theta_k) to its walker; then every walker gets the work term E - U_k(X), where E is
+           the energy the previous such term left (U_{k-1} at the first mini-batch, U_k after);
+        3. the optimiser step. Resampling (ESS_k < c_k) happens before step 1, i.e. after the
+           previous update's moves, where the reference resamples."""
+        p, T, n = self.params, self.temperature, self.n_walkers
+        weighted = bool(p["weighted"])
+        if len(self.ref_energy) != n:
+            self.ref_energy = self._energy_nograd(self.walkers).double()
+        a = self.log_w
+        log_z = self.log_z_ref + float(log_mean_exp(a))
+        ess = ess_fraction(a) if weighted else 1.0
+        resampled = 0
+        c = float(p["resample_threshold"]) if step > int(p["resample_from_step"]) else 0.0
+        if weighted and ess < c:
+            idx = resample_indices(a, n, p["resampler"], self.gen)
+            self.walkers, self.ref_energy, self.ancestors = self.walkers[idx], self.ref_energy[idx], self.ancestors[idx]
+            self.log_w = torch.zeros_like(a)
+            self.log_z_ref = log_z
+            self.n_resamples += 1
+            resampled = 1
+            a = self.log_w
+        x = self.walkers
+        # 1. the gradient (Eq. 11) over all walkers, a fresh subset, or the first mini-batch
+        gi = None
+        if p["grad_walkers"] == "subset" or (p["grad_walkers"] == "moved" and not self.full_batch):
+            gi = self.draw_subset()
+        e_pos = self.energy(pos)
+        xg, ag = (x, a) if gi is None else (x[gi], a[gi])
+        e_neg = self.energy(xg)
+        w = normalized_weights(ag) if weighted else torch.full((len(xg),), 1.0 / len(xg), dtype=torch.float64,
+                                                               device=self.device)
+        w = w.to(e_neg.dtype)
+        e_model = (w * e_neg).sum()
+        loss = e_pos.mean() - e_model
+        if p["energy_reg"] > 0:
+            loss = loss + p["energy_reg"] * ((e_pos**2).mean() + (w * e_neg**2).sum())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        # 2. the mini-batches under theta_k
+        walkers = x.clone()
+        h = self.h
+        for j in range(int(p["n_minibatches"])):
+            if self.full_batch:
+                b = None
+            elif j == 0 and p["grad_walkers"] == "moved":
+                b = gi
+            else:
+                b = self.draw_subset()
+            xb = walkers if b is None else walkers[b]
+            _, g0 = self._energy_and_grad(xb)
+            kern = torch.zeros(len(xb), dtype=torch.float64, device=self.device)
+            for _ in range(int(p["n_steps"])):
+                x1 = self.sampler.move(xb, g0, self.gen)
+                _, g1 = self._energy_and_grad(x1)
+                if weighted:  # log q_k(x | x1) - log q_k(x1 | x), Gaussian kernels of variance 2 h T
+                    d0, d1 = self.sampler.drift(g0), self.sampler.drift(g1)
+                    kern = kern + (0.5 * flat_dot(x1 - xb, d0 + d1) + 0.25 * h * (flat_dot(d0, d0) - flat_dot(d1, d1))) / T
+                xb, g0 = x1, g1
+            if b is None:
+                walkers = xb
+            else:
+                walkers[b] = xb
+            if weighted:
+                u_new = self._energy_nograd(walkers).double()
+                self.log_w = self.log_w + (self.ref_energy - u_new) / T
+                if b is None:
+                    self.log_w = self.log_w + kern
+                else:
+                    self.log_w[b] = self.log_w[b] + kern
+                self.ref_energy = u_new
+        self.walkers = walkers.detach()
+        self.pending = False
+        return self._finish_step(step, loss, e_pos, e_model, weighted, log_z, ess, resampled)
+
+    def _finish_step(self, step: int, loss: torch.Tensor, e_pos: torch.Tensor, e_model: torch.Tensor,
+                     weighted: bool, log_z: float, ess: float, resampled: int) -> dict[str, float]:
+        T = self.temperature
         exact = self.exact_cross_entropy(e_pos)  # Eq. 16 at theta_k, beside the Eq. 12 estimate
         # 8. optimisation step theta_k -> theta_{k+1} (Alg. 1 line 6)
+        self.clip_param_grads()
         self.schedule_lr(step)
         self.opt.step()
 
@@ -444,6 +636,7 @@ class Jarzynski(LangevinEBM):
             "ancestors": self.ancestors.clone(),
             "exact_start": self.exact_start,
             "initialised": self.initialised,
+            "ref_energy": self.ref_energy.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -460,3 +653,4 @@ class Jarzynski(LangevinEBM):
         self.ancestors = state.get("ancestors", torch.arange(len(self.walkers))).to(self.device).clone()
         self.exact_start = bool(state.get("exact_start", self.log_z_exact0))
         self.initialised = bool(state["initialised"])
+        self.ref_energy = state.get("ref_energy", torch.zeros(0, dtype=torch.float64)).to(self.device).clone()

@@ -31,7 +31,12 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "n_steps": 100,  # K Langevin steps per update
     "grad_clip": None,  # optional clamp of grad_x U in Langevin (paper 003's CIFAR runs)
     "metropolis": False,  # Metropolis-adjust every Langevin move (MALA; STANLEY + MH): samplers/ula.py
-    "clamp": False,  # project image chains onto [-1, 1] after each step
+    "clamp": False,  # keep image chains in [-1, 1] after each step (clamp_rule says how)
+    "clamp_rule": "project",  # project | reject (paper 003 reference code: a coordinate leaving [-1, 1] keeps its old value)
+    # clip the parameter gradient's global L2 norm before the optimiser step (None: off);
+    # paper 003's reference code trains through PyTorch Lightning with gradient_clip_val
+    # (MNIST: 1, CIFAR-10: 1000), i.e. torch.nn.utils.clip_grad_norm_ over all parameters
+    "param_grad_clip": None,
     "data_noise": 0.03,  # N(0, s^2) added to data batches (images only)
     "init_scale": 1.0,  # chains start from U[-s, s]
     "energy_reg": 0.0,  # IGEBM penalty weight on U(data)^2 + U(model)^2
@@ -46,6 +51,9 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "lr_schedule": "constant",  # constant | linear | cosine
     "lr_decay_steps": 0,  # updates over which the rate decays (then stays at the final rate)
     "lr_final_factor": 0.0,  # final rate / initial rate
+    # updates per schedule step: the rate changes every `lr_schedule_every` updates (1: every
+    # update); paper 003's reference code steps its LambdaLR once per epoch (MNIST: 77 updates)
+    "lr_schedule_every": 1,
     # where persistent chains start (seed_chains): noise = U[-s, s] (init_chains); data = data
     # points drawn with replacement from the first batch (paper 003 Alg. 4, line 2)
     "chain_init": "noise",
@@ -74,6 +82,9 @@ LANGEVIN_CHECKS: dict[str, V.Check] = {
     "lr_schedule": V.choice("constant", "linear", "cosine"),
     "lr_decay_steps": V.count(0),
     "lr_final_factor": V.number(ge=0, le=1),
+    "lr_schedule_every": V.count(),
+    "clamp_rule": V.choice("project", "reject"),
+    "param_grad_clip": V.positive(nullable=True),
     "chain_init": V.choice("noise", "data"),
     # the persistent / restarting variants' keys (declared here once)
     "buffer_size": V.count(),
@@ -124,6 +135,7 @@ class LangevinEBM(Method):
             temperature=p["temperature"],
             grad_clip=p["grad_clip"],
             clamp=(-1.0, 1.0) if p["clamp"] else None,
+            clamp_rule=p["clamp_rule"],
             metropolis=bool(p["metropolis"]),
         )
         self.sampler_steps_per_iter = int(p["n_steps"])
@@ -160,19 +172,28 @@ class LangevinEBM(Method):
 
     def schedule_lr(self, step: int) -> None:
         """Set every parameter group's rate for update ``step`` (1-based) from its initial
-        rate: lr_k = lr_0 (f + (1 - f) s(t)), t = min(k - 1, D) / D, s = 1 - t (linear) or
+        rate: lr_k = lr_0 (f + (1 - f) s(t)), t = min(E floor((k - 1) / E), D) / D (E =
+        ``lr_schedule_every``, 1 by default), s = 1 - t (linear) or
         (1 + cos(pi t)) / 2 (cosine). Stateless in ``step``, so a resumed run gets the same
         rates as an uninterrupted one (the initial rates travel in the optimiser state)."""
         p = self.params
         kind, total = p["lr_schedule"], int(p["lr_decay_steps"])
         if kind == "constant":
             return
-        t = min(max(step - 1, 0), total) / total
+        every = int(p["lr_schedule_every"])
+        t = min(every * (max(step - 1, 0) // every), total) / total
         s = 1.0 - t if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
         f = float(p["lr_final_factor"])
         for group in self.opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
             group["lr"] = group["initial_lr"] * (f + (1.0 - f) * s)
+
+    def clip_param_grads(self) -> None:
+        """``param_grad_clip``: scale the parameter gradient to global L2 norm <= c (what
+        PyTorch Lightning's ``gradient_clip_val`` does), before every optimiser step."""
+        c = self.params["param_grad_clip"]
+        if c is not None:
+            torch.nn.utils.clip_grad_norm_(list(self.net.parameters()), float(c))
 
     # --- energy and chains ------------------------------------------------------------
     def energy(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,6 +266,7 @@ class LangevinEBM(Method):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         exact = self.exact_cross_entropy(e_pos)
+        self.clip_param_grads()
         self.schedule_lr(step)
         self.opt.step()
         return {

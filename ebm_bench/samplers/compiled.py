@@ -55,7 +55,7 @@ class CompiledULA(ULA):
             (g,) = torch.autograd.grad(energy(xg).sum(), xg)
         drift = self.drift(g)
         x_new = x - self.step_size * drift + self.noise_std * xi
-        return x_new.clamp(*self.clamp) if self.clamp is not None else x_new
+        return self.bound(x, x_new)
 
     def _compiled(self, energy: Callable, x: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         key = (id(energy.__self__) if hasattr(energy, "__self__") else id(energy), tuple(x.shape), x.dtype,
@@ -67,7 +67,7 @@ class CompiledULA(ULA):
             def step(x, xi, energy=energy):
                 g = torch.func.grad(lambda y: energy(y).sum())(x)
                 x_new = x - self.step_size * self.drift(g) + self.noise_std * xi
-                return x_new.clamp(*self.clamp) if self.clamp is not None else x_new
+                return self.bound(x, x_new)
 
             mode = "reduce-overhead" if x.device.type == "cuda" else None
             fn = torch.compile(step, mode=mode, dynamic=False)

@@ -56,7 +56,11 @@ class ULA:
     step_size: float
     temperature: float = 1.0
     grad_clip: float | None = None  # clamp each gradient element to [-c, c] (optional)
-    clamp: tuple[float, float] | None = None  # project onto a box after each step (images)
+    clamp: tuple[float, float] | None = None  # keep image chains in a box after each step (clamp_rule)
+    # how ``clamp`` keeps chains in the box: "project" clamps each coordinate onto it;
+    # "reject" keeps a coordinate's old value where the move takes it outside (paper 003's
+    # reference code, MNIST_code/Sampler.py and CIFAR-10_code/Sampler.py)
+    clamp_rule: str = "project"
     step_rule: StepRule | None = None
     metropolis: bool = False  # Metropolis-adjust every move (MALA / STANLEY + MH)
     n_proposed: int = field(default=0, repr=False, compare=False)
@@ -136,9 +140,16 @@ class ULA:
                 x_new.add_(xi.mul_(self.noise_std))
         else:
             x_new = x - h * drift + torch.sqrt(2.0 * h * self.temperature) * xi
-        if self.clamp is not None:
-            x_new = x_new.clamp(*self.clamp)
-        return x_new.detach()
+        return self.bound(x, x_new).detach()
+
+    def bound(self, x: torch.Tensor, x_new: torch.Tensor) -> torch.Tensor:
+        """Apply ``clamp`` to a move x -> x_new with ``clamp_rule`` (identity without clamp)."""
+        if self.clamp is None:
+            return x_new
+        lo, hi = self.clamp
+        if self.clamp_rule == "reject":
+            return torch.where((x_new > hi) | (x_new < lo), x, x_new)
+        return x_new.clamp(lo, hi)
 
     def run(self, energy: Energy, x: torch.Tensor, n_steps: int, gen: torch.Generator) -> torch.Tensor:
         if self.metropolis and n_steps > 0:

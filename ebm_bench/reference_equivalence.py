@@ -1,0 +1,412 @@
+"""``ebm-bench bench reference --method NAME --reference-dir DIR``: our update against the
+authors' code, side by side, update by update (issue 20; docs/reference-equivalence.md).
+
+The reference is github.com/submissionx12/EBMs_Jarzynski (paper 003); nothing of it is
+copied here. At run time its files are imported from ``--reference-dir`` (``.py``) or their
+code cells exec'd (``.ipynb``, only the cells named below, each checked to be there once),
+and run unchanged; only their Lightning scaffolding is replaced by the few lines of its
+loop they need (zero_grad, ``training_step``, backward, ``gradient_clip_val`` read from the
+notebook, optimiser step), and their module-level ``device`` is the CPU.
+
+Both run on CPU in float64 (``torch.set_default_dtype``), at the paper's network, from the
+same initial parameters (ours are copied into theirs), on the same data batches. Noise: the
+reference draws from torch's global generator exactly as it always does (its own calls, in
+its own order); every draw it makes is recorded (``torch.rand``: initial walkers,
+``torch.multinomial``: the walker mini-batches, ``Tensor.normal_``: the ULA noise) and our
+update is fed the same draws in the same roles, by replacing ``torch.rand`` /
+``torch.randn`` / ``torch.randperm`` while our update runs (a ``randperm`` gets the
+recorded mini-batch first). The reference is not changed at all; a run reports whether our
+update consumed exactly the recorded draws.
+
+Reported after each update: the largest relative difference of the parameters and of the
+walkers (max |ours - theirs| / max |theirs| per tensor, the largest over tensors), and the
+largest absolute difference of the log weights. ``jarzynski_mnist`` is run with every
+option the reference needs set (row ``reference options``) and, for each such option, with
+that option back at the value ``config/paper.yaml`` runs (the other rows): a row that stays
+at ~1e-12 says that option does not act within the compared updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import json
+import re
+import subprocess
+import sys
+import types
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+METHODS = ("jarzynski_mnist",)
+TOL = 1e-6
+
+# the reference's MNIST update (MNIST_code/main.ipynb) as options of our jarzynski method;
+# the values config/paper.yaml runs instead are the ablation rows
+MNIST_REFERENCE_OPTIONS: dict[str, Any] = {
+    "n_minibatches": 6,              # num_batch = 6 walker mini-batches per update
+    "grad_walkers": "subset",        # the loss over a fresh random subset of sampler_batch walkers
+    "weights_scheme": "reference",   # work term at fixed X, kernels under theta_k, loss before the work term
+    "weights_temperature": 1.0,      # quirk 2: kernels with 4 h (T = 1), energies U (not U / T)
+    "burn_in_energy": "start",       # quirk 4: first work term from the energy before burn-in
+    "clamp": True,                   # walkers kept in [-1, 1] ...
+    "clamp_rule": "reject",          # ... by rejecting a coordinate's move, not projecting
+    "weights_ignore_clamp": True,    # quirk 3: the weights ignore it
+    "param_grad_clip": 1.0,          # Lightning gradient_clip_val = 1 (global L2 norm)
+    "lr_schedule_every": 77,         # LambdaLR stepped once per epoch of 77 updates ...
+    "lr_decay_steps": 38500,         # ... to 0 over n_iter = 500 epochs ...
+    "lr_final_factor": 1.0e-10,      # ... floored at 1e-10 (a factor)
+}
+
+
+# --- loading the reference ---------------------------------------------------------------
+def reference_commit(ref_dir: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ref_dir), "rev-parse", "HEAD"], capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def find_reference(reference_dir: str | Path | None, sub: str) -> Path | None:
+    """The clone (folder holding ``sub``), from ``reference_dir`` or EBM_BENCH_REFERENCE_DIR."""
+    import os
+
+    d = reference_dir or os.environ.get("EBM_BENCH_REFERENCE_DIR")
+    if not d:
+        return None
+    d = Path(d)
+    for cand in (d, d.parent):
+        if (cand / sub).is_dir():
+            return cand
+    return None
+
+
+def load_py(path: Path, name: str) -> types.ModuleType:
+    """Import one reference file under a private name (its folder first on sys.path, so its
+    own sibling imports resolve)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(path.parent))
+    return mod
+
+
+def notebook_cell(path: Path, marker: str) -> str:
+    """The one code cell of a notebook that contains ``marker`` (checked: exactly one)."""
+    cells = [("".join(c["source"])) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    hits = [c for c in cells if marker in c]
+    if len(hits) != 1:
+        raise ValueError(f"{path.name}: expected one code cell containing {marker!r}, found {len(hits)}; "
+                         f"the reference changed")
+    return hits[0]
+
+
+class _LightningStub(torch.nn.Module):
+    """What the reference's LightningModule subclass uses of Lightning in training_step."""
+
+    current_epoch = 0
+
+    def save_hyperparameters(self, *a, **k) -> None:  # pragma: no cover - __init__ is not run
+        pass
+
+    def log(self, *a, **k) -> None:
+        pass
+
+
+# --- noise: recorded from the reference, replayed to ours ----------------------------------
+class Tape:
+    """Draws recorded by kind: 'rand' (uniform), 'normal' (standard normal), 'subset'."""
+
+    def __init__(self) -> None:
+        self.q: dict[str, deque] = {"rand": deque(), "normal": deque(), "subset": deque()}
+
+    def left(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.q.items()}
+
+    def pop(self, kind: str, shape=None) -> torch.Tensor:
+        if not self.q[kind]:
+            raise RuntimeError(f"our update asked for more {kind!r} draws than the reference made")
+        t = self.q[kind].popleft()
+        if shape is not None and tuple(t.shape) != tuple(shape):
+            raise RuntimeError(f"{kind!r} draw of shape {tuple(shape)} where the reference drew {tuple(t.shape)}")
+        return t.clone()
+
+
+@contextlib.contextmanager
+def recording(tape: Tape):
+    """Record the reference's draws from the global generator (its calls run unchanged)."""
+    rand, multinomial, normal_ = torch.rand, torch.multinomial, torch.Tensor.normal_
+
+    def rec_rand(*a, **k):
+        out = rand(*a, **k)
+        tape.q["rand"].append(out.detach().clone())
+        return out
+
+    def rec_multinomial(inp, num_samples, replacement=False, **k):
+        out = multinomial(inp, num_samples, replacement, **k)
+        tape.q["subset"].append(out.detach().clone())
+        return out
+
+    def rec_normal_(self, mean=0.0, std=1.0, **k):
+        out = normal_(self, mean, std, **k)
+        tape.q["normal"].append(((self.detach() - mean) / std).clone())
+        return out
+
+    torch.rand, torch.multinomial, torch.Tensor.normal_ = rec_rand, rec_multinomial, rec_normal_
+    try:
+        yield tape
+    finally:
+        torch.rand, torch.multinomial, torch.Tensor.normal_ = rand, multinomial, normal_
+
+
+@contextlib.contextmanager
+def replaying(tape: Tape):
+    """Feed the recorded draws to our code (its generator arguments are ignored)."""
+    rand, randn, randperm = torch.rand, torch.randn, torch.randperm
+
+    def shape_of(a):
+        return tuple(a[0]) if len(a) == 1 and isinstance(a[0], (tuple, list, torch.Size)) else tuple(a)
+
+    def rp_rand(*a, **k):
+        return tape.pop("rand", shape_of(a)).to(k.get("dtype") or torch.get_default_dtype())
+
+    def rp_randn(*a, **k):
+        return tape.pop("normal", shape_of(a)).to(k.get("dtype") or torch.get_default_dtype())
+
+    def rp_randperm(n, **k):
+        sub = tape.pop("subset")
+        rest = torch.ones(n, dtype=torch.bool)
+        rest[sub] = False
+        return torch.cat([sub, torch.arange(n)[rest]])
+
+    torch.rand, torch.randn, torch.randperm = rp_rand, rp_randn, rp_randperm
+    try:
+        yield tape
+    finally:
+        torch.rand, torch.randn, torch.randperm = rand, randn, randperm
+
+
+# --- comparison ------------------------------------------------------------------------
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    scale = float(b.abs().max())
+    return float((a - b).abs().max()) / (scale if scale > 0 else 1.0)
+
+
+def params_rel_diff(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> float:
+    return max(rel_diff(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
+# --- jarzynski_mnist ---------------------------------------------------------------------
+def paper_params(dataset: str, variant: str) -> dict[str, Any]:
+    """The method parameters config/paper.yaml runs for (dataset, variant)."""
+    from .config import run_spec
+
+    text = (Path(__file__).resolve().parents[1] / "config" / "paper.yaml").read_text()
+    try:
+        import yaml
+
+        cfg = yaml.safe_load(text)
+    except ImportError:  # pragma: no cover
+        from . import mini_yaml
+
+        cfg = mini_yaml.load(text)
+    return dict(run_spec(cfg, dataset, variant, 0)["method_params"])
+
+
+def _reference_mnist(ref: Path, ours0: list[torch.Tensor], batches: list[torch.Tensor], n_walkers: int,
+                     n_moved: int, burn_in: int, seed: int) -> tuple[list[dict[str, torch.Tensor]], Tape, dict]:
+    """K updates of the reference MNIST code; its draws recorded."""
+    code = ref / "MNIST_code"
+    cnn_mod = load_py(code / "CNNModel.py", "_ref_mnist_cnn")
+    sampler_mod = load_py(code / "Sampler.py", "_ref_mnist_sampler")
+    sampler_mod.device = torch.device("cpu")
+    nb = code / "main.ipynb"
+    cell = notebook_cell(nb, "class DeepEnergyModel(pl.LightningModule)")
+    trainer = notebook_cell(nb, "def train_model(")
+    m = re.findall(r"gradient_clip_val\s*=\s*([0-9.eE+-]+)", trainer)
+    if len(m) != 1:
+        raise ValueError("main.ipynb: expected one gradient_clip_val in train_model")
+    clip_val = float(m[0])
+    ns: dict[str, Any] = {
+        "pl": types.SimpleNamespace(LightningModule=_LightningStub), "torch": torch, "nn": torch.nn,
+        "F": torch.nn.functional, "optim": torch.optim, "data": torch.utils.data, "CNNModel": cnn_mod.CNNModel,
+        "Sampler": sampler_mod.Sampler, "LightningMNISTClassifier": None, "device": torch.device("cpu"),
+        "DATASET_PATH": None, "transforms": None, "MNIST": None,
+    }
+    exec(compile(cell, f"{nb}#DeepEnergyModel", "exec"), ns)
+    DEM = ns["DeepEnergyModel"]
+    hp = {k: v.default for k, v in inspect.signature(DEM.__init__).parameters.items()
+          if v.default is not inspect.Parameter.empty}
+    hp.update(img_shape=tuple(batches[0].shape[1:]), batch_size=len(batches[0]), sample_size=n_walkers,
+              sampler_batch=n_moved)
+    model = DEM.__new__(DEM)
+    torch.nn.Module.__init__(model)
+    model.hparams = types.SimpleNamespace(**hp)
+    model.langevin_steps = 0
+    model.cnn = cnn_mod.CNNModel()
+    with torch.no_grad():
+        for p, q in zip(model.cnn.parameters(), ours0, strict=True):
+            p.copy_(q)
+    tape = Tape()
+    snaps = []
+    torch.manual_seed(seed)
+    with recording(tape):
+        model.sampler = sampler_mod.Sampler(model.cnn, img_shape=hp["img_shape"], sample_size=n_walkers)
+        # DeepEnergyModel.__init__'s burn-in line, at `burn_in` steps instead of 20,000
+        model.sampler.examples = model.sampler.pure_generate_samples(
+            model.cnn, model.sampler.examples, steps=burn_in, step_size=hp["step_size"],
+            noise_level=hp["noise_level"])
+        model.data = batches[0]
+        model.sampler.normal_0 = torch.tensor(1.0)
+        (opt,), _ = model.configure_optimizers()
+        for k, batch in enumerate(batches):
+            opt.zero_grad()
+            loss = model.training_step((batch, None), k)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip_val)
+            opt.step()
+            snaps.append({"params": [p.detach().clone() for p in model.cnn.parameters()],
+                          "walkers": model.sampler.examples.detach().clone(),
+                          "log_w": model.sampler.log_weights.detach().clone(),
+                          "grad_norm": float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.cnn.parameters())))})
+    info = {"hyperparameters": {k: hp[k] for k in ("alpha", "lr", "steps", "step_size", "num_batch", "noise_level",
+                                                   "sample_size", "sampler_batch", "resample_std")},
+            "gradient_clip_val": clip_val}
+    return snaps, tape, info
+
+
+def _ours_mnist(params: dict[str, Any], shape, batches, seed: int, tape: Tape | None):
+    from .methods.base import DataInfo
+    from .methods.jarzynski import Jarzynski
+
+    m = Jarzynski(params, DataInfo(tuple(shape), True, 3), "cpu", seed)
+    snaps = []
+    ctx = replaying(tape) if tape is not None else contextlib.nullcontext()
+    with ctx:
+        for k, batch in enumerate(batches, start=1):
+            m.train_step(batch, k)
+            lw = m.completed_log_weights()[0] if m.pending else m.log_w
+            snaps.append({"params": [p.detach().clone() for p in m.net.parameters()],
+                          "walkers": m.walkers.detach().clone(), "log_w": lw.detach().clone()})
+    return m, snaps
+
+
+def compare_jarzynski_mnist(ref: Path, updates: int = 3, n_walkers: int = 48, n_moved: int = 16,
+                            burn_in: int = 10, seed: int = 0, ablations: bool = True) -> dict[str, Any]:
+    base = paper_params("mnist_236", "jarzynski_multinomial")
+    sizes = {"n_walkers": n_walkers, "n_moved": n_moved, "burn_in_steps": burn_in, "resample_from_step": 10**9}
+    shape = (1, 28, 28)
+    gen = torch.Generator().manual_seed(seed + 1)
+    batches = [torch.rand((128, *shape), generator=gen, dtype=torch.float64) * 2 - 1 for _ in range(updates)]
+    full = {**base, **MNIST_REFERENCE_OPTIONS, **sizes}
+    rows: dict[str, Any] = {}
+    configs = [("reference options", full)]
+    if ablations:
+        for key in MNIST_REFERENCE_OPTIONS:
+            if key in ("clamp", "weights_ignore_clamp", "lr_decay_steps", "lr_final_factor"):
+                continue  # travel with clamp_rule / lr_schedule_every
+            alt = dict(full)
+            if key == "clamp_rule":
+                alt.update(clamp=base["clamp"], clamp_rule=base["clamp_rule"],
+                           weights_ignore_clamp=base["weights_ignore_clamp"])
+            elif key == "lr_schedule_every":
+                for k2 in ("lr_schedule_every", "lr_decay_steps", "lr_final_factor"):
+                    alt[k2] = base[k2]
+            else:
+                alt[key] = base[key]
+            if alt == full:
+                continue
+            if alt["weights_scheme"] == "eq5" and alt["n_minibatches"] > 1 and alt["grad_walkers"] == "moved":
+                alt["grad_walkers"] = "subset"
+            changed = ", ".join(f"{k}={alt[k]}" for k in MNIST_REFERENCE_OPTIONS if alt[k] != full[k])
+            configs.append((changed, alt))
+    ref_snaps = info = None
+    for label, params in configs:
+        # ours first (its constructor seeds the global generator for the network), then theirs
+        probe = _ours_mnist(params, shape, [], seed, None)[0]
+        init = [p.detach().clone() for p in probe.net.parameters()]
+        if ref_snaps is None:
+            ref_snaps, tape0, info = _reference_mnist(ref, init, batches, n_walkers, n_moved, burn_in, seed)
+        tape = Tape()
+        tape.q = {k: deque(v) for k, v in tape0.q.items()}
+        try:
+            _, snaps = _ours_mnist(params, shape, batches, seed, tape)
+        except RuntimeError as e:
+            rows[label] = {"error": str(e)}
+            continue
+        per = []
+        for k, (o, r) in enumerate(zip(snaps, ref_snaps), start=1):
+            per.append({"update": k,
+                        "max_rel_diff_params": params_rel_diff(o["params"], r["params"]),
+                        "max_rel_diff_walkers": rel_diff(o["walkers"], r["walkers"]),
+                        "max_abs_diff_log_weights": float((o["log_w"].double() - r["log_w"].double()).abs().max())})
+        rows[label] = {"updates": per, "draws_left_unused": tape.left(),
+                       "options": {k: params[k] for k in MNIST_REFERENCE_OPTIONS}}
+    return {"method": "jarzynski_mnist", "updates": updates, "n_walkers": n_walkers, "n_moved": n_moved,
+            "burn_in_steps": burn_in, "network": "cnn_silu hidden_features 32 (MNIST_code/CNNModel.py), 76,993 parameters",
+            "reference": info, "reference_grad_norms": [s["grad_norm"] for s in ref_snaps],
+            "data": f"{updates} batches of 128 uniform[-1, 1] images 1x28x28 (same tensors to both)",
+            "rows": rows}
+
+
+COMPARISONS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
+    "jarzynski_mnist": ("MNIST_code", compare_jarzynski_mnist),
+}
+
+
+def run(method: str | None, reference_dir: str | None, updates: int | None, out: str | None,
+        quick: bool = False) -> dict[str, Any] | None:
+    names = [method] if method else list(COMPARISONS)
+    unknown = [n for n in names if n not in COMPARISONS]
+    if unknown:
+        from .errors import ConfigError
+
+        raise ConfigError(f"bench reference: unknown --method {unknown[0]!r}; known: {', '.join(COMPARISONS)}")
+    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    result: dict[str, Any] = {"tolerance": TOL, "methods": {}}
+    try:
+        for name in names:
+            sub, fn = COMPARISONS[name]
+            ref = find_reference(reference_dir, sub)
+            if ref is None:
+                print(f"  {name}: skipped: no reference checkout (pass --reference-dir to a clone of "
+                      f"github.com/submissionx12/EBMs_Jarzynski, or set EBM_BENCH_REFERENCE_DIR)")
+                continue
+            result["reference_commit"] = reference_commit(ref)
+            r = fn(ref, updates=int(updates or 3), ablations=not quick)
+            result["methods"][name] = r
+            print_table(r)
+    finally:
+        torch.set_default_dtype(old_dtype)
+        torch.set_num_threads(old_threads)
+    if not result["methods"]:
+        return None
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "reference_equivalence.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        print(f"  wrote {Path(out) / 'reference_equivalence.json'}")
+    return result
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(f"  {r['method']}: {r['updates']} updates, float64, CPU, N = {r['n_walkers']} walkers, N' = {r['n_moved']}, "
+          f"burn-in {r['burn_in_steps']} steps; {r['network']}")
+    print(f"  {'configuration (paper.yaml value)':45s} {'update':>6s} {'params (rel)':>13s} {'walkers (rel)':>13s} {'log w (abs)':>12s}")
+    for label, row in r["rows"].items():
+        if "error" in row:
+            print(f"  {label:45s} error: {row['error']}")
+            continue
+        for u in row["updates"]:
+            print(f"  {label:45s} {u['update']:6d} {u['max_rel_diff_params']:13.2e} {u['max_rel_diff_walkers']:13.2e} "
+                  f"{u['max_abs_diff_log_weights']:12.2e}")
