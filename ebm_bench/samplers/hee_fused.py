@@ -131,6 +131,10 @@ def run_fused(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor | 
     total = torch.zeros_like(X) if avg_from is not None else None
     n_avg = 0
     x0c = x0.to(dtype) if clamp else None
+    X_clamped = X[:, :n0]  # views into the buffers, made once
+    E_u = E.expand_as(U) if use_u else None
+    if use_u and k_u == 1:
+        A = U[0]
     t_last = time.monotonic()
 
     for step in range(n_steps):
@@ -142,9 +146,7 @@ def run_fused(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor | 
         torch.addmm(bias, FX, Wb.t(), out=E)
         # A'(eta): interneurons' average or closed form
         if use_u:
-            if k_u == 1:
-                A = U[0]
-            else:
+            if k_u > 1:
                 torch.mean(U, 0, out=A)
         else:
             torch.div(E, two_lam, out=A)
@@ -167,7 +169,7 @@ def run_fused(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor | 
             bias.add_(err.sum(0), alpha=rate / B)
             if diag:
                 if use_u:
-                    a2 = (U * U).mean(0) if k_u > 1 else U[0] * U[0]
+                    a2 = (U * U).mean(0) if k_u > 1 else A * A
                 else:
                     a2 = A * A + 1.0 / two_lam
                 lam.add_(a2.sub_(X * X).mean(0), alpha=rate).clamp_(float(p["precision_min"]),
@@ -187,11 +189,11 @@ def run_fused(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor | 
             else:
                 V.mul_(c_v).addcmul_(nX, c_vn)
         if clamp:
-            X[:, :n0] = x0c
+            X_clamped.copy_(x0c)
         # interneurons on this step's eta
         if use_u:
             nU.normal_(generator=gen)
-            U.mul_(cu).addcmul_(E.expand_as(U), ce).addcmul_(nU, cn)
+            U.mul_(cu).addcmul_(E_u, ce).addcmul_(nU, cn)
         if new_lam is not None:
             two_lam = 2.0 * lam
             if use_u:
