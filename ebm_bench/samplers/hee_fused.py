@@ -44,7 +44,7 @@ PROGRESS_EVERY_S = 60.0
 
 def fast_tanh_(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """out = tanh(x) = 2 sigmoid(2x) - 1, in place into ``out``."""
-    torch.mul(x, 2.0, out=out)
+    torch.add(x, x, out=out)  # 2x exactly (a Python-scalar multiply with out= converts the scalar each call)
     out.sigmoid_()
     return out.mul_(2.0).sub_(1.0)
 
