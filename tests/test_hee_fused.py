@@ -109,3 +109,18 @@ def test_inner_loop_is_validated_and_auto_picks_fused_where_supported():
     assert HEE({"layers": [3]}, INFO, "cpu", 0).fused
     assert not HEE({"layers": [3], "quadratic": "full"}, INFO, "cpu", 0).fused
     assert not HEE({"layers": [3], "inner_loop": "eager"}, INFO, "cpu", 0).fused
+
+
+def test_long_jobs_print_progress_at_least_once_a_minute(tmp_path, monkeypatch, capsys):
+    """The training loop prints 'step k/n ... elapsed' whenever PROGRESS_EVERY_S has passed
+    since its last line, whatever log_every (here: 0 s, so every step; log_every 1000)."""
+    from ebm_bench import train as train_mod
+
+    monkeypatch.setattr(train_mod, "PROGRESS_EVERY_S", 0.0)
+    m = HEE({**HEE.tiny, "present_time": 0.05}, INFO, "cpu", 0)
+    cfg = {"steps": 3, "batch_size": 16, "checkpoint_every": 1000, "log_every": 1000}
+    train_mod.train(m, torch.randn(64, 2), cfg, tmp_path, "cfg", 0)
+    err = capsys.readouterr().err
+    for k in (1, 2, 3):
+        assert f"step {k}/3" in err
+    assert "elapsed" in err
