@@ -339,7 +339,8 @@ def bench_hee_inner_loop(quick: bool = False) -> None:
     print(f"HEE Euler step, supp. Table 1 2D setting (L=5 x 10, order 2, interneurons, learning), batch 512, "
           f"{torch.get_num_threads()} threads; {int(present / 0.01)} steps per timed call")
     for nl in ("linear", "tanh"):
-        ms = {loop: HEE({**base, "nonlinearity": nl, "inner_loop": loop}, info, "cpu", 0) for loop in ("eager", "fused")}
+        ms = {loop: HEE({**base, "nonlinearity": nl, "inner_loop": loop}, info, "cpu", 0)
+              for loop in ("eager", "fused")}
         med = _median_time({k: (lambda m=m: m.train_step(x, 1)) for k, m in ms.items()}, 3 if quick else 7)
         n = ms["eager"].sampler_steps_per_iter
         e, f = (1e3 * med[k] / n for k in ("eager", "fused"))

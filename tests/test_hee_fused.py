@@ -64,7 +64,8 @@ CASES = {
 
 
 # marginal generation uses neither interneurons nor learning: the three base cases cover it
-PAIRS = [(c, m) for c in CASES for m in ("infer", "joint")] + [(c, "marginal") for c in ("hee_l", "tanh", "tanh_driven")]
+PAIRS = ([(c, m) for c in CASES for m in ("infer", "joint")]
+         + [(c, "marginal") for c in ("hee_l", "tanh", "tanh_driven")])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])

@@ -70,7 +70,7 @@ def run_fused(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor | 
     model's W, bias and lam in place exactly when the eager loop would."""
     p = model.params
     B, N = X.shape
-    dt, dtype, dev = model.dt, X.dtype, X.device
+    dt, dtype = model.dt, X.dtype
     n0 = model.sizes[0]
     linear = p["nonlinearity"] == "linear"
     order = int(p["order"])
@@ -107,7 +107,8 @@ def run_fused(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor | 
             return a, (1.0 - a) / (2.0 * lam), torch.sqrt((1.0 - a * a) / (2.0 * lam))
         if precond:
             k = 1.0 / (2.0 * lam)
-            return (1.0 - dt / tau_u) * torch.ones_like(lam), (dt / tau_u) * k, (2.0 * dt / tau_u) ** 0.5 * torch.sqrt(k)
+            return ((1.0 - dt / tau_u) * torch.ones_like(lam), (dt / tau_u) * k,
+                    (2.0 * dt / tau_u) ** 0.5 * torch.sqrt(k))
         return 1.0 - 2.0 * lam * dt / tau_u, (dt / tau_u) * torch.ones_like(lam), \
             (2.0 * dt / tau_u) ** 0.5 * torch.ones_like(lam)
 
