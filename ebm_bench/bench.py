@@ -322,6 +322,34 @@ def bench_hee_inference(quick: bool = False) -> None:
     print(f"  second-order / first-order cost: x{med['order 2'] / med['order 1']:.2f}")
 
 
+def bench_hee_inner_loop(quick: bool = False) -> None:
+    """HEE's Euler loop (inference + interneurons + local learning, one training presentation)
+    at supp. Table 1's 2D setting (L = 5 layers of 10, tau_z = linspace(1, 10), dt = 0.01,
+    order 2, m = 0.5, tau_u = 0.1, tau_theta = 10) and batch 512: ms per Euler step of the
+    eager loop (the reference) and the fused one (``inner_loop: fused``), HEE-L and the
+    nonlinear (tanh) model, timed interleaved in one process; then the projected wall time
+    of a presentation (300 tau_x = 30,000 steps) and of paper.yaml's 300 presentations."""
+    from .methods.hee import HEE
+
+    info = DataInfo((2,), False)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 2, generator=g)
+    present = 0.5 if quick else 2.0  # tau_x timed per call (50 / 200 Euler steps)
+    base = {"layers": [10] * 5, "tau_z": [1.0, 10.0], "tau_theta": 10.0, "present_time": present}
+    print(f"HEE Euler step, supp. Table 1 2D setting (L=5 x 10, order 2, interneurons, learning), batch 512, "
+          f"{torch.get_num_threads()} threads; {int(present / 0.01)} steps per timed call")
+    for nl in ("linear", "tanh"):
+        ms = {loop: HEE({**base, "nonlinearity": nl, "inner_loop": loop}, info, "cpu", 0)
+              for loop in ("eager", "fused")}
+        med = _median_time({k: (lambda m=m: m.train_step(x, 1)) for k, m in ms.items()}, 3 if quick else 7)
+        n = ms["eager"].sampler_steps_per_iter
+        e, f = (1e3 * med[k] / n for k in ("eager", "fused"))
+        label = "HEE-L (linear)" if nl == "linear" else "HEE (tanh)"
+        print(f"  {label:15s} eager {e:6.3f} ms/step   fused {f:6.3f} ms/step   speed-up x{e / f:4.2f}   "
+              f"per presentation (30,000 steps): {30 * e:5.1f} s -> {30 * f:5.1f} s;   "
+              f"300 presentations: {30 * e * 300 / 60:5.1f} min -> {30 * f * 300 / 60:5.1f} min")
+
+
 def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, **_) -> None:
     """Paper 003 App. B.1 GMM update against the authors' script (ebm_bench/gmm_reference.py)."""
     from .gmm_reference import bench_gmm_reference as run
@@ -352,6 +380,7 @@ BENCHMARKS: dict[str, Callable[..., None]] = {
     "ula_vectorisation": bench_ula_vectorisation,
     "jarzynski_overhead": bench_jarzynski_overhead,
     "hee_inference": bench_hee_inference,
+    "hee_inner_loop": bench_hee_inner_loop,
     "gmm_reference": bench_gmm_reference,
     "reference": bench_reference,
     "gpu": bench_gpu,

@@ -76,6 +76,9 @@ def next_batch(x_train: torch.Tensor, batch_size: int, batch_gen: torch.Generato
     idx = torch.randperm(n, generator=batch_gen)[: min(batch_size, n)]
     return x_train if batch_size >= n else x_train[idx]
 
+PROGRESS_EVERY_S = 60.0  # a progress line at least this often, whatever log_every
+
+
 def train(
     method,
     x_train: torch.Tensor,
@@ -141,6 +144,7 @@ def train(
         )
 
     t0 = time.perf_counter() - wall0
+    said = wall0  # wall time of the last progress line
     step = start
     evals0 = grad_evals() - int(status.get("grad_evals", 0) or 0)
     precision_mode = precision.method_mode(method)  # docs/performance.md: fp32 unless the method asks
@@ -152,12 +156,15 @@ def train(
         if not _healthy(scalars, limit):
             status = {"status": "diverged", "diverged_step": step}
             _say(label, f"diverged at step {step}: {scalars}")
-        if step % every_log == 0 or step == steps or status["status"] != "ok":
+        logged = step % every_log == 0 or step == steps or status["status"] != "ok"
+        if logged:
             log.append({"step": step, "wall_time_s": round(wall, 4), **scalars})
+        if logged or wall - said >= PROGRESS_EVERY_S:  # long steps (HEE): a line at least a minute
+            said = wall
             rate = (step - start) / max(wall - wall0, 1e-9)
             eta = (steps - step) / max(rate, 1e-9)
             shown = " ".join(f"{k}={v:.4g}" for k, v in list(scalars.items())[:3])
-            _say(label, f"step {step}/{steps} {shown} ({rate:.1f} it/s, eta {eta:.0f}s)")
+            _say(label, f"step {step}/{steps} {shown} ({rate:.3g} it/s, elapsed {wall:.0f}s, eta {eta:.0f}s)")
         if step % every_ckpt == 0 or status["status"] != "ok":
             status["grad_evals"] = grad_evals() - evals0
             checkpoint(step, wall)

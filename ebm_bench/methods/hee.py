@@ -109,6 +109,8 @@ average of the inference dynamics (``feature_time`` tau_x, average over the last
 from __future__ import annotations
 
 import math
+import sys
+import time
 from typing import Any
 
 import torch
@@ -118,6 +120,7 @@ from ..errors import ConfigError
 from ..samplers.counting import count_grad_evals
 from ..samplers.hee_dynamics import (ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step,
                                      interneuron_step_exact, second_order_step)
+from ..samplers.hee_fused import run_fused
 from .base import DataInfo, Method, register_method
 
 HEE_DEFAULTS: dict[str, Any] = {
@@ -156,11 +159,16 @@ HEE_DEFAULTS: dict[str, Any] = {
     "feature_average": 10.0,
     "density_mc": 4096,  # ancestral samples for the nonlinear model's p(x_0)
     "sample_batch": 1000,
+    # the Euler loop's implementation: "eager" (the reference, op by op), "fused" (block
+    # weights, in-place updates, same random stream; samplers/hee_fused.py, issue 21),
+    # "auto" = fused where supported (quadratic fixed / diagonal), else eager
+    "inner_loop": "auto",
 }
 
 NONLINEARITIES = ("linear", "tanh")
 QUADRATICS = ("fixed", "diagonal", "full")
 GENERATIONS = ("joint", "marginal")
+INNER_LOOPS = ("auto", "eager", "fused")
 
 
 def check_params(p: dict[str, Any]) -> None:
@@ -211,6 +219,9 @@ def check_params(p: dict[str, Any]) -> None:
         need(2 * top * dt / (float(p["tau_u"]) * float(p["tau_x"])) < 2, "interneuron_precondition",
              f"the interneurons' EM step is unstable for precisions up to {top:g} (2 Lambda dt / tau_u >= 2): "
              "set interneuron_precondition: true or lower precision / precision_max")
+    need(p["inner_loop"] in INNER_LOOPS, "inner_loop", f"expected one of {INNER_LOOPS}")
+    need(not (p["inner_loop"] == "fused" and p["quadratic"] == "full"), "inner_loop",
+         "the fused loop supports quadratic fixed / diagonal only (full: eager or auto)")
     need(float(p["dt"]) < float(p["tau_u"]), "dt",
          f"the EM step dt = {p['dt']} tau_x must be below tau_u = {p['tau_u']} tau_x")
 
@@ -233,6 +244,7 @@ class HEE(Method):
         "v_init": V.choice("stationary", "zero"),
         "order": V.choice(1, 2),
         "interneuron_integrator": V.choice("euler", "exact"),
+        "inner_loop": V.choice(*INNER_LOOPS),
         "tau_z": V.either(V.positive(), V.list_of(V.positive(), length=2)),
         "connectivity": V.number(gt=0, le=1),
         "weight_init": V.nonnegative(),
@@ -292,6 +304,13 @@ class HEE(Method):
         self.lam: torch.Tensor | list[torch.Tensor] = (
             [c * torch.eye(n, device=dev) for n in self.sizes] if self.full else torch.full((self.N,), c, device=dev))
         self.sampler_steps_per_iter = _steps(p["present_time"], p["dt"])
+        self.fused = p["inner_loop"] == "fused" or (p["inner_loop"] == "auto" and not self.full)
+        self._t_progress = time.monotonic()  # last progress line (long jobs print one a minute)
+
+    def progress(self, msg: str) -> None:
+        """A progress line on stderr (the fused loop calls it about once a minute)."""
+        self._t_progress = time.monotonic()
+        print(f"hee: {msg}", file=sys.stderr, flush=True)
 
     # --- parameters per layer ------------------------------------------------------------------
     @property
@@ -441,7 +460,10 @@ class HEE(Method):
         ``learn_from`` when given; ``joint``: all layers free on ln p(x_{0:L});
         ``marginal``: top-down dynamics (each layer on its own conditional). Returns the
         final state X (B, N) and its time average from step ``avg_from`` on;
-        ``record(step, X)`` is called after every step (benchmarks).
+        ``record(step, X)`` is called after every step (benchmarks; with the fused loop X
+        is a buffer updated in place: copy what you keep). ``inner_loop`` picks the eager
+        loop below (the reference) or :func:`~ebm_bench.samplers.hee_fused.run_fused`
+        (same recursion and random stream, fewer and fused ops).
         """
         p = self.params
         dev = self.device
@@ -467,6 +489,9 @@ class HEE(Method):
         k_u = int(p["n_interneurons"])
         U = X.new_zeros(k_u, *X.shape) if use_u else None  # k_u interneurons per unit
         learn_m2 = p["quadratic"] != "fixed"
+        if self.fused:
+            return run_fused(self, X, V, U, n_steps, gen, mode=mode, x0=x0 if clamp else None,
+                             learn_from=learn_from, avg_from=avg_from, record=record)
         total = torch.zeros_like(X) if avg_from is not None else None
         n_avg = 0
         for step in range(n_steps):
