@@ -442,3 +442,32 @@ def test_claims_md_holds_each_claim_once_and_is_small(tmp_path: Path) -> None:
     assert len(md.encode()) < 20_000
     csv = pd.read_csv(out["claims.csv"])
     assert {"scale", "gates", "gates_failed", "p_adj_bh"} <= set(csv.columns)
+
+
+def test_one_runaway_seed_fails_the_gate(tmp_path: Path) -> None:
+    """Gates take the worst seed by default: one runaway seed of three is enough."""
+    res = tmp_path / "results"
+    for s in range(3):
+        _run(res, "d", "m1", s, {"score": [20.0, 21.5, 22.2][s]})
+        _run(res, "d", "m2", s, {"score": [10.0, 11.0, 12.7][s]})
+        _run(res, "d", "m1", s, {"energy_scale": 5000.0 if s == 1 else 40.0}, family="diag")
+    row = _verdicts(tmp_path, [_cmp("g", "m1", "m2", direction="greater", metric="score", gates=["no_runaway_a"])],
+                    gate_sets=_gate_sets()).loc["g"]
+    assert row["verdict"] == "regime not reached" and row["gates_failed"] == "energy_scale 5000 <= 1000"
+
+
+def test_within_verdicts_at_the_band_edges(tmp_path: Path) -> None:
+    """holds only with the whole interval inside the band, contradicted only with it all
+    outside; an interval across an edge is inconclusive."""
+    res = tmp_path / "results"
+    cases = {"inside": [0.25, 0.26, 0.24, 0.25], "across": [0.27, 0.30, 0.26, 0.29], "outside": [0.40, 0.42, 0.41, 0.43]}
+    claims = []
+    for name, vals in cases.items():
+        for s in range(4):
+            _run(res, "d", name, s, {"mass_a": vals[s]}, family="exact")
+        claims.append({"id": name, "paper": "t", "source": "s", "statement": "s", "kind": "within", "tolerance": 0.03,
+                       "target": 0.25, "a": {"variant": name, "metric": "mass_a"},
+                       "designs": [{"scale": "embedded", "config": EMB, "dataset": "d"}]})
+    v = _verdicts(tmp_path, claims)
+    assert v.loc["across", "ci_low"] < 0.03 < v.loc["across", "ci_high"]
+    assert v["verdict"].to_dict() == {"inside": "holds", "across": "inconclusive", "outside": "contradicted"}
