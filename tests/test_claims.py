@@ -5,6 +5,21 @@ files the evaluate stage writes) with values chosen so that each verdict must co
 The gate tests use the repository's own gate sets (config/claims.yaml), so a change of
 a real gate's metric, operator or side is caught here. The statistics themselves are
 pinned to independent computations in tests/test_claim_stats.py.
+
+Mutations of ebm_bench/claims/judge.py, each caught (the test that fails first):
+pairing rule off -> fabricated_runs_reach_every_verdict; "less" orientation swapped ->
+same; min_effect dropped from the decision -> same; within decision on the wrong
+interval ends -> within_verdicts_at_the_band_edges; gate comparison skipped ->
+each_gate_reaches_regime_not_reached; design's config not filtered ->
+a_design_is_judged_only_from_its_own_configs_runs; unreliable flags ignored ->
+fabricated_runs_reach_every_verdict; degenerate spread not checked ->
+zero_variance_is_degenerate_never_a_zero_width_interval; BH returns raw p ->
+adjusted_p_is_benjamini_hochberg_over_the_judged_designs; relative orientation swapped
+-> relative_effects_use_log_ratios; diverged runs read as ok ->
+fabricated_runs_reach_every_verdict; gate over the mean instead of the worst seed ->
+one_runaway_seed_fails_the_gate; failed gates not turned into the verdict ->
+fabricated_runs_reach_every_verdict; dropped seeds not named ->
+one_diverged_seed_keeps_the_pairing_and_is_named.
 """
 
 from __future__ import annotations
