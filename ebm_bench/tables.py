@@ -75,9 +75,14 @@ _DIRECTIONS: list[tuple[str, str]] = [
 # Kept in runs.csv and {dataset}.csv but left out of the Markdown/LaTeX tables, which
 # stay readable: per-mode weights, a metric's own within-run spread, backend checks.
 DETAIL_METRICS = [r"^mode_weight_", r"^mode_rel_error_(?!mean$|max$)", r"(_std|_stderr)$", r"rel_diff",
-                  r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$"]
+                  r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$",
+                  # the diagnostics family: what the claims' gates read, not scores
+                  r"^drift_", r"^energy_scale$", r"^ess_min_before_resampling$", r"^ancestors_frac_final$",
+                  r"^n_resamples_final$", r"^model_mode_ess_chains$", r"^walkers_per_moved$",
+                  r"^sampler_steps_per_update$", r"^timed_quietly$"]
 # column order of the tables: metric families in evaluation order, others after
-FAMILY_ORDER = ["fid", "probe", "exact", "exact_samples", "modes", "model_modes", "cost", "train_final"]
+FAMILY_ORDER = ["fid", "probe", "exact", "exact_samples", "modes", "model_modes", "cost", "train_final",
+                "diagnostics"]
 
 ARROWS = {"lower": "↓", "higher": "↑", "": ""}
 TEX_ARROWS = {"lower": r"$\downarrow$", "higher": r"$\uparrow$", "": ""}
