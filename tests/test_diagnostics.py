@@ -107,3 +107,4 @@ def test_diverged_run_gives_nulls_and_no_log_gives_nothing(tmp_path: Path) -> No
     empty = tmp_path / "empty"
     empty.mkdir()
     assert diagnostics(SimpleNamespace(run_dir=empty, spec={}, ok=True)) is None
+    assert _run(empty, {"step": STEPS, "wall_time_s": STEPS}) is None  # the data row logs nothing

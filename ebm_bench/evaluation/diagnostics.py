@@ -127,6 +127,8 @@ def diagnostics(ctx):
     if log is None or "step" not in log:
         return None
     metrics = diagnose(log, ctx.spec.get("method_params") or {})
+    if not metrics:  # nothing logged but the step (the data and gaussian rows)
+        return None
     if not ctx.ok:
         metrics = dict.fromkeys(metrics)
     last = window(log)
