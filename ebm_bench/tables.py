@@ -77,7 +77,7 @@ _DIRECTIONS: list[tuple[str, str]] = [
 DETAIL_METRICS = [r"^mode_weight_", r"^mode_rel_error_(?!mean$|max$)", r"(_std|_stderr)$", r"rel_diff",
                   r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$",
                   # the diagnostics family: what the claims' gates read, not scores
-                  r"^drift_", r"^energy_scale$", r"^ess_min_before_resampling$", r"^ancestors_frac_final$",
+                  r"^drift_", r"^change_", r"^energy_scale$", r"^ess_min_before_resampling$", r"^ancestors_frac_final$",
                   r"^n_resamples_final$", r"^model_mode_ess_chains$", r"^walkers_per_moved$",
                   r"^sampler_steps_per_update$", r"^timed_quietly$"]
 # column order of the tables: metric families in evaluation order, others after

@@ -35,6 +35,7 @@ def test_drift_is_the_fitted_change_over_the_last_quarter(tmp_path: Path) -> Non
     flat[-6:] = [5.1, 4.9, 5.0, 5.0, 4.9, 5.1]  # a palindrome about the window's middle: slope 0
     neg = [-v for v in loss]  # falls 0.5 about a mean of -4.75: the same relative change, negative
     m, proto = _run(tmp_path, {"step": STEPS, "wall_time_s": STEPS, "loss": loss, "flat": flat, "neg": neg})
+    assert m["change_loss"] == pytest.approx(0.5) and m["change_neg"] == pytest.approx(-0.5)
     assert m["drift_loss"] == pytest.approx(0.5 / 4.75)
     assert m["drift_neg"] == pytest.approx(-0.5 / 4.75)
     assert m["drift_flat"] == pytest.approx(0.0, abs=1e-12)
@@ -46,12 +47,13 @@ def test_drift_of_a_zero_mean_scalar_uses_the_floor(tmp_path: Path) -> None:
     x = [0.0] * 14 + [-0.5, -0.3, -0.1, 0.1, 0.3, 0.5]  # mean 0 in the window, slope 0.02 per step
     m, _ = _run(tmp_path, {"step": STEPS, "x": x})
     assert m["drift_x"] == pytest.approx(0.02 * 50 / 1e-12)
+    assert m["change_x"] == pytest.approx(1.0)
 
 
 def test_drift_needs_four_rows(tmp_path: Path) -> None:
     steps = [100.0, 200.0, 300.0, 400.0, 500.0]  # window: steps >= 375 -> 2 rows
     m, _ = _run(tmp_path, {"step": steps, "loss": [1.0, 2.0, 3.0, 4.0, 5.0]})
-    assert m["drift_loss"] is None
+    assert m["drift_loss"] is None and m["change_loss"] is None
 
 
 def test_energy_scale_is_the_largest_energy_of_the_last_quarter(tmp_path: Path) -> None:
@@ -103,7 +105,8 @@ def test_jarzynski_ess_before_the_first_resampling_when_allowed_from_step_0(tmp_
 
 def test_diverged_run_gives_nulls_and_no_log_gives_nothing(tmp_path: Path) -> None:
     m, _ = _run(tmp_path, {"step": STEPS, "energy_data": [1.0] * 20, "loss": [1.0] * 20}, ok=False)
-    assert m == {"energy_scale": None, "drift_energy_data": None, "drift_loss": None}
+    assert m == {"energy_scale": None, "drift_energy_data": None, "drift_loss": None,
+                 "change_energy_data": None, "change_loss": None}
     empty = tmp_path / "empty"
     empty.mkdir()
     assert diagnostics(SimpleNamespace(run_dir=empty, spec={}, ok=True)) is None

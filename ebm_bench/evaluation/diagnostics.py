@@ -16,12 +16,14 @@ a claim's *gates* read them (a failing gate gives "regime not reached", not a ve
 - ``energy_scale`` (runs that log ``energy_data`` / ``energy_model``): the largest
   |energy| of either over the last quarter of training, the runaway diagnostic (an
   energy drifting to 1e4 is a model whose density is no longer the claim's).
-- ``drift_<x>`` for every logged scalar x (not step, wall_time_s): the change over the
+- ``change_<x>`` for every logged scalar x (not step, wall_time_s): the change over the
   last quarter of training predicted by a least-squares line through the logged rows of
-  that quarter (slope x span of their steps, scipy.stats.linregress), divided by
-  max(|mean of x over the quarter|, 1e-12). Near 0: x has settled; a claim about a
-  trained model asks that its scalars stopped moving. None with fewer than ``MIN_ROWS``
-  rows in the quarter or a non-finite value in it.
+  that quarter (slope x span of their steps, scipy.stats.linregress), in x's own units
+  (a gate on paper 003's mass a: it moves by less than 0.01); ``drift_<x>``: the same
+  change divided by max(|mean of x over the quarter|, 1e-12), for scalars without a
+  natural unit. Near 0: x has settled; a claim about a trained model asks that its
+  scalars stopped moving. None with fewer than ``MIN_ROWS`` rows in the quarter or a
+  non-finite value in it.
 
 The last quarter of training is the logged rows with step >= 3/4 of the last logged step
 (training runs from step 0). Every value is None for a diverged run, as in every family.
@@ -71,8 +73,8 @@ def window(log: dict[str, np.ndarray]) -> np.ndarray:
     return step >= QUARTER * np.nanmax(step)
 
 
-def drift(step: np.ndarray, x: np.ndarray) -> float | None:
-    """Relative change of ``x`` over the span of ``step`` predicted by a least-squares line."""
+def change(step: np.ndarray, x: np.ndarray) -> float | None:
+    """Change of ``x`` over the span of ``step`` predicted by a least-squares line."""
     from scipy.stats import linregress
 
     if len(x) < MIN_ROWS or not (np.isfinite(x).all() and np.isfinite(step).all()):
@@ -80,8 +82,13 @@ def drift(step: np.ndarray, x: np.ndarray) -> float | None:
     span = float(step[-1] - step[0])
     if span <= 0:
         return None
-    slope = float(linregress(step, x).slope)
-    return slope * span / max(abs(float(np.mean(x))), 1e-12)
+    return float(linregress(step, x).slope) * span
+
+
+def drift(step: np.ndarray, x: np.ndarray) -> float | None:
+    """:func:`change` relative to the mean of ``x`` (floored at 1e-12)."""
+    c = change(step, x)
+    return None if c is None else c / max(abs(float(np.mean(x))), 1e-12)
 
 
 def ess_min_before_resampling(log: dict[str, np.ndarray], resample_from_step: int) -> float | None:
@@ -117,6 +124,7 @@ def diagnose(log: dict[str, np.ndarray], method_params: dict[str, Any]) -> dict[
         out["energy_scale"] = float(vals.max()) if vals.size and np.isfinite(vals).all() else None
     for c in log:
         if c not in SKIP:
+            out[f"change_{c}"] = change(log["step"][last], log[c][last])
             out[f"drift_{c}"] = drift(log["step"][last], log[c][last])
     return out
 
@@ -142,7 +150,8 @@ def diagnostics(ctx):
             "ancestors_frac_final": "final n_ancestors / n_walkers",
             "n_resamples_final": "final n_resamples",
             "energy_scale": "max over the window of max(|energy_data|, |energy_model|)",
-            "drift_<x>": f"linregress slope x step span over the window / max(|mean x|, 1e-12); None with < {MIN_ROWS} rows",
+            "change_<x>": f"linregress slope x step span over the window; None with < {MIN_ROWS} rows",
+            "drift_<x>": "change_<x> / max(|mean x over the window|, 1e-12)",
         },
         "directions": {k: "" for k in metrics},
         "fingerprint": {"window": QUARTER, "min_rows": MIN_ROWS},
