@@ -237,7 +237,7 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
     A run whose training or sampling diverged gets every family's keys with null values
     and ``status: diverged``; unreadable samples give every family ``status: error``.
     """
-    from .evaluation import EvalContext, families
+    from .evaluation import EvalContext, families, unreliable
 
     runs.set_threads(threads)
     label = runs.run_label(spec)
@@ -248,6 +248,8 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
     done: dict[str, str] = {}
 
     def write(family: str, status: str, metrics: dict, protocol: dict, error: str | None = None) -> None:
+        if isinstance(protocol.get("flags"), dict):  # every flag reads "unreliable: <reason>"
+            protocol = {**protocol, "flags": {k: unreliable(str(v)) for k, v in protocol["flags"].items()}}
         doc = {**base, "family": family, "status": status, "metrics": _clean(metrics), "protocol": protocol,
                "fingerprint": _fingerprint_id(protocol.get("fingerprint")), "provenance": runs.provenance(spec)}
         if error is not None:

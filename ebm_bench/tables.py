@@ -82,7 +82,8 @@ DIAGNOSTIC_FAMILIES = {"diagnostics", "train_final", "chain_trace", "hee_mixing"
 COST_FAMILIES = {"cost"}
 MAX_COLUMNS = 7
 # column order of the tables: metric families in evaluation order, others after
-FAMILY_ORDER = ["fid", "probe", "exact", "exact_samples", "modes", "model_modes", "cost", "train_final"]
+FAMILY_ORDER = ["fid", "probe", "exact", "exact_samples", "modes", "model_modes", "cost", "train_final",
+                "diagnostics"]
 
 ARROWS = {"lower": "↓", "higher": "↑", "": ""}
 TEX_ARROWS = {"lower": r"$\downarrow$", "higher": r"$\uparrow$", "": ""}

@@ -13,6 +13,10 @@ in ``order`` with one :class:`EvalContext` and writes what it returns to
   that says how the numbers were made; its ``"fingerprint"`` entry (a flat dict of the
   facts two values must share to be compared: feature extractor and weights hash, real
   split and size, number generated, library versions) is hashed by the stage;
+- may flag a value its own diagnostic says not to trust: ``protocol["flags"][metric] =
+  unreliable(reason)``; the text begins with ``UNRELIABLE`` ("unreliable: "), which the
+  tables show as a note and the claims layer recognises (the stage adds the prefix to a
+  flag that lacks it);
 - may raise: the stage records ``status: error`` with the exception's message in that
   family's file and goes on with the next family (one broken metric never takes the
   run, or the suite, down).
@@ -32,6 +36,14 @@ import torch
 from ..registry import Registry
 
 FAMILIES: Registry[Any] = Registry("metric family", "ebm_bench.evaluation")
+
+
+UNRELIABLE = "unreliable: "  # every flag text begins with it (the claims layer matches it)
+
+
+def unreliable(reason: str) -> str:
+    """The flag text of a metric its own diagnostic says not to trust."""
+    return reason if reason.startswith(UNRELIABLE) else UNRELIABLE + reason
 
 
 def register_family(name: str, order: int = 100) -> Callable:

@@ -17,13 +17,21 @@ Judging rules recorded with the numbers (docs/protocol.md):
   unreliable.
 - FID is cross-checked with pytorch-fid on the same statistics; a relative disagreement
   above ``FID_CROSSCHECK_RTOL`` flags the value.
+- FID/KID in a logits layer of fewer than ``MIN_LOGIT_DIMS`` dimensions (the reference's
+  fallback where the real set is too small for the penultimate layer: digits_236 has 3)
+  are flagged: a few class scores carry the class balance and little of what an image
+  looks like, and KID's cubic kernel (x.y / d + 1)^3 on unnormalised logits is dominated
+  by their scale (the held-out data's KID there is -173, far from its floor of ~0).
+
+Every flag begins with "unreliable: " (``ebm_bench.evaluation.unreliable``).
 """
 
 from __future__ import annotations
 
-from . import kid_subsets, register_family
+from . import kid_subsets, register_family, unreliable
 
 FID_CROSSCHECK_RTOL = 1e-3  # torch-fidelity vs pytorch-fid on identical statistics
+MIN_LOGIT_DIMS = 10         # FID/KID in a logits layer narrower than this are flagged
 UNIFORM_TOL = 0.1           # class weights within 10% of 1/K count as uniform (IS gets a direction)
 
 
@@ -83,15 +91,20 @@ def fid(ctx):
                "fid_pytorch_fid_rel_diff": r["fid_rel_diff"]}
     flags = {}
     if not r["fid_rel_diff"] <= FID_CROSSCHECK_RTOL:
-        flags[names["fid"]] = (f"torch-fidelity and pytorch-fid disagree by {r['fid_rel_diff']:.2g} "
-                               f"(> {FID_CROSSCHECK_RTOL:g} relative)")
+        flags[names["fid"]] = unreliable(f"torch-fidelity and pytorch-fid disagree by {r['fid_rel_diff']:.2g} "
+                                         f"(> {FID_CROSSCHECK_RTOL:g} relative)")
+    dim = int(f.shape[1])
+    if meta["layer"] == "logits" and dim < MIN_LOGIT_DIMS:
+        for m in (names["fid"], names["kid"]):
+            flags.setdefault(m, unreliable(f"FID/KID on {dim} logits: a layer that cannot carry them "
+                                           f"(KID's cubic kernel on unnormalised logits)"))
     if kind == "domain":
         acc = eproto.get("test_accuracy")
         metrics["domain_classifier_acc"] = acc
         least = float(ctx.ev.get("min_classifier_accuracy", 0.9))
         if acc is None or acc < least:
             for m in (names["fid"], names["kid"], names["is"], names["is_gap"]):
-                flags.setdefault(m, f"domain classifier test accuracy {acc} < {least:g}: unreliable")
+                flags.setdefault(m, unreliable(f"domain classifier test accuracy {acc} < {least:g}"))
     protocol.update(
         kid={k2: v for k2, v in k.items() if k2 != "kid"}, is_splits=isc["splits"], n_generated=int(len(fake)),
         fid_pytorch_fid=r["fid_pytorch_fid"], flags=flags,

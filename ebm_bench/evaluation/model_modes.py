@@ -13,7 +13,12 @@ with the same domain classifier as ``modes``, and reports
   AIS-weighted class fractions (the model's weights) and their relative error against
   the data's weights (same definition as ``mode_rel_error_*``);
 - ``model_mode_ess``: the effective sample size fraction of the AIS weights (how far to
-  trust the line above: at 1 / n_chains it rests on one chain);
+  trust the line above: at 1 / n_chains it rests on one chain), and
+  ``model_mode_ess_chains`` = model_mode_ess x n_chains, the effective number of chains.
+  Below ``MIN_EFFECTIVE_CHAINS`` (30) the model-mode metrics (weights and their errors)
+  are flagged unreliable: the weights then rest on a handful of chains (the smallest
+  digit of digits_236, weight 1/7, on about 4 of them, where the binomial error of its
+  weight alone is ~45%), so a small or large error there says nothing about the model;
 - ``chains_mode_rel_error_mean``: the unweighted end points (annealed chains from noise);
 - ``model_mode_accept``: MALA acceptance over the second half of the path.
 
@@ -34,8 +39,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import register_family
+from . import register_family, unreliable
 
+MIN_EFFECTIVE_CHAINS = 30  # fewer effective AIS chains: the model's mode weights are flagged
 DEFAULTS = {"enabled": True, "n_chains": 500, "n_steps": 200, "step_factor": 1.0, "base_std": 0.5, "power": 4.0,
             "seed": 0}
 
@@ -58,8 +64,8 @@ def model_modes(ctx):
     from ..samplers.ais import ais
 
     classes = data.class_names or [str(i) for i in range(len(weights))]
-    keys = (["model_mode_rel_error_mean", "model_mode_rel_error_max", "model_mode_ess", "model_mode_accept",
-             "chains_mode_rel_error_mean"] + [f"model_mode_weight_{c}" for c in classes])
+    weighted = ["model_mode_rel_error_mean", "model_mode_rel_error_max"] + [f"model_mode_weight_{c}" for c in classes]
+    keys = weighted + ["model_mode_ess", "model_mode_ess_chains", "model_mode_accept", "chains_mode_rel_error_mean"]
     temperature = float(params["temperature"])
     step = float(cfg["step_factor"]) * float(params.get("step_size", 1.0)) * temperature
     reader = domain.protocol()
@@ -67,7 +73,7 @@ def model_modes(ctx):
           "n_chains": int(cfg["n_chains"]), "n_steps": int(cfg["n_steps"]), "step": step,
           "base_std": float(cfg["base_std"]), "power": float(cfg["power"]), "temperature": temperature}
     protocol = {"reader": reader, "data_weights": weights, "fingerprint": fp,
-                "directions": {"model_mode_ess": "higher", "model_mode_accept": ""}}
+                "directions": {"model_mode_ess": "higher", "model_mode_ess_chains": "", "model_mode_accept": ""}}
     if not ctx.ok:
         return dict.fromkeys(keys), protocol
     gen = torch.Generator(device=method.device).manual_seed(int(cfg["seed"]) + 104_729 * int(ctx.spec["seed"]))
@@ -84,8 +90,20 @@ def model_modes(ctx):
     rel = ((w_model - w_data).abs() / w_data).tolist()
     chains = mode_weights(pred, k, weights)
     metrics = {"model_mode_rel_error_mean": sum(rel) / k, "model_mode_rel_error_max": max(rel),
-               "model_mode_ess": res.ess, "model_mode_accept": res.accept,
+               "model_mode_ess": res.ess, "model_mode_ess_chains": res.ess * int(cfg["n_chains"]),
+               "model_mode_accept": res.accept,
                "chains_mode_rel_error_mean": chains["mean_rel_error"],
                **{f"model_mode_weight_{c}": float(w) for c, w in zip(classes, w_model)}}
-    protocol.update(rel_error=rel, chains_weights=chains["weights_gen"], log_z=res.log_z)
+    protocol.update(rel_error=rel, chains_weights=chains["weights_gen"], log_z=res.log_z,
+                    flags=ess_flags(metrics["model_mode_ess_chains"], weighted))
     return metrics, protocol
+
+
+def ess_flags(ess_chains: float, keys: list[str]) -> dict[str, str]:
+    """Flags of the AIS-weighted metrics ``keys`` where the effective number of chains is
+    below ``MIN_EFFECTIVE_CHAINS`` (module docstring); {} otherwise."""
+    if ess_chains is not None and ess_chains >= MIN_EFFECTIVE_CHAINS:
+        return {}
+    why = unreliable(f"AIS effective chains {ess_chains:.3g} < {MIN_EFFECTIVE_CHAINS}: "
+                     f"the model's mode weights rest on a handful of chains")
+    return dict.fromkeys(keys, why)

@@ -3,7 +3,7 @@ classifier, and their relative error per class (paper 003, Fig. 3)."""
 
 from __future__ import annotations
 
-from . import register_family
+from . import register_family, unreliable
 
 
 @register_family("modes", order=40)
@@ -31,7 +31,7 @@ def modes(ctx):
     protocol.update(rel_error=r["rel_error"], n_generated=r["n"])
     acc, least = reader.get("test_accuracy"), float(ctx.ev.get("min_classifier_accuracy", 0.9))
     if acc is None or acc < least:  # the weights are read by a classifier that cannot read them
-        protocol["flags"] = {k: f"domain classifier test accuracy {acc} < {least:g}: unreliable" for k in keys}
+        protocol["flags"] = {k: unreliable(f"domain classifier test accuracy {acc} < {least:g}") for k in keys}
     protocol["fingerprint"] = {"reader": reader.get("name"), "reader_sha256": reader.get("weights_sha256"),
                                "n_generated": r["n"]}
     return metrics, protocol
