@@ -1,5 +1,7 @@
 import os
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -26,6 +28,24 @@ def _tiny_vector_data(n: int = 128) -> Dataset:
 @pytest.fixture(params=["image", "vector"])
 def tiny_data(request) -> Dataset:
     return _tiny_image_data() if request.param == "image" else _tiny_vector_data()
+
+
+@pytest.fixture(scope="session")
+def untrained_classifier(tmp_path_factory) -> dict[str, Path]:
+    """An untrained (fixed random weights) domain classifier per digits dataset: its
+    weights only need to be fixed, not good (the metric-protocol and flag tests)."""
+    from ebm_bench.data import load_dataset
+    from ebm_bench.metrics.extractors import save_classifier, train_domain_classifier
+
+    out = {}
+    for name in ("digits", "digits_236"):
+        d = load_dataset(name, {}, "data")
+        ckpt, _ = train_domain_classifier(d.x_train[:32], d.y_train[:32], d.x_test[:32], d.y_test[:32],
+                                          epochs=0, num_classes=d.num_classes)
+        path = tmp_path_factory.mktemp(name) / "clf.pt"
+        save_classifier(path, ckpt)
+        out[name] = path
+    return out
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,28 +18,11 @@ def _spec(name: str, **ev) -> dict:
                          "min_classifier_accuracy": 0.9, "use_inception": False, **ev}}
 
 
-@pytest.fixture(scope="module")
-def classifiers(tmp_path_factory) -> dict[str, Path]:
-    """An untrained (fixed random weights) domain classifier per digits dataset."""
-    from ebm_bench.data import load_dataset
-    from ebm_bench.metrics.extractors import save_classifier, train_domain_classifier
-
-    out = {}
-    for name in ("digits", "digits_236"):
-        d = load_dataset(name, {}, "data")
-        ckpt, _ = train_domain_classifier(d.x_train[:32], d.y_train[:32], d.x_test[:32], d.y_test[:32],
-                                          epochs=0, num_classes=d.num_classes)
-        path = tmp_path_factory.mktemp(name) / "clf.pt"
-        save_classifier(path, ckpt)
-        out[name] = path
-    return out
-
-
 def test_unreliable_prefix() -> None:
     assert unreliable("x") == "unreliable: x" and unreliable("unreliable: x") == "unreliable: x"
 
 
-def test_fid_kid_on_three_logits_are_flagged(classifiers, tmp_path: Path) -> None:
+def test_fid_kid_on_three_logits_are_flagged(untrained_classifier, tmp_path: Path) -> None:
     from ebm_bench.data import load_dataset, to_uint8
     from ebm_bench.evaluation import EvalContext
     from ebm_bench.evaluation.fid import fid
@@ -49,10 +32,10 @@ def test_fid_kid_on_three_logits_are_flagged(classifiers, tmp_path: Path) -> Non
     flags = {}
     for name in ("digits", "digits_236"):
         ref = tmp_path / f"{name}.npz"
-        reference_stage(_spec(name), classifiers[name], ref)
+        reference_stage(_spec(name), untrained_classifier[name], ref)
         d = load_dataset(name, {}, "data")
         ctx = EvalContext(spec=_spec(name), label=name, run_dir=tmp_path, data=d, method=None,
-                          samples=to_uint8(d.x_test).numpy(), status="ok", domain=DomainExtractor(classifiers[name]),
+                          samples=to_uint8(d.x_test).numpy(), status="ok", domain=DomainExtractor(untrained_classifier[name]),
                           reference=ref)
         _, protocol = fid(ctx)
         flags[name] = protocol["flags"]
@@ -66,7 +49,7 @@ def test_fid_kid_on_three_logits_are_flagged(classifiers, tmp_path: Path) -> Non
     assert flags["digits"]["fid_domain"].startswith("unreliable: domain classifier test accuracy")
 
 
-def test_model_modes_flagged_below_30_effective_chains(classifiers, tmp_path: Path) -> None:
+def test_model_modes_flagged_below_30_effective_chains(untrained_classifier, tmp_path: Path) -> None:
     from ebm_bench.data import load_dataset
     from ebm_bench.evaluation import EvalContext
     from ebm_bench.evaluation.model_modes import MIN_EFFECTIVE_CHAINS, ess_flags, model_modes
@@ -84,7 +67,7 @@ def test_model_modes_flagged_below_30_effective_chains(classifiers, tmp_path: Pa
     method = cls(cls.tiny_params(info), info, "cpu", 0)
     spec = _spec("digits_236", model_modes={"n_chains": 16, "n_steps": 3})
     ctx = EvalContext(spec=spec, label="t", run_dir=tmp_path, data=d, method=method, samples=None,
-                      status="ok", domain=DomainExtractor(classifiers["digits_236"]))
+                      status="ok", domain=DomainExtractor(untrained_classifier["digits_236"]))
     metrics, protocol = model_modes(ctx)
     assert metrics["model_mode_ess_chains"] == pytest.approx(metrics["model_mode_ess"] * 16)
     assert metrics["model_mode_ess_chains"] <= 16 < MIN_EFFECTIVE_CHAINS

@@ -58,23 +58,6 @@ def test_cell_n_counts_values_not_runs(tmp_path: Path) -> None:
 # --- the metric protocol on real parts ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def untrained_classifier(tmp_path_factory) -> dict[str, Path]:
-    """An untrained (fixed random weights) domain classifier per digits dataset."""
-    from ebm_bench.data import load_dataset
-    from ebm_bench.metrics.extractors import save_classifier, train_domain_classifier
-
-    out = {}
-    for name in ("digits", "digits_236"):
-        d = load_dataset(name, {}, "data")
-        ckpt, _ = train_domain_classifier(d.x_train[:32], d.y_train[:32], d.x_test[:32], d.y_test[:32],
-                                          epochs=0, num_classes=d.num_classes)
-        path = tmp_path_factory.mktemp(name) / "clf.pt"
-        save_classifier(path, ckpt)
-        out[name] = path
-    return out
-
-
 def _spec(name: str, **ev) -> dict:
     return {"dataset": {"name": name, "type": name, "params": {}}, "data_root": "data", "seed": 0,
             "variant": "data", "method": "data", "device": "cpu",

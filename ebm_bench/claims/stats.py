@@ -160,6 +160,17 @@ def _none(effect: float, n: int, test: str, df: float = NAN, degenerate: str = "
     return Estimate(effect, NAN, NAN, NAN, df, n, test, degenerate)
 
 
+def _one_prep(d, scale, test: str, paired: bool) -> tuple[np.ndarray, int, float, float, str, Estimate | None]:
+    """(d, n, mean, df, test, an early Estimate when n < 2 or the spread is degenerate)."""
+    d = _array(d, "d")
+    n = len(d)
+    if n < 2:
+        return d, n, NAN, NAN, test, _none(float(d[0]) if n else NAN, n, test)
+    mean, df = float(np.mean(d)), float(n - 1)
+    why = degenerate_spread(d, scale, what="differences" if paired else "values")
+    return d, n, mean, df, test, (_none(mean, n, test, df, why) if why else None)
+
+
 def one_sample(d: np.ndarray, min_effect: float = 0.0, scale: float | None = None, *,
                paired: bool = True) -> Estimate:
     """Mean of per-seed oriented effects ``d`` (positive = the paper is right).
@@ -168,15 +179,9 @@ def one_sample(d: np.ndarray, min_effect: float = 0.0, scale: float | None = Non
     t-test of mean(d) > ``min_effect``. Degenerate spread -> NaN interval and NaN p.
     ``paired`` only names the test: "paired t" (d are paired differences) or
     "one-sample t" (d are values minus a fixed target)."""
-    d = _array(d, "d")
-    n = len(d)
-    test = "paired t" if paired else "one-sample t"
-    if n < 2:
-        return _none(float(d[0]) if n else NAN, n, test)
-    mean, df = float(np.mean(d)), float(n - 1)
-    why = degenerate_spread(d, scale, what="differences" if paired else "values")
-    if why:
-        return _none(mean, n, test, df, why)
+    d, n, mean, df, test, early = _one_prep(d, scale, "paired t" if paired else "one-sample t", paired)
+    if early is not None:
+        return early
     lo, hi = stats.ttest_1samp(d, min_effect).confidence_interval(confidence_level=LEVEL)
     p = stats.ttest_1samp(d, min_effect, alternative="greater").pvalue
     return Estimate(mean, float(lo), float(hi), float(p), df, n, test)
@@ -193,15 +198,9 @@ def equivalence(d: np.ndarray, low: float, high: float, scale: float | None = No
     inside (low, high). A plain t-test of mean = 0 would test the wrong null."""
     if not low < high:
         raise ValueError(f"equivalence band ({low}, {high}): need low < high")
-    d = _array(d, "d")
-    n = len(d)
-    test = "TOST paired t" if paired else "TOST one-sample t"
-    if n < 2:
-        return _none(float(d[0]) if n else NAN, n, test)
-    mean, df = float(np.mean(d)), float(n - 1)
-    why = degenerate_spread(d, scale, what="differences" if paired else "values")
-    if why:
-        return _none(mean, n, test, df, why)
+    d, n, mean, df, test, early = _one_prep(d, scale, "TOST paired t" if paired else "TOST one-sample t", paired)
+    if early is not None:
+        return early
     lo, hi = stats.ttest_1samp(d, low).confidence_interval(confidence_level=LEVEL)
     p_low = stats.ttest_1samp(d, low, alternative="greater").pvalue
     p_high = stats.ttest_1samp(d, high, alternative="less").pvalue
