@@ -106,8 +106,19 @@ def test_jarzynski_ess_before_the_first_resampling_when_allowed_from_step_0(tmp_
 def test_diverged_run_gives_nulls_and_no_log_gives_nothing(tmp_path: Path) -> None:
     m, _ = _run(tmp_path, {"step": STEPS, "energy_data": [1.0] * 20, "loss": [1.0] * 20}, ok=False)
     assert m == {"energy_scale": None, "drift_energy_data": None, "drift_loss": None,
-                 "change_energy_data": None, "change_loss": None}
+                 "change_energy_data": None, "change_loss": None, "tail_mean_energy_data": None,
+                 "tail_mean_loss": None}
     empty = tmp_path / "empty"
     empty.mkdir()
     assert diagnostics(SimpleNamespace(run_dir=empty, spec={}, ok=True)) is None
     assert _run(empty, {"step": STEPS, "wall_time_s": STEPS}) is None  # the data row logs nothing
+
+
+def test_tail_mean_is_the_mean_over_the_last_1000_updates(tmp_path: Path) -> None:
+    steps = [100.0 * k for k in range(1, 31)]  # 100..3000: the last 1,000 updates are steps 2100..3000
+    mass = [0.5 if s <= 2000 else (0.2 if int(s) % 200 else 0.3) for s in steps]
+    m, _ = _run(tmp_path, {"step": steps, "mass_a": mass})
+    tail = [0.2 if int(s) % 200 else 0.3 for s in steps if s > 2000]  # 10 rows: 5 x 0.2, 5 x 0.3
+    assert m["tail_mean_mass_a"] == pytest.approx(sum(tail) / len(tail)) == pytest.approx(0.25)
+    short, _ = _run(tmp_path, {"step": STEPS, "x": [float(i) for i in range(20)]})  # 200 updates: all rows
+    assert short["tail_mean_x"] == pytest.approx(9.5)

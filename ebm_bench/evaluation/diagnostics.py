@@ -24,6 +24,9 @@ a claim's *gates* read them (a failing gate gives "regime not reached", not a ve
   natural unit. Near 0: x has settled; a claim about a trained model asks that its
   scalars stopped moving. None with fewer than ``MIN_ROWS`` rows in the quarter or a
   non-finite value in it.
+- ``tail_mean_<x>``: the mean of the logged x over the last 1,000 updates (all of a shorter
+  run): a time-averaged statistic beside the final value (paper 003 App. B.1's mass
+  moves by +-0.03 between updates at the reference settings).
 
 The last quarter of training is the logged rows with step >= 3/4 of the last logged step
 (training runs from step 0). Every value is None for a diverged run, as in every family.
@@ -41,6 +44,7 @@ import numpy as np
 from . import register_family
 
 SKIP = {"step", "wall_time_s"}
+TAIL_UPDATES = 1000   # tail_mean_<x>: the mean over the last 1,000 updates (paper 003 App. B.1)
 MIN_ROWS = 4          # a line through fewer points says nothing about a trend
 QUARTER = 0.75        # the window: step >= QUARTER x last step
 ENERGY_COLUMNS = ("energy_data", "energy_model")
@@ -126,6 +130,8 @@ def diagnose(log: dict[str, np.ndarray], method_params: dict[str, Any]) -> dict[
         if c not in SKIP:
             out[f"change_{c}"] = change(log["step"][last], log[c][last])
             out[f"drift_{c}"] = drift(log["step"][last], log[c][last])
+            tail = log[c][log["step"] > np.nanmax(log["step"]) - TAIL_UPDATES]
+            out[f"tail_mean_{c}"] = float(tail.mean()) if len(tail) and np.isfinite(tail).all() else None
     return out
 
 
@@ -152,8 +158,9 @@ def diagnostics(ctx):
             "energy_scale": "max over the window of max(|energy_data|, |energy_model|)",
             "change_<x>": f"linregress slope x step span over the window; None with < {MIN_ROWS} rows",
             "drift_<x>": "change_<x> / max(|mean x over the window|, 1e-12)",
+            "tail_mean_<x>": f"mean of the logged x over the last {TAIL_UPDATES} updates",
         },
         "directions": {k: "" for k in metrics},
-        "fingerprint": {"window": QUARTER, "min_rows": MIN_ROWS},
+        "fingerprint": {"window": QUARTER, "min_rows": MIN_ROWS, "tail_updates": TAIL_UPDATES},
     }
     return metrics, protocol
