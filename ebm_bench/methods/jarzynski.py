@@ -120,6 +120,11 @@ JARZYNSKI_DEFAULTS: dict[str, Any] = {
     "sample_steps": 0,  # extra unweighted ULA steps after resampling, for generation
     "weights_ignore_clamp": False,  # quirk 3: allow `clamp` although the weights ignore it
     "weights_temperature": None,  # quirk 2: None = the chain's T (correct); a number = weights at that T
+    # quirk 5 (GMM_code/GMM.py: `xo = x` aliases the walkers updated in place, so both kernels
+    # of Eq. 5 are evaluated at the new position X' and the displacement terms vanish):
+    # A += [U_k(X') - U_{k+1}(X') + h/4 (|d_k(X')|^2 - |d_{k+1}(X')|^2)] / T. Alg. 1 only
+    # (full batch, n_steps 1, weights_scheme eq5); one extra U, grad U pass per update
+    "weights_aliased_positions": False,
     "weights_precision": "strict",  # strict: IEEE float32 energies for the weights (no TF32/bf16) | native
 }
 
@@ -163,6 +168,7 @@ class Jarzynski(LangevinEBM):
         "weights_scheme": V.choice("eq5", "reference"),
         "burn_in_energy": V.choice("end", "start"),
         "weights_temperature": V.positive(nullable=True),
+        "weights_aliased_positions": V.Check("bool"),
     }
     tiny = {"n_steps": 2, "n_walkers": 16, "n_moved": 8, "resample_threshold": 0.95, "walker_init": "noise",
             "burn_in_steps": 2}
@@ -181,6 +187,10 @@ class Jarzynski(LangevinEBM):
         if int(params["n_minibatches"]) > 1 and (m == 0 or m >= n):
             raise ConfigError(f"n_minibatches = {params['n_minibatches']} needs Alg. 2 (0 < n_moved < n_walkers); "
                               f"got n_moved = {m}, n_walkers = {n}")
+        if params.get("weights_aliased_positions") and not (
+                (m == 0 or m >= n) and int(params["n_steps"]) == 1 and params["weights_scheme"] == "eq5"):
+            raise ConfigError("weights_aliased_positions (GMM_code/GMM.py quirk 5) is defined for Alg. 1 only: "
+                              "n_moved 0 (or >= n_walkers), n_steps 1, weights_scheme eq5")
         if params["grad_walkers"] in ("subset", "previous") and (m == 0 or m >= n):
             raise ConfigError(f"grad_walkers: {params['grad_walkers']} takes n_moved of the walkers: needs "
                               f"0 < n_moved < n_walkers")
@@ -438,7 +448,15 @@ class Jarzynski(LangevinEBM):
         x0 = x_b
         x1 = self.sampler.move(x0, g_b, self.gen)
         dx = x1 - x0  # the last step's displacement (kept for -alpha_{k+1} next update)
-        inc_b = alpha(u_b, self.sampler.drift(g_b), dx, self.h, T, dd if moved is None else None) if weighted else None
+        if weighted and p["weights_aliased_positions"]:
+            # quirk 5: both kernels at X' (under theta_k now, under theta_{k+1} at completion,
+            # where a zero pending displacement leaves -U_{k+1}(X')/T - h/4 |d_{k+1}(X')|^2/T)
+            u1, g1 = self._energy_and_grad(x1)
+            dx = torch.zeros_like(x1)
+            inc_b = alpha(u1, self.sampler.drift(g1), dx, self.h, T)
+        else:
+            inc_b = alpha(u_b, self.sampler.drift(g_b), dx, self.h, T,
+                          dd if moved is None else None) if weighted else None
         for _ in range(int(p["n_steps"]) - 1):
             # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
             # point x1, which close the previous step and open this one:
