@@ -24,6 +24,13 @@ largest absolute difference of the log weights. ``jarzynski_mnist`` is run with 
 option the reference needs set (row ``reference options``) and, for each such option, with
 that option back at the value ``config/paper.yaml`` runs (the other rows): a row that stays
 at ~1e-12 says that option does not act within the compared updates.
+
+``jarzynski_cifar10`` / ``pcd_cifar10``: the ``DeepEnergyModel`` cell of
+``CIFAR-10_code/main_CIFAR_{Jarzynski,PCD}.ipynb`` (its ``Paper_net`` at the paper's
+n_f = 128) with ``CIFAR-10_code/Sampler.py``; the sampler lines of its ``__init__`` (which
+otherwise loads CIFAR-10 and the FID network) run here, each checked to be in the cell once.
+``gmm``: ``GMM_code/GMM.py``, trimmed as ``bench gmm_reference`` trims it plus two hooks
+(checked once each) that report its state; its ULA noise is read from its ``noise`` buffer.
 """
 
 from __future__ import annotations
