@@ -14,7 +14,8 @@
                        one report of every claim at every scale that ran (all results folders)
     ebm-bench plot     --run-dir DIR
     ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
-    ebm-bench bench reference --method jarzynski_mnist --reference-dir DIR [--updates K] --out OUT
+    ebm-bench bench reference --method NAME --reference-dir DIR [--updates K] --out OUT
+                      (NAME: jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm)
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
 (``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--reference-dir", default=None,
                    help="gmm_reference, reference: clone of submissionx12/EBMs_Jarzynski (holds GMM_code/, MNIST_code/)")
     b.add_argument("--method", default=None,
-                   help="reference: which comparison (jarzynski_mnist; default: all)")
+                   help="reference: which comparison (jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm; default: all)")
     b.add_argument("--updates", type=int, default=None, help="reference: parameter updates compared (default 3)")
     for name in GPU_STAGES:
         sub.choices[name].add_argument("--gpus", type=int, default=None,

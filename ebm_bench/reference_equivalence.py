@@ -24,6 +24,13 @@ largest absolute difference of the log weights. ``jarzynski_mnist`` is run with 
 option the reference needs set (row ``reference options``) and, for each such option, with
 that option back at the value ``config/paper.yaml`` runs (the other rows): a row that stays
 at ~1e-12 says that option does not act within the compared updates.
+
+``jarzynski_cifar10`` / ``pcd_cifar10``: the ``DeepEnergyModel`` cell of
+``CIFAR-10_code/main_CIFAR_{Jarzynski,PCD}.ipynb`` (its ``Paper_net`` at the paper's
+n_f = 128) with ``CIFAR-10_code/Sampler.py``; the sampler lines of its ``__init__`` (which
+otherwise loads CIFAR-10 and the FID network) run here, each checked to be in the cell once.
+``gmm``: ``GMM_code/GMM.py``, trimmed as ``bench gmm_reference`` trims it plus two hooks
+(checked once each) that report its state; its ULA noise is read from its ``noise`` buffer.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from typing import Any, Callable
 
 import torch
 
-METHODS = ("jarzynski_mnist",)
+METHODS = ("jarzynski_mnist", "jarzynski_cifar10", "pcd_cifar10", "gmm")
 TOL = 1e-6
 
 # the reference's MNIST update (MNIST_code/main.ipynb) as options of our jarzynski method;
@@ -127,6 +134,7 @@ class Tape:
 
     def __init__(self) -> None:
         self.q: dict[str, deque] = {"rand": deque(), "normal": deque(), "subset": deque()}
+        self.extra: dict[str, int] = {}  # draws of ours the reference does not make (replaying passthrough)
 
     def left(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.q.items()}
@@ -168,14 +176,19 @@ def recording(tape: Tape):
 
 
 @contextlib.contextmanager
-def replaying(tape: Tape):
-    """Feed the recorded draws to our code (its generator arguments are ignored)."""
+def replaying(tape: Tape, passthrough: tuple[str, ...] = ()):
+    """Feed the recorded draws to our code (its generator arguments are ignored). A kind in
+    ``passthrough`` whose recorded draws are used up is drawn for real and counted in
+    ``tape.extra`` (our PCD's restart coins and restart chains, which reinit_prob = 0 discards)."""
     rand, randn, randperm = torch.rand, torch.randn, torch.randperm
 
     def shape_of(a):
         return tuple(a[0]) if len(a) == 1 and isinstance(a[0], (tuple, list, torch.Size)) else tuple(a)
 
     def rp_rand(*a, **k):
+        if "rand" in passthrough and not tape.q["rand"]:
+            tape.extra["rand"] = tape.extra.get("rand", 0) + 1
+            return rand(*a, **k)
         return tape.pop("rand", shape_of(a)).to(k.get("dtype") or torch.get_default_dtype())
 
     def rp_randn(*a, **k):
@@ -358,8 +371,360 @@ def compare_jarzynski_mnist(ref: Path, updates: int = 3, n_walkers: int = 48, n_
             "rows": rows}
 
 
+# --- CIFAR-10: jarzynski_cifar10, pcd_cifar10 ----------------------------------------------
+# the reference's CIFAR-10 updates (CIFAR-10_code/main_CIFAR_{Jarzynski,PCD}.ipynb) as options of
+# our methods; the values config/paper.yaml runs instead are the ablation rows
+CIFAR_JARZYNSKI_OPTIONS: dict[str, Any] = {
+    "grad_walkers": "previous",      # the loss over the walkers (and log weights) the previous update moved
+    "weights_scheme": "reference",   # work term at fixed X, kernels under theta_k (as MNIST)
+    "weights_temperature": 1.0,      # quirk 2: kernels with 4 h (T = 1), energies U
+    "burn_in_energy": "start",       # quirk 4: old_energy computed before the 8,000 burn-in steps
+    "clamp": True,                   # walkers kept in [-1, 1] by rejecting a coordinate's move,
+    "clamp_rule": "reject",          # which the weights ignore (quirk 3)
+    "weights_ignore_clamp": True,
+    "param_grad_clip": 1000.0,       # Lightning gradient_clip_val = 1000
+    "lr_schedule_every": 98,         # LambdaLR stepped once per epoch of 98 updates (50,000 / 512) ...
+    "lr_decay_steps": 58800,         # ... to 0 over n_iter = 600 epochs ...
+    "lr_final_factor": 1.0e-10,      # ... floored at 1e-10
+}
+CIFAR_PCD_OPTIONS: dict[str, Any] = {
+    "loss_chains": "previous",       # the loss over the chains the previous update moved
+    "clamp": True,
+    "clamp_rule": "reject",          # Sampler.py rejects a coordinate's move that leaves [-1, 1]
+    "param_grad_clip": 1000.0,       # Lightning gradient_clip_val = 1000
+    "lr_schedule_every": 98,
+    "lr_decay_steps": 58800,
+    "lr_final_factor": 1.0e-10,
+}
+# options that travel together in one ablation row (the first names the row)
+_TOGETHER = {"clamp_rule": ("clamp", "clamp_rule", "weights_ignore_clamp"),
+             "lr_schedule_every": ("lr_schedule_every", "lr_decay_steps", "lr_final_factor")}
+_FOLLOWERS = {"clamp", "weights_ignore_clamp", "lr_decay_steps", "lr_final_factor"}
+
+
+def _reference_cifar(ref: Path, notebook: str, ours0: list[torch.Tensor], nf: int, batches: list[torch.Tensor],
+                     n_walkers: int, n_moved: int, n_steps: int, burn_in: int,
+                     seed: int) -> tuple[list[dict[str, torch.Tensor]], Tape, dict]:
+    """K updates of a reference CIFAR-10 notebook's DeepEnergyModel; its draws recorded.
+
+    Its ``__init__`` loads CIFAR-10 and the FID network, so it is not run: the lines of it
+    that set up the sampler run here, each checked to be in the cell once (burn-in at
+    ``burn_in`` steps instead of 8,000 / 2,000); ``training_step`` runs unchanged."""
+    import io
+
+    code = ref / "CIFAR-10_code"
+    sampler_mod = load_py(code / "Sampler.py", "_ref_cifar_sampler")
+    sampler_mod.device = torch.device("cpu")
+    nb = code / notebook
+    cell = notebook_cell(nb, "class DeepEnergyModel(pl.LightningModule)")
+    for line in ("self.sampler = Sampler(self.cnn, img_shape=img_shape,sample_size = self.hparams.sample_size)",
+                 "self.sampler.examples = self.sampler.pure_generate_samples(self.cnn,self.sampler.examples,",
+                 "index = torch.multinomial(torch.ones((self.hparams.sample_size,)),self.hparams.sampler_batch,"
+                 "replacement = False).to(device)",
+                 "self.fake_imgs = self.sampler.examples[index]"):
+        if cell.count(line) != 1:
+            raise ValueError(f"{nb.name}: expected the line {line!r} once in DeepEnergyModel; the reference changed")
+    jarzynski = "self.fake_imgs_weights = self.sampler.log_weights[index]" in cell
+    trainer = notebook_cell(nb, "def train_model(")
+    m = re.findall(r"gradient_clip_val\s*=\s*([0-9.eE+-]+)", trainer)
+    if len(m) != 1:
+        raise ValueError(f"{nb.name}: expected one gradient_clip_val in train_model")
+    clip_val = float(m[0])
+    ns: dict[str, Any] = {
+        "pl": types.SimpleNamespace(LightningModule=_LightningStub), "torch": torch, "nn": torch.nn,
+        "F": torch.nn.functional, "optim": torch.optim, "data": torch.utils.data, "Sampler": sampler_mod.Sampler,
+        "device": torch.device("cpu"), "transforms": None, "torchvision": None, "trainset": None, "fid": None,
+        "IS": None,
+    }
+    exec(compile(cell, f"{nb}#DeepEnergyModel", "exec"), ns)
+    DEM = ns["DeepEnergyModel"]
+    hp = {k: v.default for k, v in inspect.signature(DEM.__init__).parameters.items()
+          if v.default is not inspect.Parameter.empty}
+    hp.update(img_shape=tuple(batches[0].shape[1:]), batch_size=len(batches[0]), sample_size=n_walkers,
+              sampler_batch=n_moved, steps=n_steps)
+    model = DEM.__new__(DEM)
+    torch.nn.Module.__init__(model)
+    model.hparams = types.SimpleNamespace(**hp)
+    model.langevin_steps = 0
+    model.cnn = ns["Paper_net"](n_f=nf)  # the paper's n_f (the notebook's default is 64)
+    with torch.no_grad():
+        for p, q in zip(model.cnn.parameters(), ours0, strict=True):
+            if p.shape != q.shape:
+                raise ValueError(f"Paper_net parameter {tuple(p.shape)} where ours has {tuple(q.shape)}")
+            p.copy_(q)
+    tape = Tape()
+    snaps = []
+    torch.manual_seed(seed)
+    with recording(tape), contextlib.redirect_stdout(io.StringIO()):
+        # DeepEnergyModel.__init__'s sampler lines (its data, FID and cross-entropy lines skipped)
+        model.sampler = sampler_mod.Sampler(model.cnn, img_shape=hp["img_shape"], sample_size=n_walkers)
+        model.data = batches[0]  # what training_step's cross-entropy line reads (a log only)
+        model.sampler.normal_0 = torch.tensor(1.0)
+        model.sampler.examples = model.sampler.pure_generate_samples(
+            model.cnn, model.sampler.examples, steps=burn_in, step_size=hp["step_size"],
+            noise_level=hp["noise_level"])
+        index = torch.multinomial(torch.ones((n_walkers,)), n_moved, replacement=False)
+        model.fake_imgs = model.sampler.examples[index]
+        if jarzynski:
+            model.fake_imgs_weights = model.sampler.log_weights[index]
+        (opt,), _ = model.configure_optimizers()
+        for k, batch in enumerate(batches):
+            opt.zero_grad()
+            loss = model.training_step((batch, None), k)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip_val)
+            opt.step()
+            snaps.append({"params": [p.detach().clone() for p in model.cnn.parameters()],
+                          "walkers": model.sampler.examples.detach().clone(),
+                          "log_w": model.sampler.log_weights.detach().clone(),
+                          "grad_norm": float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.cnn.parameters())))})
+    info = {"notebook": notebook,
+            "hyperparameters": {k: hp[k] for k in hp if k not in ("img_shape",)},
+            "gradient_clip_val": clip_val, "Paper_net_n_f": nf}
+    return snaps, tape, info
+
+
+def _ours_cifar(method: str, params: dict[str, Any], shape, batches, seed: int, tape: Tape | None):
+    from .methods.base import DataInfo
+    from .methods.jarzynski import Jarzynski
+    from .methods.pcd import PCD
+
+    ctx = replaying(tape, passthrough=("rand",) if method == "pcd" else ()) if tape is not None \
+        else contextlib.nullcontext()
+    snaps = []
+    with ctx:
+        # the reference sets its walkers up (uniform start, burn-in, first loss subset) before
+        # its first data batch draws noise: ours is asked to do the same before the first update
+        if method == "jarzynski":
+            m = Jarzynski(params, DataInfo(tuple(shape), True, 10), "cpu", seed)
+            if batches:
+                m.init_walkers(batches[0])
+        else:
+            m = PCD(params, DataInfo(tuple(shape), True, 10), "cpu", seed)
+            if batches:
+                m.seed_chains(batches[0])
+                m.chains_seeded = True
+                m.loss_negatives(int(params["n_chains"]))
+        for k, batch in enumerate(batches, start=1):
+            m.train_step(batch, k)
+            if method == "jarzynski":
+                lw = m.completed_log_weights()[0] if m.pending else m.log_w
+                walkers = m.walkers
+            else:
+                lw, walkers = None, m.buffer
+            snaps.append({"params": [p.detach().clone() for p in m.net.parameters()],
+                          "walkers": walkers.detach().clone(), "log_w": None if lw is None else lw.detach().clone()})
+    return m, snaps
+
+
+def _ablation_configs(full: dict[str, Any], base: dict[str, Any], options: dict[str, Any]) -> list[tuple[str, dict]]:
+    """Row 1 every option at the reference's value; then each option (group) back at paper.yaml's."""
+    configs = [("reference options", full)]
+    for key in options:
+        if key in _FOLLOWERS:
+            continue
+        alt = dict(full)
+        for k2 in _TOGETHER.get(key, (key,)):
+            if k2 in options:
+                alt[k2] = base[k2]
+        if alt == full:
+            continue
+        changed = ", ".join(f"{k}={alt[k]}" for k in options if alt[k] != full[k])
+        configs.append((changed, alt))
+    return configs
+
+
+def _compare_rows(configs, run_ours, ref_snaps, tape0, options) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for label, params in configs:
+        tape = Tape()
+        tape.q = {k: deque(v) for k, v in tape0.q.items()}
+        try:
+            _, snaps = run_ours(params, tape)
+        except RuntimeError as e:
+            rows[label] = {"error": str(e)}
+            continue
+        per = []
+        for k, (o, r) in enumerate(zip(snaps, ref_snaps), start=1):
+            per.append({"update": k,
+                        "max_rel_diff_params": params_rel_diff(o["params"], r["params"]),
+                        "max_rel_diff_walkers": rel_diff(o["walkers"], r["walkers"]),
+                        "max_abs_diff_log_weights": (None if o["log_w"] is None else
+                                                     float((o["log_w"].double() - r["log_w"].double()).abs().max()))})
+        rows[label] = {"updates": per, "draws_left_unused": tape.left(), "draws_not_in_reference": dict(tape.extra),
+                       "options": {k: params[k] for k in options}}
+    return rows
+
+
+def compare_cifar(ref: Path, method: str, updates: int = 3, n_walkers: int = 8, n_moved: int = 4, n_steps: int = 3,
+                  burn_in: int = 2, batch_size: int = 8, seed: int = 0, ablations: bool = True) -> dict[str, Any]:
+    """``jarzynski_cifar10`` / ``pcd_cifar10``: our update at config/paper.yaml's CIFAR-10 row
+    (paper network: convnet n_f = 128, 11,031,809 parameters) against the notebook's."""
+    jar = method == "jarzynski"
+    variant = "jarzynski_multinomial" if jar else "pcd_minibatch"
+    options = CIFAR_JARZYNSKI_OPTIONS if jar else CIFAR_PCD_OPTIONS
+    from .methods.jarzynski import Jarzynski
+    from .methods.pcd import PCD
+
+    base = {**(Jarzynski if jar else PCD).defaults, **paper_params("cifar10", variant)}
+    if jar:
+        sizes = {"n_walkers": n_walkers, "n_moved": n_moved, "n_steps": n_steps, "burn_in_steps": burn_in,
+                 "resample_from_step": 10**9}
+    else:
+        sizes = {"buffer_size": n_walkers, "n_chains": n_moved, "n_steps": n_steps, "burn_in_steps": burn_in}
+    shape = (3, 32, 32)
+    nf = int(base["net_params"]["nf"])
+    gen = torch.Generator().manual_seed(seed + 1)
+    batches = [torch.rand((batch_size, *shape), generator=gen, dtype=torch.float64) * 2 - 1 for _ in range(updates)]
+    full = {**base, **options, **sizes}
+    configs = _ablation_configs(full, base, options) if ablations else [("reference options", full)]
+    kind = "jarzynski" if jar else "pcd"
+    # ours first (its constructor seeds the global generator for the network), then theirs
+    probe = _ours_cifar(kind, full, shape, [], seed, None)[0]
+    init = [p.detach().clone() for p in probe.net.parameters()]
+    n_params = sum(p.numel() for p in init)
+    notebook = "main_CIFAR_Jarzynski.ipynb" if jar else "main_CIFAR_PCD.ipynb"
+    ref_snaps, tape0, info = _reference_cifar(ref, notebook, init, nf, batches, n_walkers, n_moved, n_steps,
+                                              burn_in, seed)
+    if not jar:
+        for s_ in ref_snaps:
+            s_["log_w"] = None
+    rows = _compare_rows(configs, lambda params, tape: _ours_cifar(kind, params, shape, batches, seed, tape),
+                         ref_snaps, tape0, options)
+    return {"method": f"{method}_cifar10", "updates": updates, "n_walkers": n_walkers, "n_moved": n_moved,
+            "n_steps": n_steps, "burn_in_steps": burn_in,
+            "network": f"convnet n_f {nf} = CIFAR-10_code Paper_net(n_f={nf}), {n_params:,} parameters",
+            "reference": info, "reference_grad_norms": [s_["grad_norm"] for s_ in ref_snaps],
+            "data": f"{updates} batches of {batch_size} uniform[-1, 1] images 3x32x32 (same tensors to both)",
+            "rows": rows}
+
+
+def compare_jarzynski_cifar10(ref: Path, **kw) -> dict[str, Any]:
+    return compare_cifar(ref, "jarzynski", **kw)
+
+
+def compare_pcd_cifar10(ref: Path, **kw) -> dict[str, Any]:
+    return compare_cifar(ref, "pcd", **kw)
+
+
+# --- gmm: GMM_code/GMM.py against App. B.1 -------------------------------------------------
+def _gmm_hooks() -> list[tuple[str, str]]:
+    """Literal substitutions (each checked to occur once) that let the script report its state:
+    the initial walkers and parameters, and after each update the parameters, walkers, log
+    weights and the noise it drew (its ``noise`` buffer after ``noise.normal_``)."""
+    return [
+        ("        #counter for number of resampling occurred in Jarzynski algo\n        count=0\n",
+         "        #counter for number of resampling occurred in Jarzynski algo\n        count=0\n"
+         "        _bench_init(x, a[0], z[0])\n"),
+        ("            #store analytical log Z\n            CEte[i+1] =",
+         "            _bench_snap(i, x, logw, a[i+1], z[i+1], noise, varian[i], count)\n"
+         "            #store analytical log Z\n            CEte[i+1] ="),
+    ]
+
+
+def _reference_gmm(ref: Path, updates: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run GMM_code/GMM.py (trimmed as ``bench gmm_reference`` trims it, plus the two hooks)."""
+    import io
+    import os
+    import tempfile
+
+    from .gmm_reference import trimmed_reference
+
+    text = trimmed_reference((ref / "GMM_code" / "GMM.py").read_text(), updates)
+    for old, new in _gmm_hooks():
+        if text.count(old) != 1:
+            raise ValueError(f"GMM.py changed: expected {old!r} exactly once")
+        text = text.replace(old, new)
+    init: dict[str, Any] = {}
+    snaps: list[dict[str, Any]] = []
+
+    def _bench_init(x, a0, z0):
+        init.update(walkers=x.detach().clone(), a=a0.detach().clone(), z=z0.detach().clone())
+
+    def _bench_snap(i, x, logw, a, z, noise, varian, count):
+        snaps.append({"walkers": x.detach().clone(), "log_w": logw.detach().clone(), "a": a.detach().clone(),
+                      "z": z.detach().clone(), "noise": noise.detach().clone(), "cv2_before": float(varian),
+                      "resamplings": int(count)})
+
+    ns: dict[str, Any] = {"__name__": "_ref_gmm", "_bench_init": _bench_init, "_bench_snap": _bench_snap}
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="ebm-bench-gmm-") as tmp:
+        os.chdir(tmp)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(text, str(ref / "GMM_code" / "GMM.py"), "exec"), ns)
+        finally:
+            os.chdir(cwd)
+    init["data"] = ns["x0"].detach().clone()
+    init["dt"] = float(ns["dt"])
+    return init, snaps
+
+
+def compare_gmm(ref: Path, updates: int = 3, seed: int = 0, ablations: bool = True) -> dict[str, Any]:
+    """``gmm``: our App. B.1 Jarzynski update (Alg. 1, full batch, N = n = 1e4, d = 50, the
+    pipeline's ``reference`` convention) against GMM_code/GMM.py, from the script's own
+    initial parameters, walkers and data; its ULA noise fed to ours."""
+    from .experiments.gmm_teacher import variant_params
+    from .methods.jarzynski import Jarzynski
+
+    init, ref_snaps = _reference_gmm(ref, updates)
+    base = dict(variant_params("reference")["jarzynski"])
+    n, d = init["walkers"].shape
+    base["n_walkers"] = n
+    full = {**base, **GMM_REFERENCE_OPTIONS}
+    configs = [("reference options", full)] + ([(f"{k}={Jarzynski.defaults[k]}", {**full, k: Jarzynski.defaults[k]})
+                                                for k in GMM_REFERENCE_OPTIONS] if ablations else [])
+    rows = {}
+    for label, params in configs:
+        rows[label] = _ours_gmm(params, init, ref_snaps, d, seed)
+    return {"method": "gmm", "updates": updates, "n_walkers": n, "n_moved": n, "burn_in_steps": 0,
+            "network": f"gmm_energy d = {d} (Eq. 15; the script's U with z of mode a frozen at 0)",
+            "reference": {"dt": init["dt"], "n_data": len(init["data"])},
+            "data": f"the script's own {len(init['data'])} teacher points (fed to ours)", "rows": rows}
+
+
+GMM_REFERENCE_OPTIONS: dict[str, Any] = {
+    "weights_aliased_positions": True,  # quirk 5: `xo = x` aliases the walkers: both kernels at X'
+}
+
+
+def _ours_gmm(params: dict[str, Any], init: dict[str, Any], ref_snaps: list[dict[str, Any]], d: int,
+              seed: int) -> dict[str, Any]:
+    from .methods.base import DataInfo
+    from .methods.jarzynski import Jarzynski
+
+    tape = Tape()
+    tape.q["normal"] = deque(s_["noise"] for s_ in ref_snaps)
+    m = Jarzynski(params, DataInfo((d,), False, None), "cpu", seed)
+    x0 = init["data"]
+    with torch.no_grad():
+        m.net.a.copy_(init["a"][0])
+        m.net.b.copy_(init["a"][1])
+        m.net.z.copy_(init["z"][1] - init["z"][0])  # the script's z_0 of mode a is 0 and frozen
+    m.init_walkers(x0)
+    m.walkers = init["walkers"].clone()  # the script's start: N/2 walkers from each mode
+    per = []
+    with replaying(tape):
+        for k, r in enumerate(ref_snaps, start=1):
+            m.train_step(x0, k)
+            lw = m.completed_log_weights()[0]
+            per.append({"update": k,
+                        "max_rel_diff_params": max(rel_diff(m.net.a, r["a"][0]), rel_diff(m.net.b, r["a"][1]),
+                                                   rel_diff(m.net.z.reshape(1), (r["z"][1] - r["z"][0]).reshape(1))),
+                        "max_rel_diff_walkers": rel_diff(m.walkers, r["walkers"]),
+                        "max_abs_diff_log_weights": float((lw.double() - r["log_w"].double()).abs().max()),
+                        "reference_cv2_before": r["cv2_before"], "reference_resamplings": r["resamplings"],
+                        "our_resamplings": m.n_resamples})
+    return {"updates": per, "draws_left_unused": tape.left(),
+            "options": {k: params[k] for k in ("lr_times_h", "resampler", "resample_threshold",
+                                               *GMM_REFERENCE_OPTIONS)}}
+
+
 COMPARISONS: dict[str, tuple[str, Callable[..., dict[str, Any]]]] = {
+    "gmm": ("GMM_code", compare_gmm),
     "jarzynski_mnist": ("MNIST_code", compare_jarzynski_mnist),
+    "jarzynski_cifar10": ("CIFAR-10_code", compare_jarzynski_cifar10),
+    "pcd_cifar10": ("CIFAR-10_code", compare_pcd_cifar10),
 }
 
 
@@ -400,13 +765,14 @@ def run(method: str | None, reference_dir: str | None, updates: int | None, out:
 
 
 def print_table(r: dict[str, Any]) -> None:
-    print(f"  {r['method']}: {r['updates']} updates, float64, CPU, N = {r['n_walkers']} walkers, N' = {r['n_moved']}, "
-          f"burn-in {r['burn_in_steps']} steps; {r['network']}")
+    print(f"  {r['method']}: {r['updates']} updates, float64, CPU, N = {r.get('n_walkers')} walkers, "
+          f"N' = {r.get('n_moved')}, burn-in {r.get('burn_in_steps')} steps; {r['network']}")
     print(f"  {'configuration (paper.yaml value)':45s} {'update':>6s} {'params (rel)':>13s} {'walkers (rel)':>13s} {'log w (abs)':>12s}")
     for label, row in r["rows"].items():
         if "error" in row:
             print(f"  {label:45s} error: {row['error']}")
             continue
         for u in row["updates"]:
+            lw = u["max_abs_diff_log_weights"]
             print(f"  {label:45s} {u['update']:6d} {u['max_rel_diff_params']:13.2e} {u['max_rel_diff_walkers']:13.2e} "
-                  f"{u['max_abs_diff_log_weights']:12.2e}")
+                  f"{'n/a' if lw is None else format(lw, '.2e'):>12s}")

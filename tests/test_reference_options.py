@@ -230,3 +230,123 @@ def test_jarzynski_mnist_matches_the_reference(tmp_path):
         assert u["max_rel_diff_params"] <= R.TOL and u["max_rel_diff_walkers"] <= R.TOL
         assert u["max_abs_diff_log_weights"] <= R.TOL
     assert (tmp_path / "reference_equivalence.json").is_file()
+
+
+# --- grad_walkers: previous (reference CIFAR code: the loss lags one move) ------------------
+def _changed_rows(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    return torch.nonzero((before != after).flatten(1).any(1)).flatten()
+
+
+@pytest.mark.parametrize("scheme", ["reference", "eq5"])
+def test_grad_walkers_previous_uses_the_walkers_moved_last_update(scheme, float64):
+    m = _frozen(_method(grad_walkers="previous", weights_scheme=scheme))
+    data = _data()
+    m.init_walkers(data)
+    assert len(m.prev_idx) == 4  # the first gradient: a random N' after burn-in
+    before = m.walkers.clone()
+    m.train_step(data, 1)
+    moved = _changed_rows(before, m.walkers)
+    assert sorted(moved.tolist()) == sorted(m.prev_idx.tolist())
+    # the gradient of update 2 from those walkers, their log weights as update 2 starts
+    x_prev = m.walkers[moved].clone()
+    a = m.completed_log_weights()[0] if m.pending else m.log_w
+    w = torch.softmax(a[moved].double(), 0)
+    e_pos, e_neg = m.net(data), m.net(x_prev)
+    loss = e_pos.mean() - (w * e_neg).sum() + 0.01 * ((e_pos ** 2).mean() + (w * e_neg ** 2).sum())
+    want = torch.autograd.grad(loss, list(m.net.parameters()))
+    m.train_step(data, 2)
+    for g, p in zip(want, m.net.parameters()):
+        assert torch.allclose(p.grad, g, rtol=1e-9, atol=1e-12)
+
+
+def test_grad_walkers_previous_checks():
+    with pytest.raises(ConfigError):
+        _method(grad_walkers="previous", n_moved=0)  # Alg. 1: no mini-batch to lag
+    with pytest.raises(ConfigError):
+        _method(grad_walkers="previous", n_minibatches=2)  # eq5: ambiguous
+    _method(grad_walkers="previous", n_minibatches=2, weights_scheme="reference")
+
+
+# --- pcd: loss_chains, burn_in_steps -------------------------------------------------------------
+PCD_BASE = {"net": "cnn_silu", "net_params": {"hidden_features": 4}, "buffer_size": 10, "n_chains": 4, "n_steps": 2,
+            "step_size": 1e-2, "temperature": 1e-2, "data_noise": 0.0, "reinit_prob": 0.0, "energy_reg": 0.01}
+
+
+def _pcd_recording(**kw):
+    m = PCD({**PCD_BASE, **kw}, IMG, "cpu", 0)
+    negs, idxs = [], []
+    neg0, di0 = m.negatives, m.draw_indices
+    m.negatives = lambda b: negs.append(neg0(b)) or negs[-1]
+    m.draw_indices = lambda n: idxs.append(di0(n)) or idxs[-1]
+    return m, negs, idxs
+
+
+def test_pcd_loss_chains_previous_lags_one_update():
+    data = _data()
+    m, negs, idxs = _pcd_recording(loss_chains="previous")
+    m.train_step(data, 1)
+    after1 = m.buffer.clone()
+    m.train_step(data, 2)
+    assert len(idxs) == 3  # the first loss subset, then one moved set per update
+    assert torch.equal(negs[1], after1[idxs[1]])  # update 2's loss: the chains update 1 moved
+    assert not torch.equal(negs[1], m.buffer[idxs[2]])
+    d, negs_d, idxs_d = _pcd_recording()  # default: the chains moved in this update
+    d.train_step(data, 1)
+    assert torch.equal(negs_d[0], d.buffer[idxs_d[0]])
+    with pytest.raises(ConfigError):
+        PCD({**PCD_BASE, "loss_chains": "next"}, IMG, "cpu", 0)
+
+
+def test_pcd_burn_in_steps_runs_ula_on_the_whole_buffer():
+    m = PCD({**PCD_BASE, "burn_in_steps": 3}, IMG, "cpu", 0)
+    twin = PCD({**PCD_BASE, "burn_in_steps": 3}, IMG, "cpu", 0)
+    start = m.buffer.clone()
+    m.seed_chains(_data())
+    want = twin.sampler.run(twin.energy, twin.buffer, 3, twin.gen)
+    assert torch.allclose(m.buffer, want) and not torch.allclose(m.buffer, start)
+    plain = PCD(PCD_BASE, IMG, "cpu", 0)
+    b0 = plain.buffer.clone()
+    plain.seed_chains(_data())
+    assert torch.equal(plain.buffer, b0)  # default 0: no burn-in
+
+
+# --- weights_aliased_positions (GMM_code/GMM.py quirk 5) ---------------------------------------
+def test_weights_aliased_positions_evaluates_both_kernels_at_the_new_position(float64):
+    import copy
+
+    from ebm_bench.samplers import energy_and_grad
+
+    p = {"net": "gmm_energy", "net_params": {}, "optimizer": "sgd", "lr": 0.5, "step_size": 0.1, "temperature": 1.0,
+         "energy_reg": 0.0, "n_walkers": 64, "n_moved": 0, "n_steps": 1, "walker_init": "model",
+         "resample_threshold": 0.0, "weights_aliased_positions": True}
+    gmm = DataInfo((3,), False, None)
+    data = torch.randn((32, 3), generator=torch.Generator().manual_seed(2)) + 2.0
+    m = Jarzynski(p, gmm, "cpu", 0)
+    net0 = copy.deepcopy(m.net)  # theta_0
+    m.train_step(data, 1)  # A_0 = 0; X_0 -> X_1 under theta_0; theta_0 -> theta_1
+    x = m.walkers
+    u0, g0 = energy_and_grad(net0, x)
+    u1, g1 = energy_and_grad(m.net, x)
+    want = (u0 - u1 + 0.025 * ((g0 ** 2).sum(1) - (g1 ** 2).sum(1))).double()
+    assert torch.allclose(m.completed_log_weights()[0], want, rtol=1e-10, atol=1e-12)
+    eq5 = Jarzynski({**p, "weights_aliased_positions": False}, gmm, "cpu", 0)
+    eq5.train_step(data, 1)
+    assert torch.allclose(eq5.walkers, x)  # the same chain ...
+    assert not torch.allclose(eq5.completed_log_weights()[0], want)  # ... other weights (Eq. 5)
+    for bad in ({"n_moved": 8}, {"n_steps": 2}, {"weights_scheme": "reference"}):
+        with pytest.raises(ConfigError):
+            Jarzynski({**p, **bad}, gmm, "cpu", 0)
+
+
+@pytest.mark.skipif(not os.environ.get("EBM_BENCH_REFERENCE_DIR"),
+                    reason="EBM_BENCH_REFERENCE_DIR unset: no clone of github.com/submissionx12/EBMs_Jarzynski to compare with")
+@pytest.mark.parametrize("method", ["gmm", "jarzynski_cifar10", "pcd_cifar10"])
+def test_method_matches_the_reference(method, tmp_path):
+    from ebm_bench import reference_equivalence as R
+
+    r = R.run(method, os.environ["EBM_BENCH_REFERENCE_DIR"], 3, str(tmp_path), quick=True)
+    rows = r["methods"][method]["rows"]["reference options"]
+    assert rows["draws_left_unused"] == {"rand": 0, "normal": 0, "subset": 0}
+    for u in rows["updates"]:
+        assert u["max_rel_diff_params"] <= R.TOL and u["max_rel_diff_walkers"] <= R.TOL
+        assert u["max_abs_diff_log_weights"] is None or u["max_abs_diff_log_weights"] <= R.TOL

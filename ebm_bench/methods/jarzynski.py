@@ -66,7 +66,11 @@ sums of Eq. 6 are accumulated in float64.
 ``weighted: false`` keeps A = 0 and never resamples: the unweighted procedure of paper 003
 App. C.1.2 (walkers from rho_theta_0, ULA, no weights), or PCD with ``walker_init: data``.
 ``grad_walkers: all`` sums Eq. 11 over all N walkers (Alg. 2 line 5); ``moved`` uses the
-N' moved walkers with their weights renormalised among them (reference CIFAR code).
+N' walkers about to move with their weights renormalised among them; ``subset`` a fresh
+random set of N' (reference MNIST code); ``previous`` the N' walkers moved in the
+*previous* update, with the log weights they had at its end (before any resampling): the
+reference CIFAR code's ``self.fake_imgs`` / ``self.fake_imgs_weights`` (at the first update
+a random set of N' drawn after burn-in, log weights 0).
 Generation (``sample``) resamples the weighted walkers (Sec. 3.2, "Generative modeling")
 and optionally runs ``sample_steps`` more (unweighted) ULA steps.
 """
@@ -97,7 +101,9 @@ JARZYNSKI_DEFAULTS: dict[str, Any] = {
     "resample_from_step": 0,  # c_k = 0 (no resampling) up to and including this step
     "walker_init": "model",  # model | noise | data (see module docstring)
     "burn_in_steps": 0,  # unweighted ULA steps at theta_0 when no exact sampler exists
-    "grad_walkers": "all",  # all (Eq. 11 / Alg. 2 line 5) | moved (reference CIFAR code) | subset (reference MNIST code)
+    # all (Eq. 11 / Alg. 2 line 5) | moved (the N' about to move) | subset (reference MNIST code) |
+    # previous (the N' moved in the previous update, reference CIFAR code: its loss lags one move)
+    "grad_walkers": "all",
     # walker mini-batches of N' = n_moved walkers moved per update, one after another under
     # theta_k, each a fresh random set (reference MNIST code: num_batch = 6; Alg. 2: one)
     "n_minibatches": 1,
@@ -114,6 +120,11 @@ JARZYNSKI_DEFAULTS: dict[str, Any] = {
     "sample_steps": 0,  # extra unweighted ULA steps after resampling, for generation
     "weights_ignore_clamp": False,  # quirk 3: allow `clamp` although the weights ignore it
     "weights_temperature": None,  # quirk 2: None = the chain's T (correct); a number = weights at that T
+    # quirk 5 (GMM_code/GMM.py: `xo = x` aliases the walkers updated in place, so both kernels
+    # of Eq. 5 are evaluated at the new position X' and the displacement terms vanish):
+    # A += [U_k(X') - U_{k+1}(X') + h/4 (|d_k(X')|^2 - |d_{k+1}(X')|^2)] / T. Alg. 1 only
+    # (full batch, n_steps 1, weights_scheme eq5); one extra U, grad U pass per update
+    "weights_aliased_positions": False,
     "weights_precision": "strict",  # strict: IEEE float32 energies for the weights (no TF32/bf16) | native
 }
 
@@ -152,11 +163,12 @@ class Jarzynski(LangevinEBM):
         "resample_from_step": V.count(0),
         "walker_init": V.choice("model", "noise", "data"),
         "burn_in_steps": V.count(0),
-        "grad_walkers": V.choice("all", "moved", "subset"),
+        "grad_walkers": V.choice("all", "moved", "subset", "previous"),
         "n_minibatches": V.count(),
         "weights_scheme": V.choice("eq5", "reference"),
         "burn_in_energy": V.choice("end", "start"),
         "weights_temperature": V.positive(nullable=True),
+        "weights_aliased_positions": V.Check("bool"),
     }
     tiny = {"n_steps": 2, "n_walkers": 16, "n_moved": 8, "resample_threshold": 0.95, "walker_init": "noise",
             "burn_in_steps": 2}
@@ -175,10 +187,17 @@ class Jarzynski(LangevinEBM):
         if int(params["n_minibatches"]) > 1 and (m == 0 or m >= n):
             raise ConfigError(f"n_minibatches = {params['n_minibatches']} needs Alg. 2 (0 < n_moved < n_walkers); "
                               f"got n_moved = {m}, n_walkers = {n}")
-        if params["grad_walkers"] == "subset" and (m == 0 or m >= n):
-            raise ConfigError("grad_walkers: subset draws n_moved of the walkers: needs 0 < n_moved < n_walkers")
-        if params["weights_scheme"] == "eq5" and int(params["n_minibatches"]) > 1 and params["grad_walkers"] == "moved":
-            raise ConfigError("grad_walkers: moved is ambiguous with n_minibatches > 1; use subset or all")
+        if params.get("weights_aliased_positions") and not (
+                (m == 0 or m >= n) and int(params["n_steps"]) == 1 and params["weights_scheme"] == "eq5"):
+            raise ConfigError("weights_aliased_positions (GMM_code/GMM.py quirk 5) is defined for Alg. 1 only: "
+                              "n_moved 0 (or >= n_walkers), n_steps 1, weights_scheme eq5")
+        if params["grad_walkers"] in ("subset", "previous") and (m == 0 or m >= n):
+            raise ConfigError(f"grad_walkers: {params['grad_walkers']} takes n_moved of the walkers: needs "
+                              f"0 < n_moved < n_walkers")
+        if (params["weights_scheme"] == "eq5" and int(params["n_minibatches"]) > 1
+                and params["grad_walkers"] in ("moved", "previous")):
+            raise ConfigError(f"grad_walkers: {params['grad_walkers']} is ambiguous with n_minibatches > 1 under "
+                              f"weights_scheme: eq5; use subset or all")
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
         super().__init__(params, data, device, seed)
@@ -187,8 +206,9 @@ class Jarzynski(LangevinEBM):
             raise ConfigError(f"weights_scheme = {p['weights_scheme']!r}; expected 'eq5' or 'reference'")
         if p["burn_in_energy"] not in ("end", "start"):
             raise ConfigError(f"burn_in_energy = {p['burn_in_energy']!r}; expected 'end' or 'start'")
-        if p["grad_walkers"] not in ("all", "moved", "subset"):
-            raise ConfigError(f"grad_walkers = {p['grad_walkers']!r}; expected 'all', 'moved' or 'subset'")
+        if p["grad_walkers"] not in ("all", "moved", "subset", "previous"):
+            raise ConfigError(f"grad_walkers = {p['grad_walkers']!r}; expected 'all', 'moved', 'subset' or "
+                              f"'previous'")
         self._check_minibatches(p)
         if p["resampler"] not in RESAMPLERS:
             raise ConfigError(f"resampler = {p['resampler']!r}; expected one of {', '.join(RESAMPLERS)}")
@@ -234,6 +254,8 @@ class Jarzynski(LangevinEBM):
         self.initialised = False
         # weights_scheme: reference: U_{k-1} at the walkers, the energy the next work term starts from
         self.ref_energy = torch.zeros(0, dtype=torch.float64, device=self.device)
+        # grad_walkers: previous: the walkers the next gradient uses (moved last update)
+        self.prev_idx = torch.zeros(0, dtype=torch.long, device=self.device)
 
     # --- walkers ---------------------------------------------------------------------------
     def init_walkers(self, data: torch.Tensor) -> None:
@@ -264,6 +286,8 @@ class Jarzynski(LangevinEBM):
             self.log_w = (u_start - self._energy_nograd(self.walkers).double()) / self.temperature
         self.ancestors = torch.arange(n, device=self.device)
         self.pending = False
+        if p["grad_walkers"] == "previous":  # the first gradient: a random N' after burn-in (ref CIFAR)
+            self.prev_idx = self.draw_subset()
         self.initialised = True
 
     def _energy_nograd(self, x: torch.Tensor) -> torch.Tensor:
@@ -362,6 +386,8 @@ class Jarzynski(LangevinEBM):
             self.log_w = self.log_w + self._completion(u, g_pend, dd if g_pend is g else None)
         self.pending = False
         a = self.log_w
+        # grad_walkers: previous: the walkers moved last update and their A_k, before resampling
+        prev = (self.walkers[self.prev_idx], a[self.prev_idx]) if p["grad_walkers"] == "previous" else None
         # 3. estimates at theta_k: log Z_k (Eq. 12, carried across resamplings), ESS_k (Eq. 13)
         log_z = self.log_z_ref + float(log_mean_exp(a))
         ess = ess_fraction(a) if weighted else 1.0
@@ -394,7 +420,11 @@ class Jarzynski(LangevinEBM):
 
         # 6. empirical CE gradient, Eq. 11: sum_i p_i dU(X_i) - mean over data of dU(x*)
         e_pos = self.energy(pos)
-        if moved is None or p["grad_walkers"] == "all":
+        if prev is not None:
+            e_neg = self.energy(prev[0])
+            w = normalized_weights(prev[1]) if weighted else torch.full((len(prev[0]),), 1.0 / len(prev[0]),
+                                                                         dtype=torch.float64, device=self.device)
+        elif moved is None or p["grad_walkers"] == "all":
             e_neg = self.energy(x)
             w = normalized_weights(a) if weighted else torch.full((n,), 1.0 / n, dtype=torch.float64, device=self.device)
         else:
@@ -418,7 +448,15 @@ class Jarzynski(LangevinEBM):
         x0 = x_b
         x1 = self.sampler.move(x0, g_b, self.gen)
         dx = x1 - x0  # the last step's displacement (kept for -alpha_{k+1} next update)
-        inc_b = alpha(u_b, self.sampler.drift(g_b), dx, self.h, T, dd if moved is None else None) if weighted else None
+        if weighted and p["weights_aliased_positions"]:
+            # quirk 5: both kernels at X' (under theta_k now, under theta_{k+1} at completion,
+            # where a zero pending displacement leaves -U_{k+1}(X')/T - h/4 |d_{k+1}(X')|^2/T)
+            u1, g1 = self._energy_and_grad(x1)
+            dx = torch.zeros_like(x1)
+            inc_b = alpha(u1, self.sampler.drift(g1), dx, self.h, T)
+        else:
+            inc_b = alpha(u_b, self.sampler.drift(g_b), dx, self.h, T,
+                          dd if moved is None else None) if weighted else None
         for _ in range(int(p["n_steps"]) - 1):
             # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
             # point x1, which close the previous step and open this one:
@@ -445,6 +483,7 @@ class Jarzynski(LangevinEBM):
             self.walkers = x.clone()
             self.walkers[moved] = x1
             self.pending_idx = moved
+            self.prev_idx = moved
         self.pending_dx = dx.detach()
         return self._finish_step(step, loss, e_pos, e_model, weighted, log_z, ess, resampled)
 
@@ -523,6 +562,8 @@ class Jarzynski(LangevinEBM):
         ess = ess_fraction(a) if weighted else 1.0
         resampled = 0
         c = float(p["resample_threshold"]) if step > int(p["resample_from_step"]) else 0.0
+        # grad_walkers: previous: the walkers the last update moved, as they stood at its end
+        prev = (self.walkers[self.prev_idx], a[self.prev_idx]) if p["grad_walkers"] == "previous" else None
         if weighted and ess < c:
             idx = resample_indices(a, n, p["resampler"], self.gen)
             self.walkers, self.ref_energy, self.ancestors = self.walkers[idx], self.ref_energy[idx], self.ancestors[idx]
@@ -537,7 +578,7 @@ class Jarzynski(LangevinEBM):
         if p["grad_walkers"] == "subset" or (p["grad_walkers"] == "moved" and not self.full_batch):
             gi = self.draw_subset()
         e_pos = self.energy(pos)
-        xg, ag = (x, a) if gi is None else (x[gi], a[gi])
+        xg, ag = prev if prev is not None else ((x, a) if gi is None else (x[gi], a[gi]))
         e_neg = self.energy(xg)
         w = normalized_weights(ag) if weighted else torch.full((len(xg),), 1.0 / len(xg), dtype=torch.float64,
                                                                device=self.device)
@@ -572,6 +613,7 @@ class Jarzynski(LangevinEBM):
                 walkers = xb
             else:
                 walkers[b] = xb
+                self.prev_idx = b  # the last mini-batch: what the reference returns as fake_imgs
             if weighted:
                 u_new = self._energy_nograd(walkers).double()
                 self.log_w = self.log_w + (self.ref_energy - u_new) / T
@@ -637,6 +679,7 @@ class Jarzynski(LangevinEBM):
             "exact_start": self.exact_start,
             "initialised": self.initialised,
             "ref_energy": self.ref_energy.clone(),
+            "prev_idx": self.prev_idx.clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -654,3 +697,4 @@ class Jarzynski(LangevinEBM):
         self.exact_start = bool(state.get("exact_start", self.log_z_exact0))
         self.initialised = bool(state["initialised"])
         self.ref_energy = state.get("ref_energy", torch.zeros(0, dtype=torch.float64)).to(self.device).clone()
+        self.prev_idx = state.get("prev_idx", torch.zeros(0, dtype=torch.long)).to(self.device).clone()
