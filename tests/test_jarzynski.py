@@ -519,7 +519,9 @@ def test_weight_update_does_not_depend_on_the_matmul_precision_setting(n_moved):
         torch.set_float32_matmul_precision(old)
     if reduced:
         a, _ = _weights_under("medium", "native", n_moved)
-        assert (a - ref_a).abs().max() > 1e-3
+        # a thousand times the strict check's tolerance: how much bfloat16 moves the weights
+        # depends on the CPU (8e-5 on one machine of this workplace, above 1e-3 on another)
+        assert (a - ref_a).abs().max() > 1e-6
 
 
 def _mm_highest(x):
