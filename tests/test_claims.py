@@ -486,3 +486,15 @@ def test_within_verdicts_at_the_band_edges(tmp_path: Path) -> None:
     v = _verdicts(tmp_path, claims)
     assert v.loc["across", "ci_low"] < 0.03 < v.loc["across", "ci_high"]
     assert v["verdict"].to_dict() == {"inside": "holds", "across": "inconclusive", "outside": "contradicted"}
+
+
+def test_an_abs_gate_takes_the_largest_magnitude(tmp_path: Path) -> None:
+    """mass_converged (abs<=) fails on one seed drifting down, whatever the others do."""
+    res = tmp_path / "results"
+    for s in range(3):
+        _run(res, "d", "m1", s, {"score": [20.0, 21.5, 22.2][s]})
+        _run(res, "d", "m2", s, {"score": [10.0, 11.0, 12.7][s]})
+        _run(res, "d", "m1", s, {"change_mass_a": [-0.025, 0.002, -0.012][s]}, family="diag")
+    row = _verdicts(tmp_path, [_cmp("g", "m1", "m2", direction="greater", metric="score", gates=["mass_converged"])],
+                    gate_sets=_gate_sets()).loc["g"]
+    assert row["verdict"] == "regime not reached" and row["gates_failed"] == "mass_converged 0.025 abs<= 0.01"

@@ -92,7 +92,7 @@ def side_values(tidy: pd.DataFrame, runs: pd.DataFrame, dataset: str, variant: s
 
 _OPS = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t,
         "abs<=": lambda v, t: abs(v) <= t}
-_AGG = {"min": min, "max": max, "mean": lambda xs: float(np.mean(xs))}
+_AGG = {"min": min, "max": max, "mean": lambda xs: float(np.mean(xs)), "maxabs": lambda xs: max(abs(x) for x in xs)}
 
 
 def gate_value(gate: Gate, tidy: pd.DataFrame, runs: pd.DataFrame, dataset: str, config: str) -> float | None:

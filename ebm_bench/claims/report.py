@@ -44,7 +44,7 @@ def counts(table: pd.DataFrame, claims: ClaimsFile) -> pd.DataFrame:
     rows = []
     for pid, paper in claims.papers.items():
         t = table[table["paper"].astype(str) == pid]
-        row = {"paper": f"{pid} {paper['citation']}", "claims": int(t["id"].nunique())}
+        row = {"claims of": f"{pid} {paper['citation']} ({int(t['id'].nunique())})"}
         for scale in claims.scales:
             s = t[t["scale"] == scale]
             c = s["verdict"].value_counts()

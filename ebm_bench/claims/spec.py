@@ -29,7 +29,7 @@ class ClaimError(ValueError):
 
 @dataclass(frozen=True)
 class Gate:
-    """One diagnostic a design's runs must pass: ``agg`` over the seeds of ``variant``'s
+    """One diagnostic a design's runs must pass: ``agg`` (min, max, mean, maxabs) over the seeds of ``variant``'s
     ``metric`` (minus the mean of ``minus``, when given) ``op`` ``threshold``."""
 
     name: str
@@ -150,7 +150,8 @@ def _gates(items: list, gate_sets: dict, claim: dict, a: dict, b: dict | None, w
                                      "expected a number or '$min_effect'")
                 threshold = float(claim.get("min_effect", 0.0))
             op = item["op"]
-            agg = item.get("agg") or ("min" if op in (">=", ">") else "max")
+            # default: the worst seed (the largest |value| for abs<=)
+            agg = item.get("agg") or ("min" if op in (">=", ">") else "maxabs" if op == "abs<=" else "max")
             minus = item.get("minus")
             name = item["name"] + (f".{s}" if len(sides) > 1 else "")
             out.append(Gate(name=name, variant=str(item.get("variant") or side["variant"]),
