@@ -148,8 +148,12 @@ def run(out: str | Path, quick: bool = False, repeats: int | None = None, warmup
             for v in order:
                 t = time.perf_counter()
                 ms[v].train_step(batch, step)
+                dt = time.perf_counter() - t
                 if step > warmup:
-                    times[v].append(time.perf_counter() - t)
+                    times[v].append(dt)
+                if not quick:  # minutes per update at the paper's sizes: say where it is
+                    say(f"    seed {r} update {step} ({'timed' if step > warmup else 'warm-up'}) {v}: "
+                        f"{1e3 * dt:.0f} ms")
         per = {v: 1e3 * statistics.fmean(times[v]) for v in order}
         for v in order:
             _record(out, v, r, ms[v], specs[v], per[v], warmup, updates)
