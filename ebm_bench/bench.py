@@ -375,6 +375,17 @@ def bench_gpu(quick: bool = False, out: str | None = None, **_) -> None:
     run(out or ("results/benchmarks/gpu_quick" if quick else "results/benchmarks/gpu"), quick=quick)
 
 
+def bench_cost_claim(quick: bool = False, out: str | None = None, repeats: int | None = None,
+                     warmup: int | None = None, updates: int | None = None, threads: int | None = None,
+                     **_) -> None:
+    """Paper 003's cost claim as one update at the CIFAR-10 row's N, N', K and network, one
+    thread, written as run records for the claims layer (ebm_bench/cost_claim.py)."""
+    from .cost_claim import run
+
+    run(out or ("results/benchmarks/cost_claim_quick" if quick else "results/paper_cpu"), quick=quick,
+        repeats=repeats, warmup=warmup, updates=updates, threads=threads or 1)
+
+
 BENCHMARKS: dict[str, Callable[..., None]] = {
     "train_iteration": bench_train_iteration,
     "ula_vectorisation": bench_ula_vectorisation,
@@ -384,12 +395,16 @@ BENCHMARKS: dict[str, Callable[..., None]] = {
     "gmm_reference": bench_gmm_reference,
     "reference": bench_reference,
     "gpu": bench_gpu,
+    "cost_claim": bench_cost_claim,
 }
+# run only when named: hours on one CPU thread at the paper's sizes, and it writes run records
+EXPLICIT_ONLY = {"cost_claim"}
 
 
 def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None,
                    **options) -> None:
-    """``options`` (``out``, ``reference_dir``) go to the benchmarks that take them."""
+    """``options`` (``out``, ``reference_dir``, ...) go to the benchmarks that take them;
+    those in ``EXPLICIT_ONLY`` run only when named."""
     from .errors import ConfigError
 
     unknown = sorted(set(only or ()) - set(BENCHMARKS))
@@ -397,12 +412,16 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
         raise ConfigError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
     if threads:
         torch.set_num_threads(threads)
+    options["threads"] = threads
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for name, fn in BENCHMARKS.items():
         if only and name not in only:
             continue
+        if not only and name in EXPLICIT_ONLY:
+            print(f"\n== {name}: run only when named (ebm-bench bench {name} [--quick] --out DIR)")
+            continue
         print(f"\n== {name}")
-        if name in ("gmm_reference", "gpu", "reference"):
+        if name in ("gmm_reference", "gpu", "reference", "cost_claim"):  # cost_claim: 1 thread unless --threads
             fn(quick, **options)
         else:
             fn(quick)

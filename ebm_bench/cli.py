@@ -16,6 +16,7 @@
     ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
     ebm-bench bench reference --method NAME --reference-dir DIR [--updates K] --out OUT
                       (NAME: jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm)
+    ebm-bench bench cost_claim [--quick] --out RESULTS_DIR [--repeats R --warmup W --updates U]
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
 (``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
@@ -201,7 +202,8 @@ def cmd_bench(args) -> None:
     from .bench import run_benchmarks
 
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None, out=args.out,
-                   reference_dir=args.reference_dir, method=args.method, updates=args.updates)
+                   reference_dir=args.reference_dir, method=args.method, updates=args.updates,
+                   repeats=args.repeats, warmup=args.warmup)
 
 
 GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
@@ -255,12 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.BENCHMARKS)")
-    b.add_argument("--out", default=None, help="gpu: folder for gpu_check.json / .md")
+    b.add_argument("--out", default=None, help="gpu: folder for gpu_check.json / .md; cost_claim: results folder "
+                                                "for its run records (runs/cifar10_cost/...)")
     b.add_argument("--reference-dir", default=None,
                    help="gmm_reference, reference: clone of submissionx12/EBMs_Jarzynski (holds GMM_code/, MNIST_code/)")
     b.add_argument("--method", default=None,
                    help="reference: which comparison (jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm; default: all)")
-    b.add_argument("--updates", type=int, default=None, help="reference: parameter updates compared (default 3)")
+    b.add_argument("--updates", type=int, default=None,
+                   help="reference: parameter updates compared (default 3); cost_claim: timed updates per method "
+                        "per repeat (default 2)")
+    b.add_argument("--repeats", type=int, default=None, help="cost_claim: repeats (= seeds; default 5, --quick 2)")
+    b.add_argument("--warmup", type=int, default=None, help="cost_claim: warm-up updates per repeat (default 1)")
     for name in GPU_STAGES:
         sub.choices[name].add_argument("--gpus", type=int, default=None,
                                        help="cards to claim (default: 1 on device cuda, else 0)")

@@ -1,0 +1,172 @@
+"""``ebm-bench bench cost_claim``: paper 003's cost claim measured as one update, on CPU.
+
+Paper 003 (Sec. 4.3) reports Jarzynski (Alg. 2) at about +6% per update over PCD with
+mini-batches (Alg. 4) on CIFAR-10 (36 h vs 34 h on one A100). The claim is a property of
+one parameter update at the paper's N = 4096 walkers, N' = 256 moved, K = 60 ULA steps
+and network, so it is measured here in one process on one thread:
+
+- both methods are built from config/paper.yaml's CIFAR-10 rows (``jarzynski_systematic``
+  and ``pcd_minibatch``: the short-run ConvNet with n_f = 128, N = 4096 chains, N' = 256
+  drawn / moved per update, K = 60, the gradient over the moved walkers), resolved with
+  :func:`ebm_bench.config.run_spec`; Jarzynski's burn-in (unweighted ULA before training)
+  is set to 0: it is not part of an update;
+- the same random data batch (3 x 32 x 32, the row's batch size 512) feeds both;
+- per repeat r (seed r for both methods: the same initial network), W warm-up then U timed
+  updates of each method, interleaved (pcd, jarzynski, pcd, jarzynski, ...), so machine
+  load touches both alike; ms per update = mean over the U timed updates;
+- the table: per repeat the ms per update of each and jarzynski / pcd - 1; then the
+  ratio's mean and spread, against the network-work floor (N + 3N') / (3KN')
+  (docs/performance.md).
+
+Each repeat is written in the run format the claims layer reads (``--out`` RESULTS_DIR):
+``runs/cifar10_cost/{jarzynski,pcd}/seed{r}/train_status.json`` and ``metrics/cost.json``
+(family ``cost``, as the evaluate stage writes it, ``timed_quietly`` 1.0, provenance
+``config/paper_cpu.yaml``), paired by seed. config/claims.yaml's ``p003_cost`` design at
+scale ``paper`` judges them.
+
+On one CPU thread one update at the paper's sizes takes minutes (K N' = 15,360 network
+forward + backward passes at ~30 ms each); ``--repeats/--warmup/--updates`` size the run.
+``--quick``: 2 repeats at tiny sizes (the test suite's check of the records).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_CONFIG = ROOT / "config" / "paper.yaml"
+DATASET = "cifar10_cost"  # the records' dataset name (config/paper_cpu.yaml's comment block)
+PROVENANCE = "config/paper_cpu.yaml"  # the config the claim's design names
+ROWS = {"jarzynski": "jarzynski_systematic", "pcd": "pcd_minibatch"}  # record variant -> paper.yaml row
+SOURCE_DATASET = "cifar10"
+DEFAULTS = {"repeats": 5, "warmup": 1, "updates": 2}
+QUICK = {"repeats": 2, "warmup": 1, "updates": 2}
+# --quick: tiny network and populations, N / N' = 8 (<= 16) and K = 60 so the gates of
+# cost_structure read the same way as at the paper's sizes
+QUICK_SIZES = {"nf": 4, "n_walkers": 64, "n_moved": 8, "n_steps": 60, "batch_size": 16}
+
+
+def method_specs(quick: bool, config_path: str | Path = PAPER_CONFIG) -> tuple[dict[str, dict], dict[str, Any]]:
+    """{variant: run spec} of the two methods (seed 0) and facts of the setting."""
+    from .config import run_spec
+    from .gpu_check import data_info, load_config
+
+    cfg = load_config(config_path)
+    specs = {v: run_spec(cfg, SOURCE_DATASET, row, 0, "config/paper.yaml") for v, row in ROWS.items()}
+    info = data_info(cfg, SOURCE_DATASET)
+    j, p = specs["jarzynski"]["method_params"], specs["pcd"]["method_params"]
+    j["burn_in_steps"] = 0  # before training, not part of an update
+    if quick:
+        q = QUICK_SIZES
+        for mp in (j, p):
+            mp["net_params"] = {**(mp.get("net_params") or {}), "nf": q["nf"]}
+            mp["n_steps"] = q["n_steps"]
+        j.update(n_walkers=q["n_walkers"], n_moved=q["n_moved"])
+        p.update(buffer_size=q["n_walkers"], n_chains=q["n_moved"])
+        for s in specs.values():
+            s["train"]["batch_size"] = q["batch_size"]
+    for s in specs.values():
+        s["device"] = "cpu"
+    if j["net"] != p["net"] or j["net_params"] != p["net_params"] or j["n_steps"] != p["n_steps"]:
+        raise RuntimeError("cost_claim: the two rows differ in network or K; they must match")
+    facts = {"shape": tuple(info.shape), "batch_size": int(specs["pcd"]["train"]["batch_size"]),
+             "N": int(j["n_walkers"]), "N_moved": int(j["n_moved"]), "K": int(j["n_steps"]),
+             "pcd_chains": int(p["n_chains"]), "pcd_buffer": int(p["buffer_size"]), "net": j["net"],
+             "net_params": dict(j["net_params"]), "info": info}
+    return specs, facts
+
+
+def _record(out: Path, variant: str, seed: int, method, spec: dict, ms: float, warmup: int, updates: int) -> None:
+    """train_status.json + metrics/cost.json of one (variant, repeat), as the pipeline writes them."""
+    from .evaluation.cost import QUIET_TIMING, sampler_steps_per_update, walkers_per_moved
+    from .io import write_json
+    from .stages import _clean, _fingerprint_id
+    from .train import n_trainable
+
+    run_dir = out / "runs" / DATASET / variant / f"seed{seed}"
+    (run_dir / "metrics").mkdir(parents=True, exist_ok=True)
+    params = spec["method_params"]
+    threads = torch.get_num_threads()
+    per_iter = int(method.sampler_steps_per_iter)
+    n_params = n_trainable(method)
+    provenance = {"config": PROVENANCE}
+    write_json({"status": "ok", "diverged_step": None, "steps": warmup + updates, "timed_updates": updates,
+                "warmup_updates": warmup, "time_per_update_ms": ms, "n_params": n_params,
+                "sampler_steps_per_iter": per_iter, "device": "cpu", "threads": threads,
+                "source_row": f"config/paper.yaml {SOURCE_DATASET}/{ROWS[variant]}",
+                "written_by": "ebm-bench bench cost_claim", "provenance": provenance},
+               run_dir / "train_status.json")
+    metrics = {"time_per_update_ms": ms,
+               "walkers_per_moved": walkers_per_moved(method, params, int(spec["train"]["batch_size"])),
+               "sampler_steps_per_update": sampler_steps_per_update(params, per_iter),
+               "timed_quietly": QUIET_TIMING,
+               "n_params": n_params}
+    fingerprint = {"device": "cpu", "threads": threads, "torch": torch.__version__}
+    protocol = {"directions": {k: "" for k in metrics}, "steps": updates, "warmup": warmup, "device": "cpu",
+                "resumed_from": None, "n_sampled": None, "interleaved": True, "fingerprint": fingerprint}
+    doc = {"dataset": DATASET, "variant": variant, "method": spec["method"], "seed": seed, "family": "cost",
+           "status": "ok", "metrics": _clean(metrics), "protocol": protocol,
+           "fingerprint": _fingerprint_id(fingerprint), "provenance": provenance}
+    write_json(doc, run_dir / "metrics" / "cost.json")
+
+
+def run(out: str | Path, quick: bool = False, repeats: int | None = None, warmup: int | None = None,
+        updates: int | None = None, threads: int = 1, say=print) -> list[dict[str, float]]:
+    """Time both methods per repeat, write the records, print the table; returns the rows."""
+    from .registry import METHODS
+
+    base = QUICK if quick else DEFAULTS
+    repeats = int(repeats or base["repeats"])
+    warmup = int(base["warmup"] if warmup is None else warmup)
+    updates = int(updates or base["updates"])
+    torch.set_num_threads(int(threads))
+    specs, f = method_specs(quick)
+    out = Path(out)
+    n, nm, k = f["N"], f["N_moved"], f["K"]
+    floor = (n + 3 * nm) / (3 * k * nm)
+    say(f"paper 003 cost claim, CIFAR-10 row of config/paper.yaml{' (--quick: tiny sizes)' if quick else ''}: "
+        f"{f['net']} {f['net_params']}, data batch {f['batch_size']} x {'x'.join(map(str, f['shape']))}, "
+        f"K = {k}\n  jarzynski (Alg. 2): N = {n}, N' = {nm} moved, gradient over the moved walkers;  "
+        f"pcd (Alg. 4): buffer {f['pcd_buffer']}, {f['pcd_chains']} chains per update\n"
+        f"  {torch.get_num_threads()} thread(s), torch {torch.__version__}; per repeat {warmup} warm-up + {updates} "
+        f"timed updates each, interleaved; network-work floor (N + 3N')/(3KN') = {100 * floor:+.1f}%")
+    g = torch.Generator().manual_seed(12345)
+    batch = torch.rand((f["batch_size"], *f["shape"]), generator=g) * 2 - 1
+    rows = []
+    t_all = time.perf_counter()
+    for r in range(repeats):
+        ms = {v: METHODS.get(s["method"])(s["method_params"], f["info"], torch.device("cpu"), r)
+              for v, s in specs.items()}
+        order = ["pcd", "jarzynski"]
+        times: dict[str, list[float]] = {v: [] for v in order}
+        for step in range(1, warmup + updates + 1):
+            for v in order:
+                t = time.perf_counter()
+                ms[v].train_step(batch, step)
+                dt = time.perf_counter() - t
+                if step > warmup:
+                    times[v].append(dt)
+                if not quick:  # minutes per update at the paper's sizes: say where it is
+                    say(f"    seed {r} update {step} ({'timed' if step > warmup else 'warm-up'}) {v}: "
+                        f"{1e3 * dt:.0f} ms")
+        per = {v: 1e3 * statistics.fmean(times[v]) for v in order}
+        for v in order:
+            _record(out, v, r, ms[v], specs[v], per[v], warmup, updates)
+        row = {"seed": r, "pcd_ms": per["pcd"], "jarzynski_ms": per["jarzynski"],
+               "overhead": per["jarzynski"] / per["pcd"] - 1}
+        rows.append(row)
+        say(f"  repeat {r} (seed {r}): pcd {row['pcd_ms']:10.1f} ms/update   jarzynski {row['jarzynski_ms']:10.1f} "
+            f"ms/update   jarzynski/pcd - 1 = {100 * row['overhead']:+6.2f}%   "
+            f"[{time.perf_counter() - t_all:.0f} s so far]")
+    ov = [row["overhead"] for row in rows]
+    sd = statistics.stdev(ov) if len(ov) > 1 else float("nan")
+    say(f"  jarzynski/pcd - 1 over {len(ov)} repeats: mean {100 * statistics.fmean(ov):+.2f}%, sd {100 * sd:.2f}%, "
+        f"min {100 * min(ov):+.2f}%, max {100 * max(ov):+.2f}%  (paper: +6% on one A100; floor {100 * floor:+.1f}%)")
+    say(f"  records: {out / 'runs' / DATASET}/{{jarzynski,pcd}}/seed<r> (provenance {PROVENANCE}); "
+        f"wall {time.perf_counter() - t_all:.0f} s")
+    return rows

@@ -1,0 +1,77 @@
+"""``ebm-bench bench cost_claim`` (ebm_bench/cost_claim.py): the --quick benchmark writes run
+records that the tables read as runs of config/paper_cpu.yaml and that a p003_cost-like
+claim judges as a paired comparison with its cost gates passing. No timing is asserted
+(timings never live in tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ebm_bench import claims as C
+from ebm_bench.bench import BENCHMARKS, run_benchmarks
+from ebm_bench.cost_claim import DATASET, PROVENANCE, QUICK, QUICK_SIZES
+from ebm_bench.tables import collect
+
+REPO_CLAIMS = Path(__file__).resolve().parents[1] / "config" / "claims.yaml"
+
+
+def _claim(gates: dict) -> dict:
+    """A one-design copy of p003_cost pointing at the benchmark's records."""
+    return {"papers": [{"id": "003", "title": "paper 003", "citation": "Carbone et al. 2023"}],
+            "scales": [{"id": "paper", "title": "paper"}],
+            "min_seeds": 2,
+            "gate_sets": {"cost_structure": gates},
+            "claims": [{"id": "cost", "paper": "003", "source": "Sec. 4.3", "statement": "+6% per update",
+                        "kind": "within", "relative": True, "tolerance": 0.06, "target": 0.06,
+                        "a": {"variant": "jarzynski", "metric": "time_per_update_ms"},
+                        "b": {"variant": "pcd", "metric": "time_per_update_ms"},
+                        "designs": [{"scale": "paper", "config": PROVENANCE, "dataset": DATASET,
+                                     "gates": ["cost_structure"]}]}]}
+
+
+def test_quick_cost_claim_records_are_read_and_judged(tmp_path: Path, monkeypatch) -> None:
+    assert "cost_claim" in BENCHMARKS
+    monkeypatch.chdir(tmp_path)  # no results folder of the repository's configs is read
+    res = tmp_path / "res"
+    run_benchmarks(quick=True, only=["cost_claim"], out=str(res))
+    n = QUICK["repeats"]
+    assert QUICK_SIZES["n_walkers"] / QUICK_SIZES["n_moved"] <= 16
+
+    tidy, runs, _ = collect(res)
+    assert set(runs["dataset"]) == {DATASET} and set(runs["method"]) == {"jarzynski", "pcd"}
+    assert len(runs) == 2 * n and set(runs["status"]) == {"ok"} and set(runs["config"]) == {PROVENANCE}
+    cost = tidy[tidy["family"] == "cost"]
+    assert set(cost["config"]) == {PROVENANCE} and set(cost["status"]) == {"ok"}
+    wide = cost.pivot_table(index=["method", "seed"], columns="metric", values="value")
+    assert sorted(wide.index) == [(m, s) for m in ("jarzynski", "pcd") for s in range(n)]
+    assert (wide["timed_quietly"] == 1.0).all() and (wide["time_per_update_ms"] > 0).all()
+    assert (wide.loc["jarzynski", "walkers_per_moved"] == QUICK_SIZES["n_walkers"] / QUICK_SIZES["n_moved"]).all()
+    assert (wide["sampler_steps_per_update"] == QUICK_SIZES["n_steps"]).all()
+    assert len(set(cost["fingerprint"])) == 1 and next(iter(set(cost["fingerprint"])))
+
+    # the repository's own cost_structure gates, on a one-design copy of p003_cost
+    gates = yaml.safe_load(REPO_CLAIMS.read_text())["gate_sets"]["cost_structure"]
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(_claim(gates)))
+    out = C.build_claims(res, tmp_path / "tables", path)
+    row = pd.read_csv(out["claims.csv"], keep_default_na=False, na_values=[""]).set_index("id").loc["cost"]
+    assert row["n"] == n and row["a_n"] == n and row["b_n"] == n
+    assert row["paired"] == "yes" and row["seeds"] == " ".join(map(str, range(n)))
+    failed = row["gates_failed"] if isinstance(row["gates_failed"], str) else ""
+    passed = {t.split(" ")[0] for t in str(row["gates"]).split("; ")} - {t.split(" ")[0] for t in failed.split("; ")}
+    assert {"quiet_timing", "walkers_per_moved", "steps_per_update"} <= passed, row["gates"]
+    assert "quiet_timing 1 >= 1" in row["gates"] and "walkers_per_moved 8 <= 16" in row["gates"]
+    assert not failed
+    assert row["verdict"] in ("holds", "contradicted", "inconclusive")  # judged, whatever the quick timings say
+
+
+def test_repository_p003_cost_has_the_benchmark_design_first() -> None:
+    spec = C.load_claims(REPO_CLAIMS)
+    cost = [d for d in spec.designs if d.id == "p003_cost"]
+    first = cost[0]
+    assert (first.scale, first.config, first.dataset) == ("paper", PROVENANCE, DATASET)
+    assert first.a["variant"] == "jarzynski" and first.b["variant"] == "pcd"
+    assert {"quiet_timing", "steps_per_update", "walkers_per_moved"} <= {g.name for g in first.gates}
