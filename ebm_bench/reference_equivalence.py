@@ -235,6 +235,24 @@ def paper_params(dataset: str, variant: str) -> dict[str, Any]:
     return dict(run_spec(cfg, dataset, variant, 0)["method_params"])
 
 
+def _lightning_updates(model, batches, clip_val: float) -> list[dict]:
+    """The reference's training steps as PyTorch Lightning runs them (zero_grad,
+    training_step, backward, clip_grad_norm_, step), with a snapshot after each."""
+    snaps = []
+    (opt,), _ = model.configure_optimizers()
+    for k, batch in enumerate(batches):
+        opt.zero_grad()
+        loss = model.training_step((batch, None), k)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip_val)
+        opt.step()
+        snaps.append({"params": [p.detach().clone() for p in model.cnn.parameters()],
+                      "walkers": model.sampler.examples.detach().clone(),
+                      "log_w": model.sampler.log_weights.detach().clone(),
+                      "grad_norm": float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.cnn.parameters())))})
+    return snaps
+
+
 def _reference_mnist(ref: Path, ours0: list[torch.Tensor], batches: list[torch.Tensor], n_walkers: int,
                      n_moved: int, burn_in: int, seed: int) -> tuple[list[dict[str, torch.Tensor]], Tape, dict]:
     """K updates of the reference MNIST code; its draws recorded."""
@@ -280,17 +298,7 @@ def _reference_mnist(ref: Path, ours0: list[torch.Tensor], batches: list[torch.T
             noise_level=hp["noise_level"])
         model.data = batches[0]
         model.sampler.normal_0 = torch.tensor(1.0)
-        (opt,), _ = model.configure_optimizers()
-        for k, batch in enumerate(batches):
-            opt.zero_grad()
-            loss = model.training_step((batch, None), k)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip_val)
-            opt.step()
-            snaps.append({"params": [p.detach().clone() for p in model.cnn.parameters()],
-                          "walkers": model.sampler.examples.detach().clone(),
-                          "log_w": model.sampler.log_weights.detach().clone(),
-                          "grad_norm": float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.cnn.parameters())))})
+        snaps += _lightning_updates(model, batches, clip_val)
     info = {"hyperparameters": {k: hp[k] for k in ("alpha", "lr", "steps", "step_size", "num_batch", "noise_level",
                                                    "sample_size", "sampler_batch", "resample_std")},
             "gradient_clip_val": clip_val}
@@ -467,17 +475,7 @@ def _reference_cifar(ref: Path, notebook: str, ours0: list[torch.Tensor], nf: in
         model.fake_imgs = model.sampler.examples[index]
         if jarzynski:
             model.fake_imgs_weights = model.sampler.log_weights[index]
-        (opt,), _ = model.configure_optimizers()
-        for k, batch in enumerate(batches):
-            opt.zero_grad()
-            loss = model.training_step((batch, None), k)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()), clip_val)
-            opt.step()
-            snaps.append({"params": [p.detach().clone() for p in model.cnn.parameters()],
-                          "walkers": model.sampler.examples.detach().clone(),
-                          "log_w": model.sampler.log_weights.detach().clone(),
-                          "grad_norm": float(torch.sqrt(sum((p.grad ** 2).sum() for p in model.cnn.parameters())))})
+        snaps += _lightning_updates(model, batches, clip_val)
     info = {"notebook": notebook,
             "hyperparameters": {k: hp[k] for k in hp if k not in ("img_shape",)},
             "gradient_clip_val": clip_val, "Paper_net_n_f": nf}

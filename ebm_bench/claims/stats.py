@@ -226,6 +226,15 @@ def _welch_prep(x, y, scale) -> tuple[np.ndarray, np.ndarray, int, float, float,
     return x, y, n, eff, float(df), "", note
 
 
+def _welch_test(x: np.ndarray, y: np.ndarray, note: str, alternative: str = "two-sided"):
+    """scipy's Welch t-test; with a side known to be constant (``note``) its
+    precision-loss warning is noise and is silenced."""
+    with warnings.catch_warnings():
+        if note:
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return stats.ttest_ind(x, y, equal_var=False, alternative=alternative)
+
+
 def welch(x: np.ndarray, y: np.ndarray, min_effect: float = 0.0, scale: float | None = None) -> Estimate:
     """Welch's (1947) unequal-variance t for effect = mean(x) - mean(y).
 
@@ -238,11 +247,8 @@ def welch(x: np.ndarray, y: np.ndarray, min_effect: float = 0.0, scale: float | 
     test = "Welch t" + note
     if n < 2 or why:
         return _none(eff, n, test, df, why)
-    with warnings.catch_warnings():  # a side known to be constant: SciPy's precision-loss warning is noise
-        if note:
-            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-        lo, hi = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence_level=LEVEL)
-        p = stats.ttest_ind(x - min_effect, y, equal_var=False, alternative="greater").pvalue
+    lo, hi = _welch_test(x, y, note).confidence_interval(confidence_level=LEVEL)
+    p = _welch_test(x - min_effect, y, note, "greater").pvalue
     return Estimate(eff, float(lo), float(hi), float(p), df, n, test)
 
 
@@ -257,12 +263,9 @@ def equivalence_welch(x: np.ndarray, y: np.ndarray, low: float, high: float,
     test = "TOST Welch t" + note
     if n < 2 or why:
         return _none(eff, n, test, df, why)
-    with warnings.catch_warnings():  # a side known to be constant: SciPy's precision-loss warning is noise
-        if note:
-            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-        lo, hi = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence_level=LEVEL)
-        p_low = stats.ttest_ind(x - low, y, equal_var=False, alternative="greater").pvalue
-        p_high = stats.ttest_ind(x - high, y, equal_var=False, alternative="less").pvalue
+    lo, hi = _welch_test(x, y, note).confidence_interval(confidence_level=LEVEL)
+    p_low = _welch_test(x - low, y, note, "greater").pvalue
+    p_high = _welch_test(x - high, y, note, "less").pvalue
     return Estimate(eff, float(lo), float(hi), float(max(p_low, p_high)), df, n, test)
 
 
