@@ -36,6 +36,7 @@ def test_drift_is_the_fitted_change_over_the_last_quarter(tmp_path: Path) -> Non
     neg = [-v for v in loss]  # falls 0.5 about a mean of -4.75: the same relative change, negative
     m, proto = _run(tmp_path, {"step": STEPS, "wall_time_s": STEPS, "loss": loss, "flat": flat, "neg": neg})
     assert m["change_loss"] == pytest.approx(0.5) and m["change_neg"] == pytest.approx(-0.5)
+    assert m["slope_loss"] == pytest.approx(0.01) and m["slope_neg"] == pytest.approx(-0.01)  # per update
     assert m["drift_loss"] == pytest.approx(0.5 / 4.75)
     assert m["drift_neg"] == pytest.approx(-0.5 / 4.75)
     assert m["drift_flat"] == pytest.approx(0.0, abs=1e-12)
@@ -106,7 +107,8 @@ def test_jarzynski_ess_before_the_first_resampling_when_allowed_from_step_0(tmp_
 def test_diverged_run_gives_nulls_and_no_log_gives_nothing(tmp_path: Path) -> None:
     m, _ = _run(tmp_path, {"step": STEPS, "energy_data": [1.0] * 20, "loss": [1.0] * 20}, ok=False)
     assert m == {"energy_scale": None, "drift_energy_data": None, "drift_loss": None,
-                 "change_energy_data": None, "change_loss": None, "tail_mean_energy_data": None,
+                 "change_energy_data": None, "change_loss": None, "slope_energy_data": None, "slope_loss": None,
+                 "tail_mean_energy_data": None,
                  "tail_mean_loss": None}
     empty = tmp_path / "empty"
     empty.mkdir()

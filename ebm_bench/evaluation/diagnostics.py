@@ -24,6 +24,8 @@ a claim's *gates* read them (a failing gate gives "regime not reached", not a ve
   natural unit. Near 0: x has settled; a claim about a trained model asks that its
   scalars stopped moving. None with fewer than ``MIN_ROWS`` rows in the quarter or a
   non-finite value in it.
+- ``slope_<x>``: the same line's slope, per update (``change_<x>`` / the window's span of
+  steps): a rate that means the same in a 300-update and an 8,000-update run.
 - ``tail_mean_<x>``: the mean of the logged x over the last 1,000 updates (all of a shorter
   run): a time-averaged statistic beside the final value (paper 003 App. B.1's mass
   moves by +-0.03 between updates at the reference settings).
@@ -130,6 +132,8 @@ def diagnose(log: dict[str, np.ndarray], method_params: dict[str, Any]) -> dict[
         if c not in SKIP:
             out[f"change_{c}"] = change(log["step"][last], log[c][last])
             out[f"drift_{c}"] = drift(log["step"][last], log[c][last])
+            span = float(log["step"][last][-1] - log["step"][last][0]) if last.any() else 0.0
+            out[f"slope_{c}"] = None if out[f"change_{c}"] is None or span <= 0 else out[f"change_{c}"] / span
             tail = log[c][log["step"] > np.nanmax(log["step"]) - TAIL_UPDATES]
             out[f"tail_mean_{c}"] = float(tail.mean()) if len(tail) and np.isfinite(tail).all() else None
     return out
@@ -158,6 +162,7 @@ def diagnostics(ctx):
             "energy_scale": "max over the window of max(|energy_data|, |energy_model|)",
             "change_<x>": f"linregress slope x step span over the window; None with < {MIN_ROWS} rows",
             "drift_<x>": "change_<x> / max(|mean x over the window|, 1e-12)",
+            "slope_<x>": "change_<x> / the window's span of steps (per update)",
             "tail_mean_<x>": f"mean of the logged x over the last {TAIL_UPDATES} updates",
         },
         "directions": {k: "" for k in metrics},
