@@ -377,13 +377,14 @@ def bench_gpu(quick: bool = False, out: str | None = None, **_) -> None:
 
 def bench_cost_claim(quick: bool = False, out: str | None = None, repeats: int | None = None,
                      warmup: int | None = None, updates: int | None = None, threads: int | None = None,
-                     **_) -> None:
+                     first_seed: int = 0, **_) -> None:
     """Paper 003's cost claim as one update at the CIFAR-10 row's N, N', K and network, one
     thread, written as run records for the claims layer (ebm_bench/cost_claim.py)."""
     from .cost_claim import run
 
     run(out or ("results/benchmarks/cost_claim_quick" if quick else "results/paper_cpu"), quick=quick,
-        repeats=repeats, warmup=warmup, updates=updates, threads=threads or 1)
+        repeats=repeats, warmup=warmup, updates=updates, threads=threads or 1,
+        first_seed=first_seed or 0)
 
 
 BENCHMARKS: dict[str, Callable[..., None]] = {

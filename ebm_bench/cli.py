@@ -16,7 +16,7 @@
     ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
     ebm-bench bench reference --method NAME --reference-dir DIR [--updates K] --out OUT
                       (NAME: jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm)
-    ebm-bench bench cost_claim [--quick] --out RESULTS_DIR [--repeats R --warmup W --updates U]
+    ebm-bench bench cost_claim [--quick] --out RESULTS_DIR [--repeats R --warmup W --updates U --first-seed S]
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
 (``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
@@ -203,7 +203,7 @@ def cmd_bench(args) -> None:
 
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None, out=args.out,
                    reference_dir=args.reference_dir, method=args.method, updates=args.updates,
-                   repeats=args.repeats, warmup=args.warmup)
+                   repeats=args.repeats, warmup=args.warmup, first_seed=args.first_seed)
 
 
 GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                         "per repeat (default 2)")
     b.add_argument("--repeats", type=int, default=None, help="cost_claim: repeats (= seeds; default 5, --quick 2)")
     b.add_argument("--warmup", type=int, default=None, help="cost_claim: warm-up updates per repeat (default 1)")
+    b.add_argument("--first-seed", type=int, default=0,
+                   help="cost_claim: seed of the first repeat (default 0; adds repeats to earlier records)")
     for name in GPU_STAGES:
         sub.choices[name].add_argument("--gpus", type=int, default=None,
                                        help="cards to claim (default: 1 on device cuda, else 0)")

@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CONFIG = ROOT / "config" / "paper.yaml"
 DATASET = "cifar10_cost"  # the records' dataset name (config/paper_cpu.yaml's comment block)
@@ -116,8 +118,10 @@ def _record(out: Path, variant: str, seed: int, method, spec: dict, ms: float, w
 
 
 def run(out: str | Path, quick: bool = False, repeats: int | None = None, warmup: int | None = None,
-        updates: int | None = None, threads: int = 1, say=print) -> list[dict[str, float]]:
-    """Time both methods per repeat, write the records, print the table; returns the rows."""
+        updates: int | None = None, threads: int = 1, first_seed: int = 0, say=print) -> list[dict[str, float]]:
+    """Time both methods per repeat, write the records, print the table; returns the rows.
+    Repeats run seeds ``first_seed`` .. ``first_seed + repeats - 1``, so a session can add
+    repeats to earlier ones (one repeat at the paper's sizes is ~15 min on one core)."""
     from .registry import METHODS
 
     base = QUICK if quick else DEFAULTS
@@ -139,7 +143,9 @@ def run(out: str | Path, quick: bool = False, repeats: int | None = None, warmup
     batch = torch.rand((f["batch_size"], *f["shape"]), generator=g) * 2 - 1
     rows = []
     t_all = time.perf_counter()
-    for r in range(repeats):
+    if int(first_seed) < 0:
+        raise ConfigError(f"--first-seed = {first_seed}; expected >= 0")
+    for r in range(int(first_seed), int(first_seed) + repeats):
         ms = {v: METHODS.get(s["method"])(s["method_params"], f["info"], torch.device("cpu"), r)
               for v, s in specs.items()}
         order = ["pcd", "jarzynski"]

@@ -75,7 +75,8 @@ _DIRECTIONS: list[tuple[str, str]] = [
 # Kept in runs.csv and {dataset}.csv but left out of the Markdown/LaTeX tables, which
 # stay readable: per-mode weights, a metric's own within-run spread, backend checks.
 DETAIL_METRICS = [r"^mode_weight_", r"^model_mode_weight_", r"^mode_rel_error_(?!mean$|max$)", r"(_std|_stderr)$", r"rel_diff",
-                  r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$", r"^drift_", r"^change_", r"^slope_", r"^tail_mean_"]
+                  r"^final_", r"^grad_evals_train$", r"^n_params$", r"^train_time_s$", r"^drift_", r"^change_", r"^slope_", r"^tail_mean_",
+                  r"^min_", r"^max_"]
 # the Markdown tables are split by kind so that each stays readable: scores, then the
 # diagnostics the claims' gates read, then costs; at most MAX_COLUMNS metrics per table
 DIAGNOSTIC_FAMILIES = {"diagnostics", "train_final", "chain_trace", "hee_mixing"}

@@ -124,3 +124,14 @@ def test_tail_mean_is_the_mean_over_the_last_1000_updates(tmp_path: Path) -> Non
     assert m["tail_mean_mass_a"] == pytest.approx(sum(tail) / len(tail)) == pytest.approx(0.25)
     short, _ = _run(tmp_path, {"step": STEPS, "x": [float(i) for i in range(20)]})  # 200 updates: all rows
     assert short["tail_mean_x"] == pytest.approx(9.5)
+
+
+def test_min_and_max_cover_the_whole_run(tmp_path: Path) -> None:
+    """min_<x> / max_<x> (paper 003 Fig. 8: PCD's mass swings to 0 and back towards 1):
+    the extremes of the whole log, early rows included, not of the last quarter only."""
+    steps = [100.0 * k for k in range(1, 21)]
+    mass = [0.5, 0.02, 0.3, 0.97] + [0.4] * 16  # both extremes early, then settled
+    m, _ = _run(tmp_path, {"step": steps, "mass_a": mass})
+    assert m["min_mass_a"] == pytest.approx(0.02) and m["max_mass_a"] == pytest.approx(0.97)
+    bad, _ = _run(tmp_path, {"step": steps, "mass_a": mass[:-1] + [float("nan")]})
+    assert bad["min_mass_a"] is None and bad["max_mass_a"] is None

@@ -196,3 +196,25 @@ def test_weights_carry_the_mass_to_p_star_and_unweighted_walkers_do_not():
         masses[variant] = final["mass_a"]
     assert abs(masses["jarzynski"] - 0.25) < 0.05, masses
     assert abs(masses["unweighted"] - 0.25) > 0.15, masses
+
+
+def test_exact_family_reports_the_error_of_the_mass_against_the_teacher(tmp_path):
+    """The evaluate stage's ``exact`` family on a GMM-teacher run: ``mass_a_abs_error`` is
+    |p - p*| with p the student's mass (sigmoid of its z) and p* the teacher's (paper 003
+    Fig. 10 compares resamplers by this error); an untrained student (z = 0) has p = 1/2."""
+    import numpy as np
+
+    from ebm_bench.evaluation import EvalContext
+    from ebm_bench.evaluation.exact import exact
+
+    cfg = gt.pipeline_config("paper_text", {"gmm": {"dim": 4, "n_train": 300, "n_test": 300, "mass_a": 0.3}}, [0],
+                             ["jarzynski"], n_walkers=50, steps=1)
+    spec = run_spec(cfg, "gmm", "jarzynski", 0)
+    data = runs.load_data(spec)
+    method = runs.build_method(spec, data)
+    ctx = EvalContext(spec=spec, label="t", run_dir=tmp_path, data=data, method=method,
+                      samples=np.zeros((1, 4), np.float32), status="ok")
+    m, protocol = exact(ctx)
+    assert m["mass_a"] == pytest.approx(0.5)
+    assert m["mass_a_abs_error"] == pytest.approx(abs(m["mass_a"] - 0.3)) == pytest.approx(0.2)
+    assert protocol["mass_a_teacher"] == pytest.approx(0.3)

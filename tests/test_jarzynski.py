@@ -280,6 +280,19 @@ def test_resampling_schedule_and_unweighted_never_resamples():
     assert u.n_resamples == 0 and float(u.log_w.abs().max()) == 0.0
 
 
+def test_fixed_lag_resamples_every_l_updates_whatever_the_ess():
+    """resample_every = L (App. B.1, Fig. 10's lags): updates start + L, start + 2L, ...
+    resample, even at threshold c = 0 where the ESS test would never fire, and the weights
+    restart at 0 there."""
+    path = gauss_path(10)
+    m = make_method(path, 500, resample_threshold=0.0, resample_every=3, resample_from_step=2)
+    rows = [m.train_step(DATA, k) for k in range(1, 11)]
+    assert [k for k, r in zip(range(1, 11), rows) if r["resampled"]] == [5, 8]
+    assert m.n_resamples == 2
+    never = make_method(path, 500, resample_threshold=0.0)
+    assert not any(never.train_step(DATA, k)["resampled"] for k in range(1, 11))
+
+
 def test_clamp_is_refused_unless_the_quirk_is_named():
     cls = METHODS.get("jarzynski")
     info = DataInfo((1, 8, 8), True)

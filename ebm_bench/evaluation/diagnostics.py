@@ -29,6 +29,9 @@ a claim's *gates* read them (a failing gate gives "regime not reached", not a ve
 - ``tail_mean_<x>``: the mean of the logged x over the last 1,000 updates (all of a shorter
   run): a time-averaged statistic beside the final value (paper 003 App. B.1's mass
   moves by +-0.03 between updates at the reference settings).
+- ``min_<x>`` / ``max_<x>``: the smallest / largest logged x over the whole run (paper 003
+  App. B.1 Fig. 8: PCD's mass of mode a collapses towards 0 and swings back towards 1,
+  alternately, which the final value alone cannot show). None if a logged value is not finite.
 
 The last quarter of training is the logged rows with step >= 3/4 of the last logged step
 (training runs from step 0). Every value is None for a diverged run, as in every family.
@@ -136,6 +139,10 @@ def diagnose(log: dict[str, np.ndarray], method_params: dict[str, Any]) -> dict[
             out[f"slope_{c}"] = None if out[f"change_{c}"] is None or span <= 0 else out[f"change_{c}"] / span
             tail = log[c][log["step"] > np.nanmax(log["step"]) - TAIL_UPDATES]
             out[f"tail_mean_{c}"] = float(tail.mean()) if len(tail) and np.isfinite(tail).all() else None
+            whole = log[c][np.isfinite(log["step"])]
+            finite = bool(len(whole)) and bool(np.isfinite(whole).all())
+            out[f"min_{c}"] = float(whole.min()) if finite else None
+            out[f"max_{c}"] = float(whole.max()) if finite else None
     return out
 
 
@@ -164,6 +171,7 @@ def diagnostics(ctx):
             "drift_<x>": "change_<x> / max(|mean x over the window|, 1e-12)",
             "slope_<x>": "change_<x> / the window's span of steps (per update)",
             "tail_mean_<x>": f"mean of the logged x over the last {TAIL_UPDATES} updates",
+            "min_<x>": "smallest logged x over the whole run", "max_<x>": "largest logged x over the whole run",
         },
         "directions": {k: "" for k in metrics},
         "fingerprint": {"window": QUARTER, "min_rows": MIN_ROWS, "tail_updates": TAIL_UPDATES},

@@ -41,6 +41,9 @@ probabilities p = softmax(A) by the ``resampler`` (multinomial, stratified, syst
 A is reset to 0 and log Z is carried forward: log Z_k = log Z_{k_r} + logmeanexp(A_k).
 The threshold schedule is c_k = 0 before ``resample_from_step`` and ``resample_threshold``
 after (paper 003 Fig. 4: no resampling early, c = 0.5 later; Sec. 4.1: c = 1/1.05).
+``resample_every: L`` > 0 replaces the ESS test by a fixed lag: resample at every L-th
+update after ``resample_from_step``, whatever the ESS (App. B.1, Fig. 10 compares the
+three resamplers "using three pre-specified lags between the resampling steps").
 
 Walkers must start from rho_theta_0 (Prop. 1). ``walker_init: model`` draws them exactly
 where the network has an exact sampler (the Eq. 15 GMM student at T = 1, as in App. B.1),
@@ -99,6 +102,9 @@ JARZYNSKI_DEFAULTS: dict[str, Any] = {
     "resampler": "systematic",  # multinomial | stratified | systematic (App. A.4)
     "resample_threshold": 0.5,  # c: resample when ESS_k < c (Eq. 13, fraction of N)
     "resample_from_step": 0,  # c_k = 0 (no resampling) up to and including this step
+    # L > 0: resample every L updates after resample_from_step whatever the ESS (paper 003
+    # App. B.1, Fig. 10: "pre-specified lags between the resampling steps"); 0: when ESS_k < c_k
+    "resample_every": 0,
     "walker_init": "model",  # model | noise | data (see module docstring)
     "burn_in_steps": 0,  # unweighted ULA steps at theta_0 when no exact sampler exists
     # all (Eq. 11 / Alg. 2 line 5) | moved (the N' about to move) | subset (reference MNIST code) |
@@ -161,6 +167,7 @@ class Jarzynski(LangevinEBM):
         "resampler": V.choice(*RESAMPLERS),
         "resample_threshold": V.probability(),
         "resample_from_step": V.count(0),
+        "resample_every": V.count(0),
         "walker_init": V.choice("model", "noise", "data"),
         "burn_in_steps": V.count(0),
         "grad_walkers": V.choice("all", "moved", "subset", "previous"),
@@ -299,6 +306,18 @@ class Jarzynski(LangevinEBM):
         with strict_float32(self.strict):
             return energy_and_grad(self.energy, x)
 
+    def resample_due(self, step: int, ess: float) -> bool:
+        """Whether update ``step`` resamples (Sec. 3.2, Eq. 13): never up to and including
+        ``resample_from_step``; after it every ``resample_every``-th update (a fixed lag,
+        App. B.1 Fig. 10) when that is > 0, else when ESS_k < c = ``resample_threshold``."""
+        p = self.params
+        start, every = int(p["resample_from_step"]), int(p["resample_every"])
+        if step <= start:
+            return False
+        if every > 0:
+            return (step - start) % every == 0
+        return ess < float(p["resample_threshold"])
+
     def n_ancestors(self) -> int:
         """Number of distinct initial walkers the current walkers descend from (cached: the
         ancestry changes only where ``self.ancestors`` is replaced, at a resampling)."""
@@ -393,8 +412,7 @@ class Jarzynski(LangevinEBM):
         ess = ess_fraction(a) if weighted else 1.0
         # 4. resampling step (Sec. 3.2; App. A.4) when ESS_k < c_k
         resampled = 0
-        c = float(p["resample_threshold"]) if step > int(p["resample_from_step"]) else 0.0
-        if weighted and ess < c:
+        if weighted and self.resample_due(step, ess):
             idx = resample_indices(a, n, p["resampler"], self.gen)
             self.walkers, u = self.walkers[idx], u[idx]
             self.ancestors = self.ancestors[idx]
@@ -561,10 +579,9 @@ class Jarzynski(LangevinEBM):
         log_z = self.log_z_ref + float(log_mean_exp(a))
         ess = ess_fraction(a) if weighted else 1.0
         resampled = 0
-        c = float(p["resample_threshold"]) if step > int(p["resample_from_step"]) else 0.0
         # grad_walkers: previous: the walkers the last update moved, as they stood at its end
         prev = (self.walkers[self.prev_idx], a[self.prev_idx]) if p["grad_walkers"] == "previous" else None
-        if weighted and ess < c:
+        if weighted and self.resample_due(step, ess):
             idx = resample_indices(a, n, p["resampler"], self.gen)
             self.walkers, self.ref_energy, self.ancestors = self.walkers[idx], self.ref_energy[idx], self.ancestors[idx]
             self.log_w = torch.zeros_like(a)
