@@ -377,3 +377,19 @@ def run_spec(config: dict, dataset: str, variant: str, seed: int, config_file: s
         "evaluate": evaluate,
         "config_file": str(config_file or ""),
     }
+
+
+def rerun_view(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` as the rerun decision sees it: the method's ``neutral`` options
+    (:class:`ebm_bench.methods.base.Method`) are dropped where they sit at their default,
+    which is the behaviour from before they existed; everything else is kept."""
+    from .registry import METHODS
+
+    method, params = spec.get("method"), spec.get("method_params")
+    if not method or not isinstance(params, dict) or method not in METHODS:
+        return spec
+    cls = METHODS.get(method)
+    drop = {k for k in cls.neutral if k in params and params[k] == cls.defaults.get(k)}
+    if not drop:
+        return spec
+    return {**spec, "method_params": {k: v for k, v in params.items() if k not in drop}}

@@ -238,3 +238,23 @@ def test_workflow_specs_carry_the_config_file(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert '"config_file": "config/config.yaml"' in out, out
+
+
+def test_a_neutral_option_at_its_default_does_not_change_the_rerun_view() -> None:
+    """Adding an option whose default is the old behaviour (a method's ``neutral`` keys)
+    must not retrain finished runs: at that default the rerun view drops it, elsewhere
+    it stays tracked. Every neutral key is one of its method's defaults."""
+    from ebm_bench.config import rerun_view, run_spec
+    from ebm_bench.registry import METHODS
+
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        assert set(cls.neutral) <= set(cls.defaults), name
+    config = {"datasets": {"digits": None}, "variants": {"jarzynski": None}}
+    base = run_spec(config, "digits", "jarzynski", 0)
+    assert base["method_params"]["resample_every"] == 0
+    view = rerun_view(base)
+    assert "resample_every" not in view["method_params"]
+    assert {k: v for k, v in base["method_params"].items() if k != "resample_every"} == view["method_params"]
+    lag = {**base, "method_params": {**base["method_params"], "resample_every": 10}}
+    assert rerun_view(lag)["method_params"]["resample_every"] == 10

@@ -56,6 +56,10 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     checks: ClassVar[dict[str, Any]] = {}
     tiny: ClassVar[dict[str, Any]] = {}
+    # options added after results existed whose default reproduces the behaviour from
+    # before: at that default they are left out of the rerun decision
+    # (ebm_bench.config.rerun_view), so adding an option does not retrain finished runs
+    neutral: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:

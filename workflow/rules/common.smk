@@ -282,7 +282,7 @@ def _without(obj, keys):
 
 
 def _tracked(spec, stage):
-    view = {k: v for k, v in spec.items() if k not in _NOT_READ_BY[stage]}
+    view = {k: v for k, v in _pkg_config().rerun_view(spec).items() if k not in _NOT_READ_BY[stage]}
     return json.dumps(_without(view, _NEVER_TRACKED), sort_keys=True)
 
 
