@@ -161,7 +161,8 @@ class Jarzynski(LangevinEBM):
     """Jarzynski-weighted SMC training, paper 003 Alg. 1 (full batch) / Alg. 2 (mini-batch)."""
 
     defaults = JARZYNSKI_DEFAULTS
-    neutral = ("resample_every",)  # 0: the ESS test, as before the option existed
+    # resample_every 0: the ESS test; weights_aliased_positions false: our Eq. 5 weights
+    neutral = ("resample_every", "weights_aliased_positions")
     checks = {
         "n_walkers": V.count(),
         "n_moved": V.count(0),
