@@ -293,6 +293,25 @@ def test_fixed_lag_resamples_every_l_updates_whatever_the_ess():
     assert not any(never.train_step(DATA, k)["resampled"] for k in range(1, 11))
 
 
+def test_resample_ess_over_loss_reads_only_the_loss_walkers():
+    """resample_ess_over: loss (reference CIFAR-10 code, docs/reference-equivalence.md row
+    16): the resampling test reads the ESS of the N' walkers the loss uses (grad_walkers:
+    previous), not Eq. 13's over all N. Here the 4 loss walkers carry degenerate weights
+    (ESS 1 of 4) while the 64 walkers together stay above c = 0.5."""
+    path = gauss_path(4)
+    log_w = torch.zeros(64, dtype=torch.float64)
+    log_w[:4] = torch.tensor([0.0, -30.0, -30.0, -30.0], dtype=torch.float64)
+    ess_all = ess_fraction(log_w)
+    assert ess_all > 0.5
+    for over, want in (("all", False), ("loss", True)):
+        m = make_method(path, 64, n_moved=4, grad_walkers="previous", resample_threshold=0.5,
+                        resample_ess_over=over)
+        m.prev_idx = torch.arange(4)
+        assert m.resample_due(1, ess_all, log_w) is want, over
+    with pytest.raises(ConfigError, match="resample_ess_over"):
+        make_method(path, 64, n_moved=4, grad_walkers="subset", resample_ess_over="loss")
+
+
 def test_clamp_is_refused_unless_the_quirk_is_named():
     cls = METHODS.get("jarzynski")
     info = DataInfo((1, 8, 8), True)

@@ -105,6 +105,10 @@ JARZYNSKI_DEFAULTS: dict[str, Any] = {
     # L > 0: resample every L updates after resample_from_step whatever the ESS (paper 003
     # App. B.1, Fig. 10: "pre-specified lags between the resampling steps"); 0: when ESS_k < c_k
     "resample_every": 0,
+    # all: ESS_k of Eq. 13 over the N walkers; loss: over the walkers the loss reads
+    # (grad_walkers: previous), a fraction of their number, while all N are resampled
+    # (reference CIFAR-10 code: ESS of the N' loss walkers < resample_ess = 64 of 256)
+    "resample_ess_over": "all",
     "walker_init": "model",  # model | noise | data (see module docstring)
     "burn_in_steps": 0,  # unweighted ULA steps at theta_0 when no exact sampler exists
     # all (Eq. 11 / Alg. 2 line 5) | moved (the N' about to move) | subset (reference MNIST code) |
@@ -162,7 +166,7 @@ class Jarzynski(LangevinEBM):
 
     defaults = JARZYNSKI_DEFAULTS
     # resample_every 0: the ESS test; weights_aliased_positions false: our Eq. 5 weights
-    neutral = ("resample_every", "weights_aliased_positions")
+    neutral = ("resample_every", "weights_aliased_positions", "resample_ess_over")
     checks = {
         "n_walkers": V.count(),
         "n_moved": V.count(0),
@@ -170,6 +174,7 @@ class Jarzynski(LangevinEBM):
         "resample_threshold": V.probability(),
         "resample_from_step": V.count(0),
         "resample_every": V.count(0),
+        "resample_ess_over": V.choice("all", "loss"),
         "walker_init": V.choice("model", "noise", "data"),
         "burn_in_steps": V.count(0),
         "grad_walkers": V.choice("all", "moved", "subset", "previous"),
@@ -203,6 +208,9 @@ class Jarzynski(LangevinEBM):
         if params["grad_walkers"] in ("subset", "previous") and (m == 0 or m >= n):
             raise ConfigError(f"grad_walkers: {params['grad_walkers']} takes n_moved of the walkers: needs "
                               f"0 < n_moved < n_walkers")
+        if params.get("resample_ess_over") == "loss" and params["grad_walkers"] != "previous":
+            raise ConfigError(f"resample_ess_over: loss reads the ESS of the loss walkers of grad_walkers: "
+                              f"previous (reference CIFAR-10 code); got grad_walkers: {params['grad_walkers']}")
         if (params["weights_scheme"] == "eq5" and int(params["n_minibatches"]) > 1
                 and params["grad_walkers"] in ("moved", "previous")):
             raise ConfigError(f"grad_walkers: {params['grad_walkers']} is ambiguous with n_minibatches > 1 under "
@@ -308,16 +316,21 @@ class Jarzynski(LangevinEBM):
         with strict_float32(self.strict):
             return energy_and_grad(self.energy, x)
 
-    def resample_due(self, step: int, ess: float) -> bool:
+    def resample_due(self, step: int, ess: float, log_w: torch.Tensor) -> bool:
         """Whether update ``step`` resamples (Sec. 3.2, Eq. 13): never up to and including
         ``resample_from_step``; after it every ``resample_every``-th update (a fixed lag,
-        App. B.1 Fig. 10) when that is > 0, else when ESS_k < c = ``resample_threshold``."""
+        App. B.1 Fig. 10) when that is > 0, else when the ESS fraction < c =
+        ``resample_threshold``: ``ess`` (all N walkers, Eq. 13) or, with
+        ``resample_ess_over: loss``, that of ``log_w`` restricted to the walkers the loss
+        reads (reference CIFAR-10 code, docs/reference-equivalence.md row 16)."""
         p = self.params
         start, every = int(p["resample_from_step"]), int(p["resample_every"])
         if step <= start:
             return False
         if every > 0:
             return (step - start) % every == 0
+        if p["resample_ess_over"] == "loss":
+            ess = ess_fraction(log_w[self.prev_idx]) if len(self.prev_idx) else 1.0
         return ess < float(p["resample_threshold"])
 
     def n_ancestors(self) -> int:
@@ -414,7 +427,7 @@ class Jarzynski(LangevinEBM):
         ess = ess_fraction(a) if weighted else 1.0
         # 4. resampling step (Sec. 3.2; App. A.4) when ESS_k < c_k
         resampled = 0
-        if weighted and self.resample_due(step, ess):
+        if weighted and self.resample_due(step, ess, a):
             idx = resample_indices(a, n, p["resampler"], self.gen)
             self.walkers, u = self.walkers[idx], u[idx]
             self.ancestors = self.ancestors[idx]
@@ -583,7 +596,7 @@ class Jarzynski(LangevinEBM):
         resampled = 0
         # grad_walkers: previous: the walkers the last update moved, as they stood at its end
         prev = (self.walkers[self.prev_idx], a[self.prev_idx]) if p["grad_walkers"] == "previous" else None
-        if weighted and self.resample_due(step, ess):
+        if weighted and self.resample_due(step, ess, a):
             idx = resample_indices(a, n, p["resampler"], self.gen)
             self.walkers, self.ref_energy, self.ancestors = self.walkers[idx], self.ref_energy[idx], self.ancestors[idx]
             self.log_w = torch.zeros_like(a)
