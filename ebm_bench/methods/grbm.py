@@ -62,6 +62,9 @@ GRBM_DEFAULTS: dict[str, Any] = {
     "momentum": 0.0,  # SGD momentum (reference: 0); Adam beta1 when optimizer = adam
     "grad_clip_norm": 10.0,  # clip_grad_norm_ of the parameter gradient; None: off
     "lr_decay_steps": 0,  # cosine decay of lr to 0 over this many updates; 0: constant lr
+    # updates per schedule step: the rate changes every `lr_schedule_every` updates (1: every
+    # update); the reference steps CosineAnnealingLR(T_max = epochs) once per epoch (main.py)
+    "lr_schedule_every": 1,
     "gibbs_steps": 100,  # CD_step
     "langevin_steps": 10,
     "step_size": 20.0 / 512.0,  # eps / mean(sigma^2): the reference's drift (Langevin_eta 20 / B 512)
@@ -116,7 +119,8 @@ class GRBM(HarmoniumMethod):
     checks = {
         "n_hidden": V.count(), "init_var": V.positive(), "optimizer": V.choice("sgd", "adam"),
         "lr": V.positive(), "momentum": V.number(ge=0, lt=1), "grad_clip_norm": V.positive(nullable=True),
-        "lr_decay_steps": V.count(0), "gibbs_steps": V.count(), "langevin_steps": V.count(),
+        "lr_decay_steps": V.count(0), "lr_schedule_every": V.count(), "gibbs_steps": V.count(),
+        "langevin_steps": V.count(),
         "step_size": V.positive(), "step_schedule": V.choice("cosine", "constant"), "temperature": V.positive(),
         "neg_burn_in": V.count(0), "init_std": V.positive(), "sample_gibbs_steps": V.count(0),
         "sample_init": V.choice("noise", "data"), "sample_output": V.choice("mean", "sample"),
@@ -182,10 +186,15 @@ class GRBM(HarmoniumMethod):
         return torch.optim.Adam(self.model.parameters(), lr=p["lr"], betas=(p["momentum"], 0.999))
 
     def lr_at(self, step: int) -> float:
+        """lr (1 + cos(pi t)) / 2, t = min(E floor((step - 1) / E), D) / D (D = ``lr_decay_steps``,
+        E = ``lr_schedule_every``): the reference's CosineAnnealingLR(T_max = epochs), stepped
+        once per epoch (github.com/DSL-Lab/GRBM, main.py), is E = updates per epoch, D = epochs * E."""
         total = int(self.params["lr_decay_steps"])
         if total <= 0:
             return float(self.params["lr"])
-        return float(self.params["lr"]) * 0.5 * (1.0 + math.cos(math.pi * min(step - 1, total) / total))
+        every = int(self.params["lr_schedule_every"])
+        t = min(every * ((step - 1) // every), total) / total
+        return float(self.params["lr"]) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     # --- contract -----------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:

@@ -1,0 +1,118 @@
+"""``bench reference --method grbm`` (ebm_bench/reference/grbm.py): the options that make our
+GRBM update the reference's (github.com/DSL-Lab/GRBM, Liao et al. 2022), the recording of
+its draws, and, with a clone (EBM_BENCH_REFERENCE_DIR_GRBM), the update-level match."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from ebm_bench.methods.base import DataInfo
+from ebm_bench.methods.grbm import GRBM
+from ebm_bench.reference.common import Tape, recording, replaying
+from ebm_bench.samplers.gibbs_langevin import GibbsLangevin, sample_hidden
+
+INFO = DataInfo((3,), False)
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def make(**params):
+    return GRBM({"n_hidden": 4, "gibbs_steps": 2, "langevin_steps": 3, "sample_gibbs_steps": 2, **params},
+                INFO, "cpu", 0)
+
+
+# --- lr_schedule_every (main.py: CosineAnnealingLR(T_max = epochs) stepped once per epoch) --------
+def test_lr_schedule_every_holds_the_rate_for_an_epoch():
+    m = make(lr=0.1, lr_decay_steps=10, lr_schedule_every=5)
+    assert [m.lr_at(k) for k in range(1, 6)] == [0.1] * 5  # epoch 1: the initial rate
+    assert all(m.lr_at(k) == pytest.approx(0.05) for k in range(6, 11))  # epoch 2: t = 5 / 10
+    assert m.lr_at(11) == pytest.approx(0.0, abs=1e-12)
+    # = PyTorch's CosineAnnealingLR(T_max = 2 epochs) stepped after every 5 updates
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 2)
+    for k in range(1, 11):
+        assert m.lr_at(k) == pytest.approx(opt.param_groups[0]["lr"], abs=1e-15)
+        if k % 5 == 0:
+            opt.step()
+            sched.step()
+
+
+def test_train_step_runs_at_the_scheduled_rate():
+    m = make(lr=0.1, lr_decay_steps=4, lr_schedule_every=2)
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    for k in (1, 2, 3):
+        m.train_step(x, k)
+        assert m.opt.param_groups[0]["lr"] == pytest.approx(0.1 if k < 3 else 0.05)
+    from ebm_bench.errors import ConfigError
+    from ebm_bench.validation import check_value
+
+    with pytest.raises(ConfigError, match="lr_schedule_every"):
+        check_value(GRBM, "lr_schedule_every", 0, "variants.grbm_reference.lr_schedule_every")
+
+
+# --- the chains start in the run's dtype -----------------------------------------------------
+def test_chains_start_in_the_default_dtype(float64):
+    s = GibbsLangevin(gibbs_steps=1, langevin_steps=1, step_size=0.1)
+    m = make()
+    x, z = s.init_train(m.model, 4, (3,), torch.Generator().manual_seed(0), "cpu")
+    assert x.dtype == torch.float64 and z.dtype == torch.float64
+
+
+# --- recording: the reference's Bernoulli and randn_like draws fed to ours -------------------
+def test_recorded_bernoulli_outcomes_are_fed_exactly(float64):
+    # probabilities at the edges (0 and 1) and a few that a round-off could flip
+    p = torch.tensor([[0.0, 1.0, 0.5, 1e-300, 1 - 1e-16, 0.3]] * 200)
+    tape = Tape()
+    torch.manual_seed(0)
+    with recording(tape):
+        h = torch.bernoulli(p)
+    assert 0 < float(h[:, 2].mean()) < 1  # a real draw
+    model = type("M", (), {"hidden_logits": lambda self, x: torch.logit(p)})()
+    with replaying(tape):
+        ours = sample_hidden(model, torch.zeros(200, 6), torch.Generator())
+    assert torch.equal(ours, h) and tape.left()["rand"] == 0
+
+
+def test_recorded_randn_like_is_fed_as_normal_draws(float64):
+    tape = Tape()
+    v = torch.zeros(5, 4)
+    with recording(tape):
+        a, b = torch.randn_like(v), torch.randn_like(v) * 3.0
+    with replaying(tape):
+        assert torch.equal(torch.randn(5, 4), a) and torch.equal(torch.randn((5, 4)) * 3.0, b)
+
+
+# --- the side-by-side check -------------------------------------------------------------------
+def test_bench_reference_grbm_skips_without_a_checkout(monkeypatch, capsys):
+    from ebm_bench import reference as R
+
+    monkeypatch.delenv("EBM_BENCH_REFERENCE_DIR_GRBM", raising=False)
+    assert R.run("grbm", None, 3, None) is None
+    assert "skipped" in capsys.readouterr().out and "DSL-Lab/GRBM" in R.COMPARISONS["grbm"].repository
+
+
+@pytest.mark.skipif(not os.environ.get("EBM_BENCH_REFERENCE_DIR_GRBM"),
+                    reason="EBM_BENCH_REFERENCE_DIR_GRBM unset: no clone of github.com/DSL-Lab/GRBM to compare with")
+def test_grbm_matches_the_reference(float64):
+    from ebm_bench.reference import TOL
+    from ebm_bench.reference.grbm import compare_grbm
+
+    # the reference's structure (every Gibbs state averaged, 10 cosine Langevin steps each) at
+    # reduced sizes; bench reference --method grbm runs 4096 hidden units and 100 Gibbs steps
+    r = compare_grbm(Path(os.environ["EBM_BENCH_REFERENCE_DIR_GRBM"]), updates=3, batch_size=16, n_hidden=32,
+                     gibbs_steps=4)
+    row = r["rows"]["reference options"]
+    assert row["draws_left_unused"] == {"rand": 0, "normal": 0, "subset": 0}
+    for u in row["updates"]:
+        assert u["max_rel_diff_params"] <= TOL and u["max_rel_diff_walkers"] <= TOL
+    assert min(r["reference_grad_norms"]) > r["reference"]["clip_norm"]  # the clip acts in every update
+    quirk = next(v for k, v in r["rows"].items() if k.startswith("step_size="))  # paper.yaml's grbm row
+    assert quirk["updates"][0]["max_rel_diff_walkers"] > 1e-3
