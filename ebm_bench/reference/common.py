@@ -68,9 +68,11 @@ def notebook_cell(path: Path, marker: str) -> str:
 
 # --- noise: recorded from the reference, replayed to ours ----------------------------------
 class Tape:
-    """Draws recorded by kind: 'rand' (uniform), 'normal' (standard normal), 'subset'."""
+    """Draws recorded by kind: 'rand' (uniform), 'normal' (standard normal), 'subset'
+    (multinomial picks), 'index' (integers of ``Tensor.random_``: data indices)."""
 
     def __init__(self) -> None:
+        # 'index' is added by the first recorded Tensor.random_ (the paper-003 tapes have none)
         self.q: dict[str, deque] = {"rand": deque(), "normal": deque(), "subset": deque()}
         self.extra: dict[str, int] = {}  # draws of ours the reference does not make (replaying passthrough)
 
@@ -95,13 +97,15 @@ class Tape:
 @contextlib.contextmanager
 def recording(tape: Tape):
     """Record the reference's draws from the global generator (its calls run unchanged):
-    ``torch.rand`` as 'rand'; ``torch.multinomial`` as 'subset'; ``Tensor.normal_`` and
+    ``torch.rand`` and ``Tensor.uniform_`` (standardised to [0, 1)) as 'rand';
+    ``torch.multinomial`` as 'subset'; ``Tensor.random_`` as 'index'; ``Tensor.normal_`` and
     ``torch.randn_like`` as 'normal' (standardised); ``torch.bernoulli(p)`` as the uniform
     u = 1 - h of its outcome h, which our ``h = (u < p)`` turns into the same h for any p
     (h = 1 needs p > 0 = u; h = 0 needs p < 1 = u), so a Bernoulli outcome is fed, never
     re-decided from a probability that differs from the reference's by round-off."""
     rand, multinomial, normal_ = torch.rand, torch.multinomial, torch.Tensor.normal_
     randn_like, bernoulli = torch.randn_like, torch.bernoulli
+    uniform_, random_ = torch.Tensor.uniform_, torch.Tensor.random_
 
     def rec_rand(*a, **k):
         out = rand(*a, **k)
@@ -128,13 +132,25 @@ def recording(tape: Tape):
         tape.q["rand"].append(1.0 - out.detach())
         return out
 
+    def rec_uniform_(self, a=0.0, b=1.0, **k):
+        out = uniform_(self, a, b, **k)
+        tape.q["rand"].append(((self.detach() - a) / (b - a)).clone())
+        return out
+
+    def rec_random_(self, *a, **k):
+        out = random_(self, *a, **k)
+        tape.q.setdefault("index", deque()).append(self.detach().clone())
+        return out
+
     torch.rand, torch.multinomial, torch.Tensor.normal_ = rec_rand, rec_multinomial, rec_normal_
     torch.randn_like, torch.bernoulli = rec_randn_like, rec_bernoulli
+    torch.Tensor.uniform_, torch.Tensor.random_ = rec_uniform_, rec_random_
     try:
         yield tape
     finally:
         torch.rand, torch.multinomial, torch.Tensor.normal_ = rand, multinomial, normal_
         torch.randn_like, torch.bernoulli = randn_like, bernoulli
+        torch.Tensor.uniform_, torch.Tensor.random_ = uniform_, random_
 
 
 @contextlib.contextmanager
