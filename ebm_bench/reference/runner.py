@@ -16,9 +16,11 @@ from .common import TOL, find_reference, reference_commit
 from .gmm import compare_gmm
 from .grbm import compare_grbm
 from .mnist import compare_jarzynski_mnist
+from .short_run import compare_short_run
 
 PAPER_003 = "github.com/submissionx12/EBMs_Jarzynski"
 GRBM_LIAO = "github.com/DSL-Lab/GRBM"
+SHORT_RUN = "github.com/enijkamp/short_run"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ COMPARISONS: dict[str, Comparison] = {
     "jarzynski_cifar10": Comparison("CIFAR-10_code", "EBM_BENCH_REFERENCE_DIR", PAPER_003, compare_jarzynski_cifar10),
     "pcd_cifar10": Comparison("CIFAR-10_code", "EBM_BENCH_REFERENCE_DIR", PAPER_003, compare_pcd_cifar10),
     "grbm": Comparison("grbm.py", "EBM_BENCH_REFERENCE_DIR_GRBM", GRBM_LIAO, compare_grbm),
+    "short_run": Comparison("train_cifar10_minimal.py", "EBM_BENCH_REFERENCE_DIR_SHORT_RUN", SHORT_RUN,
+                            compare_short_run),
 }
 METHODS = tuple(COMPARISONS)
 

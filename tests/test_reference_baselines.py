@@ -1,6 +1,7 @@
-"""``bench reference --method grbm`` (ebm_bench/reference/grbm.py): the options that make our
-GRBM update the reference's (github.com/DSL-Lab/GRBM, Liao et al. 2022), the recording of
-its draws, and, with a clone (EBM_BENCH_REFERENCE_DIR_GRBM), the update-level match."""
+"""``bench reference --method grbm | short_run`` (ebm_bench/reference/grbm.py, short_run.py):
+the options that make our GRBM update the reference's (github.com/DSL-Lab/GRBM, Liao et al.
+2022), the recording of the references' draws, and, with a clone (EBM_BENCH_REFERENCE_DIR_GRBM,
+EBM_BENCH_REFERENCE_DIR_SHORT_RUN: github.com/enijkamp/short_run), the update-level match."""
 
 import os
 from pathlib import Path
@@ -116,3 +117,42 @@ def test_grbm_matches_the_reference(float64):
     assert min(r["reference_grad_norms"]) > r["reference"]["clip_norm"]  # the clip acts in every update
     quirk = next(v for k, v in r["rows"].items() if k.startswith("step_size="))  # paper.yaml's grbm row
     assert quirk["updates"][0]["max_rel_diff_walkers"] > 1e-3
+
+
+# --- short_run (github.com/enijkamp/short_run, train_cifar10_minimal.py) ------------------------
+def test_recorded_uniform_and_random_draws(float64):
+    tape = Tape()
+    with recording(tape):
+        x = torch.Tensor(4, 3).uniform_(-1, 1)
+        idx = torch.LongTensor(5).random_(0, 10)
+    assert torch.equal(tape.q["index"][0], idx)
+    with replaying(tape):
+        u = torch.rand((4, 3))
+    assert torch.allclose(-1 + 2 * u, x, rtol=0, atol=1e-15)
+
+
+def test_signed_copy_makes_the_scripts_f_the_negative_energy(float64):
+    from ebm_bench.methods.short_run import ShortRun
+    from ebm_bench.reference.short_run import signed
+
+    m = ShortRun({"net": "convnet", "net_params": {"nf": 2}}, DataInfo((3, 32, 32), True, 10), "cpu", 0)
+    twin = ShortRun({"net": "convnet", "net_params": {"nf": 2}}, DataInfo((3, 32, 32), True, 10), "cpu", 1)
+    with torch.no_grad():
+        for p, q in zip(twin.net.parameters(), signed(list(m.net.parameters())), strict=True):
+            p.copy_(q)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(twin.net(x), -m.net(x))
+
+
+@pytest.mark.skipif(not os.environ.get("EBM_BENCH_REFERENCE_DIR_SHORT_RUN"),
+                    reason="EBM_BENCH_REFERENCE_DIR_SHORT_RUN unset: no clone of github.com/enijkamp/short_run")
+def test_short_run_matches_the_reference(float64):
+    from ebm_bench.reference import TOL
+    from ebm_bench.reference.short_run import compare_short_run
+
+    r = compare_short_run(Path(os.environ["EBM_BENCH_REFERENCE_DIR_SHORT_RUN"]), updates=3, batch_size=2, n_steps=5,
+                          n_data=16)
+    row = r["rows"]["reference options"]
+    assert row["draws_left_unused"] == {"rand": 0, "normal": 0, "subset": 0}
+    for u in row["updates"]:
+        assert u["max_rel_diff_params"] <= TOL and u["max_rel_diff_walkers"] <= TOL
