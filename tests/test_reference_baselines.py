@@ -59,6 +59,42 @@ def test_train_step_runs_at_the_scheduled_rate():
         check_value(GRBM, "lr_schedule_every", 0, "variants.grbm_reference.lr_schedule_every")
 
 
+# --- pixel_mean / pixel_std (main.py: Normalize(img_mean, img_std) of [0, 1] pixels) ----------------
+def test_pixel_standardise_feeds_the_reference_pixels_and_maps_samples_back():
+    img = DataInfo((2, 4, 4), True, 10)
+    p = {"n_hidden": 4, "gibbs_steps": 2, "langevin_steps": 2, "sample_gibbs_steps": 2, "sample_batch": 3}
+    m = GRBM({**p, "pixel_mean": [0.1, 0.3], "pixel_std": [0.5, 2.0]}, img, "cpu", 0)
+    x = torch.rand(5, 2, 4, 4) * 2 - 1
+    want = torch.stack([((x[:, c] + 1) / 2 - mu) / sd for c, (mu, sd) in enumerate([(0.1, 0.5), (0.3, 2.0)])], 1)
+    seen = {}
+    loss0 = m.contrastive_loss
+    m.contrastive_loss = lambda xp, *a: seen.setdefault("x", xp) is None or loss0(xp, *a)
+    m.train_step(x, 1)
+    assert torch.allclose(seen["x"], want, atol=1e-6)  # the update sees the reference's pixels
+    assert torch.allclose(m.from_visible(m.to_visible(x)), x, atol=1e-6)
+    assert torch.allclose(m.energy(x), m.model.free_energy(want), atol=1e-5)
+    torch.manual_seed(0)
+    s = m.sample(3)
+    plain = GRBM(p, img, "cpu", 0)
+    plain.model.load_state_dict(m.model.state_dict())
+    plain.gen.set_state(m.gen.get_state())
+    m2 = GRBM({**p, "pixel_mean": [0.1, 0.3], "pixel_std": [0.5, 2.0]}, img, "cpu", 0)
+    m2.model.load_state_dict(m.model.state_dict())
+    m2.gen.set_state(plain.gen.get_state())
+    assert torch.allclose(m2.sample(3), m2.from_visible(plain.sample(3)), atol=1e-5) and s.shape == (3, 2, 4, 4)
+
+
+def test_pixel_standardise_checks():
+    from ebm_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pixel_mean"):
+        GRBM.check_params({**GRBM.defaults, "pixel_mean": [0.1], "pixel_std": None})
+    with pytest.raises(ConfigError, match="pixel_mean"):
+        GRBM.check_params({**GRBM.defaults, "pixel_mean": [0.1], "pixel_std": [0.3, 0.3]})
+    with pytest.raises(ValueError, match="per channel"):
+        GRBM({"n_hidden": 2, "pixel_mean": [0.1, 0.2, 0.3], "pixel_std": [1, 1, 1]}, DataInfo((2, 4, 4), True), "cpu", 0)
+
+
 # --- the chains start in the run's dtype -----------------------------------------------------
 def test_chains_start_in_the_default_dtype(float64):
     s = GibbsLangevin(gibbs_steps=1, langevin_steps=1, step_size=0.1)

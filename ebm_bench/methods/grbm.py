@@ -78,6 +78,11 @@ GRBM_DEFAULTS: dict[str, Any] = {
     "sample_init": "noise",  # "noise" (reference) | "data" (paper 004 Alg. 2)
     "sample_output": "mean",  # "mean": mu + W h of the last h (reference) | "sample": last v
     "data_bank_size": 1000,  # training examples kept for sample_init = data
+    # the visible units: v = x (null), or the reference's pixels v = ((x + 1) / 2 - mean) / std
+    # per channel (main.py: transforms.ToTensor then Normalize(img_mean, img_std) from its
+    # config json; MNIST 0.1307, 0.3081) for our x in [-1, 1]; samples are mapped back to x
+    "pixel_mean": None,
+    "pixel_std": None,
     "sample_batch": 500,
 }
 
@@ -125,6 +130,8 @@ class GRBM(HarmoniumMethod):
         "neg_burn_in": V.count(0), "init_std": V.positive(), "sample_gibbs_steps": V.count(0),
         "sample_init": V.choice("noise", "data"), "sample_output": V.choice("mean", "sample"),
         "data_bank_size": V.count(), "sample_batch": V.count(),
+        "pixel_mean": V.list_of(V.number(), min_len=1, nullable=True),
+        "pixel_std": V.list_of(V.positive(), min_len=1, nullable=True),
     }
 
     @classmethod
@@ -133,6 +140,11 @@ class GRBM(HarmoniumMethod):
             from ..errors import ConfigError
 
             raise ConfigError(f"neg_burn_in = {params['neg_burn_in']}; expected < gibbs_steps = {params['gibbs_steps']}")
+        mean, std = params.get("pixel_mean"), params.get("pixel_std")
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"pixel_mean = {mean}, pixel_std = {std}: expected both null or lists of one length")
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "sample_gibbs_steps": 2, "data_bank_size": 32}
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
@@ -143,6 +155,15 @@ class GRBM(HarmoniumMethod):
                 raise ValueError(f"{key} must be one of {allowed}, got {p[key]!r}")
         if not 0 <= int(p["neg_burn_in"]) < int(p["gibbs_steps"]):
             raise ValueError(f"neg_burn_in must be in [0, gibbs_steps), got {p['neg_burn_in']}")
+        self.pixel = None  # (mean, std) shaped to broadcast over x, or None: v = x
+        if p["pixel_mean"] is not None:
+            self.check_params(p)
+            c = len(p["pixel_mean"])
+            if c != 1 and not (data.is_image and c == data.shape[0]):
+                raise ValueError(f"pixel_mean has {c} values; expected 1 or one per channel of {data.shape}")
+            view = (c, *[1] * (len(data.shape) - 1)) if c > 1 else (1,)
+            self.pixel = tuple(torch.tensor([float(v) for v in p[k]], device=self.device).view(view)
+                               for k in ("pixel_mean", "pixel_std"))
         d = math.prod(data.shape)
         self.model = GRBMEnergy(d, int(p["n_hidden"]), float(p["init_var"]), self.seed).to(self.device)
         if p["optimizer"] not in ("sgd", "adam"):
@@ -160,9 +181,23 @@ class GRBM(HarmoniumMethod):
         self.sampler_steps_per_iter = int(p["gibbs_steps"]) * int(p["langevin_steps"])
 
     # --- model ------------------------------------------------------------------------------
+    def to_visible(self, x: torch.Tensor) -> torch.Tensor:
+        """v from x in [-1, 1]: x, or ((x + 1) / 2 - mean) / std with ``pixel_mean`` / ``pixel_std``."""
+        if self.pixel is None:
+            return x
+        mean, std = (t.to(x.dtype) for t in self.pixel)
+        return ((x + 1.0) / 2.0 - mean) / std
+
+    def from_visible(self, v: torch.Tensor) -> torch.Tensor:
+        """x from v (the inverse of :meth:`to_visible`)."""
+        if self.pixel is None:
+            return v
+        mean, std = (t.to(v.dtype) for t in self.pixel)
+        return (v * std + mean) * 2.0 - 1.0
+
     def energy(self, x: torch.Tensor) -> torch.Tensor:
-        """Marginal free energy F(v) (density exp(-F) at T = 1)."""
-        return self.model.free_energy(x)
+        """Marginal free energy F(v) of v = to_visible(x) (density exp(-F) at T = 1)."""
+        return self.model.free_energy(self.to_visible(x))
 
     def step_scale(self) -> float:
         return float(self.model.var().mean().detach())
@@ -198,8 +233,8 @@ class GRBM(HarmoniumMethod):
 
     # --- contract -----------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
-        x = batch.to(self.device)
-        self.bank.add(x)
+        self.bank.add(batch.to(self.device))
+        x = self.to_visible(batch.to(self.device))
         z = self.sampler.sample_hidden(self.model, x, self.gen)
         xs, zs = self.sampler.train_chains(self.model, x.shape[0], self.data.shape, self.gen, self.device,
                                            step_scale=self.step_scale(), keep_from=int(self.params["neg_burn_in"]),
@@ -227,16 +262,17 @@ class GRBM(HarmoniumMethod):
         for start in range(0, n, self.params["sample_batch"]):
             m = min(self.params["sample_batch"], n - start)
             if self.params["sample_init"] == "data" and len(self.bank) > 0:
-                x0, z0 = sampler.init_test(self.model, self.bank.draw(m, self.gen).to(self.device), self.gen)
+                x0, z0 = sampler.init_test(self.model, self.to_visible(self.bank.draw(m, self.gen).to(self.device)),
+                                           self.gen)
             else:
                 x0, z0 = sampler.init_train(self.model, m, self.data.shape, self.gen, self.device)
             x, z = sampler.run(self.model, x0, z0, self.gen, step_scale=self.step_scale(), precond=self.precond())
             if self.params["sample_output"] == "mean":
                 with torch.no_grad():
                     x = self.model.visible_mean(z).view(m, *self.data.shape)
-            out.append(x)
+            out.append(self.from_visible(x))
         return torch.cat(out)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"hidden_probs": torch.sigmoid(self.model.hidden_logits(x.to(self.device)))}
+        return {"hidden_probs": torch.sigmoid(self.model.hidden_logits(self.to_visible(x.to(self.device))))}

@@ -48,7 +48,8 @@ from .common import Tape, ablation_configs, compare_rows, load_py, paper_params,
 MNIST_TRAIN_SIZE = 60000  # torchvision's MNIST training split (main.py: datasets.MNIST(train=True))
 # option groups that travel together in one ablation row (the first names the row)
 TOGETHER = {"reference_temperature_quirk": ("reference_temperature_quirk", "step_size"),
-            "lr_schedule_every": ("lr_schedule_every", "lr_decay_steps")}
+            "lr_schedule_every": ("lr_schedule_every", "lr_decay_steps"),
+            "pixel_mean": ("pixel_mean", "pixel_std")}
 
 
 def source_of(path: Path, text: str, node: ast.AST) -> str:
@@ -161,6 +162,8 @@ def reference_options(cfg: dict[str, Any], batch_size: int) -> dict[str, Any]:
         "grad_clip_norm": float(cfg["clip_norm"]),
         "lr_schedule_every": per_epoch,           # CosineAnnealingLR(T_max = epochs) stepped per epoch
         "lr_decay_steps": per_epoch * int(cfg["epochs"]),
+        "pixel_mean": [float(v) for v in cfg["img_mean"]],  # Normalize(img_mean, img_std) of [0, 1] pixels
+        "pixel_std": [float(v) for v in cfg["img_std"]],
     }
 
 
@@ -262,14 +265,17 @@ def compare_grbm(ref: Path, updates: int = 3, batch_size: int = 64, n_hidden: in
     full = {**base, **options, **sizes}
     configs = ablation_configs(full, base, options, together=TOGETHER) if ablations \
         else [("reference options", full)]
-    # MNIST-like batches: uniform [0, 1] pixels normalised as main.py normalises MNIST
+    # MNIST-like batches of uniform [0, 1] pixels p: the reference gets them as main.py's
+    # transform gives them, (p - img_mean) / img_std; ours as the suite's loaders give them,
+    # x = 2 p - 1 in [-1, 1] (pixel_mean / pixel_std map them to the reference's inside ours)
     mean, std = float(cfg["img_mean"][0]), float(cfg["img_std"][0])
     gen = torch.Generator().manual_seed(seed + 1)
-    batches = [(torch.rand((batch_size, *shape), generator=gen, dtype=torch.float64) - mean) / std
-               for _ in range(updates)]
+    pixels = [torch.rand((batch_size, *shape), generator=gen, dtype=torch.float64) for _ in range(updates)]
+    ref_batches = [(p - mean) / std for p in pixels]
+    batches = [2.0 * p - 1.0 for p in pixels]
     probe = ours_grbm(full, shape, [], seed, None)[0]
     init = [p.detach().clone() for p in (probe.model.W, probe.model.b, probe.model.mu, probe.model.log_var)]
-    ref_snaps, tape0, info = reference_grbm(ref, cfg, init, batches, seed)
+    ref_snaps, tape0, info = reference_grbm(ref, cfg, init, ref_batches, seed)
     # the reference draws its visible noise for v = x flattened (B, 784), ours for x (B, 1, 28, 28):
     # v is x.flatten(1), so the same draw in the same role is the reshaped one
     tape0.q["normal"] = type(tape0.q["normal"])(t.reshape(len(t), *shape) for t in tape0.q["normal"])
@@ -281,7 +287,7 @@ def compare_grbm(ref: Path, updates: int = 3, batch_size: int = 64, n_hidden: in
             "network": f"GRBM {d} visible x {h} hidden ({d * h + h + 2 * d:,} parameters), "
                        f"{sizes['gibbs_steps']} Gibbs x {options['langevin_steps']} Langevin steps per update",
             "reference": info, "reference_grad_norms": [s_["grad_norm"] for s_ in ref_snaps],
-            "data": f"{updates} batches of {batch_size} uniform [0, 1] images {'x'.join(map(str, shape))}, "
-                    f"normalised by mnist.json's img_mean / img_std (same tensors to both)",
+            "data": f"{updates} batches of {batch_size} uniform [0, 1] pixel images {'x'.join(map(str, shape))}: "
+                    f"(p - img_mean) / img_std to the reference (mnist.json), 2 p - 1 to ours",
             "walkers": "the negative chains: every Gibbs state of the update's chains, concatenated",
             "rows": rows}
