@@ -1,8 +1,11 @@
 """``ebm-bench bench reference --method NAME --reference-dir DIR``: our update against the
 authors' code, side by side, update by update (issue 20; docs/reference-equivalence.md).
 
-The reference is github.com/submissionx12/EBMs_Jarzynski (paper 003); nothing of it is
-copied here. At run time its files are imported from ``--reference-dir`` (``.py``) or their
+The references: github.com/submissionx12/EBMs_Jarzynski (paper 003: ``jarzynski_mnist``,
+``jarzynski_cifar10``, ``pcd_cifar10``, ``gmm``), github.com/DSL-Lab/GRBM (paper 004's GRBM
+baseline, Liao et al. 2022: ``grbm``) and github.com/enijkamp/short_run (Nijkamp et al. 2019:
+``short_run``); nothing of them is copied here. What follows describes paper 003's; ``grbm.py``
+and ``short_run.py`` say how theirs are run. At run time its files are imported from ``--reference-dir`` (``.py``) or their
 code cells exec'd (``.ipynb``, only the cells named below, each checked to be there once),
 and run unchanged; only their Lightning scaffolding is replaced by the few lines of its
 loop they need (zero_grad, ``training_step``, backward, ``gradient_clip_val`` read from the
@@ -20,8 +23,8 @@ update consumed exactly the recorded draws.
 
 One job per file: ``common`` (loading the clone, the :class:`~.common.Tape` of draws,
 the per-update differences), ``lightning`` (the Lightning loop paper 003's notebooks need),
-``mnist``, ``cifar``, ``gmm`` (paper 003), ``grbm`` (paper 004's GRBM baseline: Liao et al.
-2022, github.com/DSL-Lab/GRBM), ``runner`` (the names, the CLI's ``run``, the table).
+``mnist``, ``cifar``, ``gmm`` (paper 003), ``grbm``, ``short_run``, ``runner`` (the names, the
+CLI's ``run``, the table).
 
 Reported after each update: the largest relative difference of the parameters and of the
 walkers (max |ours - theirs| / max |theirs| per tensor, the largest over tensors), and the

@@ -129,7 +129,7 @@ def recording(tape: Tape):
 
     def rec_bernoulli(inp, *a, **k):
         out = bernoulli(inp, *a, **k)
-        tape.q["rand"].append(1.0 - out.detach())
+        tape.q["rand"].append(out.detach() == 0)  # u = 1 - h, kept as bool (replayed in the run's dtype)
         return out
 
     def rec_uniform_(self, a=0.0, b=1.0, **k):
