@@ -37,6 +37,13 @@ mean``; ``sample`` outputs the last v). ``sample_init: data`` starts h from data
 (paper 004's Alg. 2). Reference MNIST settings (METHODS.md): 4096 hidden units, 100 Gibbs
 x 10 Langevin steps, SGD lr 0.01, clip 10, batch 512. Features for the linear probe:
 ``hidden_probs`` = p(h = 1 | v).
+
+Against the authors' code (github.com/DSL-Lab/GRBM; ``ebm-bench bench reference --method
+grbm``, docs/reference-equivalence.md rows 25-36) the update matches to ~1e-13 with
+``reference_temperature_quirk``, ``step_size: 20``, the per-epoch schedule of its
+CosineAnnealingLR (``lr_schedule_every`` = updates per epoch) and its pixels
+(``pixel_mean`` / ``pixel_std``: v = ((x + 1) / 2 - mean) / std, i.e. ``Normalize`` of [0, 1]
+pixels; samples are mapped back to x in [-1, 1]).
 """
 
 from __future__ import annotations
