@@ -359,8 +359,8 @@ def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, *
 
 def bench_reference(quick: bool = False, reference_dir: str | None = None, out: str | None = None,
                     method: str | None = None, updates: int | None = None, **_) -> None:
-    """Update-level equivalence with the authors' code (ebm_bench/reference_equivalence.py)."""
-    from .reference_equivalence import run
+    """Update-level equivalence with the authors' code (ebm_bench/reference/)."""
+    from .reference import run
 
     run(method, reference_dir, updates, out or "results/benchmarks/reference", quick=quick)
 

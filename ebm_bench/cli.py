@@ -260,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", default=None, help="gpu: folder for gpu_check.json / .md; cost_claim: results folder "
                                                 "for its run records (runs/cifar10_cost/...)")
     b.add_argument("--reference-dir", default=None,
-                   help="gmm_reference, reference: clone of submissionx12/EBMs_Jarzynski (holds GMM_code/, MNIST_code/)")
+                   help="gmm_reference, reference: clone of the authors' code: submissionx12/EBMs_Jarzynski (gmm, "
+                        "jarzynski_mnist, jarzynski_cifar10, pcd_cifar10), DSL-Lab/GRBM (grbm), enijkamp/short_run "
+                        "(short_run)")
     b.add_argument("--method", default=None,
-                   help="reference: which comparison (jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm; default: all)")
+                   help="reference: which comparison (jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm, grbm, "
+                        "short_run; default: all)")
     b.add_argument("--updates", type=int, default=None,
                    help="reference: parameter updates compared (default 3); cost_claim: timed updates per method "
                         "per repeat (default 2)")

@@ -37,6 +37,13 @@ mean``; ``sample`` outputs the last v). ``sample_init: data`` starts h from data
 (paper 004's Alg. 2). Reference MNIST settings (METHODS.md): 4096 hidden units, 100 Gibbs
 x 10 Langevin steps, SGD lr 0.01, clip 10, batch 512. Features for the linear probe:
 ``hidden_probs`` = p(h = 1 | v).
+
+Against the authors' code (github.com/DSL-Lab/GRBM; ``ebm-bench bench reference --method
+grbm``, docs/reference-equivalence.md rows 25-36) the update matches to ~1e-13 with
+``reference_temperature_quirk``, ``step_size: 20``, the per-epoch schedule of its
+CosineAnnealingLR (``lr_schedule_every`` = updates per epoch) and its pixels
+(``pixel_mean`` / ``pixel_std``: v = ((x + 1) / 2 - mean) / std, i.e. ``Normalize`` of [0, 1]
+pixels; samples are mapped back to x in [-1, 1]).
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ GRBM_DEFAULTS: dict[str, Any] = {
     "momentum": 0.0,  # SGD momentum (reference: 0); Adam beta1 when optimizer = adam
     "grad_clip_norm": 10.0,  # clip_grad_norm_ of the parameter gradient; None: off
     "lr_decay_steps": 0,  # cosine decay of lr to 0 over this many updates; 0: constant lr
+    # updates per schedule step: the rate changes every `lr_schedule_every` updates (1: every
+    # update); the reference steps CosineAnnealingLR(T_max = epochs) once per epoch (main.py)
+    "lr_schedule_every": 1,
     "gibbs_steps": 100,  # CD_step
     "langevin_steps": 10,
     "step_size": 20.0 / 512.0,  # eps / mean(sigma^2): the reference's drift (Langevin_eta 20 / B 512)
@@ -75,6 +85,11 @@ GRBM_DEFAULTS: dict[str, Any] = {
     "sample_init": "noise",  # "noise" (reference) | "data" (paper 004 Alg. 2)
     "sample_output": "mean",  # "mean": mu + W h of the last h (reference) | "sample": last v
     "data_bank_size": 1000,  # training examples kept for sample_init = data
+    # the visible units: v = x (null), or the reference's pixels v = ((x + 1) / 2 - mean) / std
+    # per channel (main.py: transforms.ToTensor then Normalize(img_mean, img_std) from its
+    # config json; MNIST 0.1307, 0.3081) for our x in [-1, 1]; samples are mapped back to x
+    "pixel_mean": None,
+    "pixel_std": None,
     "sample_batch": 500,
 }
 
@@ -116,11 +131,14 @@ class GRBM(HarmoniumMethod):
     checks = {
         "n_hidden": V.count(), "init_var": V.positive(), "optimizer": V.choice("sgd", "adam"),
         "lr": V.positive(), "momentum": V.number(ge=0, lt=1), "grad_clip_norm": V.positive(nullable=True),
-        "lr_decay_steps": V.count(0), "gibbs_steps": V.count(), "langevin_steps": V.count(),
+        "lr_decay_steps": V.count(0), "lr_schedule_every": V.count(), "gibbs_steps": V.count(),
+        "langevin_steps": V.count(),
         "step_size": V.positive(), "step_schedule": V.choice("cosine", "constant"), "temperature": V.positive(),
         "neg_burn_in": V.count(0), "init_std": V.positive(), "sample_gibbs_steps": V.count(0),
         "sample_init": V.choice("noise", "data"), "sample_output": V.choice("mean", "sample"),
         "data_bank_size": V.count(), "sample_batch": V.count(),
+        "pixel_mean": V.list_of(V.number(), min_len=1, nullable=True),
+        "pixel_std": V.list_of(V.positive(), min_len=1, nullable=True),
     }
 
     @classmethod
@@ -129,6 +147,11 @@ class GRBM(HarmoniumMethod):
             from ..errors import ConfigError
 
             raise ConfigError(f"neg_burn_in = {params['neg_burn_in']}; expected < gibbs_steps = {params['gibbs_steps']}")
+        mean, std = params.get("pixel_mean"), params.get("pixel_std")
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"pixel_mean = {mean}, pixel_std = {std}: expected both null or lists of one length")
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "sample_gibbs_steps": 2, "data_bank_size": 32}
 
     def __init__(self, params: dict[str, Any], data: DataInfo, device, seed: int):
@@ -139,6 +162,15 @@ class GRBM(HarmoniumMethod):
                 raise ValueError(f"{key} must be one of {allowed}, got {p[key]!r}")
         if not 0 <= int(p["neg_burn_in"]) < int(p["gibbs_steps"]):
             raise ValueError(f"neg_burn_in must be in [0, gibbs_steps), got {p['neg_burn_in']}")
+        self.pixel = None  # (mean, std) shaped to broadcast over x, or None: v = x
+        if p["pixel_mean"] is not None:
+            self.check_params(p)
+            c = len(p["pixel_mean"])
+            if c != 1 and not (data.is_image and c == data.shape[0]):
+                raise ValueError(f"pixel_mean has {c} values; expected 1 or one per channel of {data.shape}")
+            view = (c, *[1] * (len(data.shape) - 1)) if c > 1 else (1,)
+            self.pixel = tuple(torch.tensor([float(v) for v in p[k]], device=self.device).view(view)
+                               for k in ("pixel_mean", "pixel_std"))
         d = math.prod(data.shape)
         self.model = GRBMEnergy(d, int(p["n_hidden"]), float(p["init_var"]), self.seed).to(self.device)
         if p["optimizer"] not in ("sgd", "adam"):
@@ -156,9 +188,23 @@ class GRBM(HarmoniumMethod):
         self.sampler_steps_per_iter = int(p["gibbs_steps"]) * int(p["langevin_steps"])
 
     # --- model ------------------------------------------------------------------------------
+    def to_visible(self, x: torch.Tensor) -> torch.Tensor:
+        """v from x in [-1, 1]: x, or ((x + 1) / 2 - mean) / std with ``pixel_mean`` / ``pixel_std``."""
+        if self.pixel is None:
+            return x
+        mean, std = (t.to(x.dtype) for t in self.pixel)
+        return ((x + 1.0) / 2.0 - mean) / std
+
+    def from_visible(self, v: torch.Tensor) -> torch.Tensor:
+        """x from v (the inverse of :meth:`to_visible`)."""
+        if self.pixel is None:
+            return v
+        mean, std = (t.to(v.dtype) for t in self.pixel)
+        return (v * std + mean) * 2.0 - 1.0
+
     def energy(self, x: torch.Tensor) -> torch.Tensor:
-        """Marginal free energy F(v) (density exp(-F) at T = 1)."""
-        return self.model.free_energy(x)
+        """Marginal free energy F(v) of v = to_visible(x) (density exp(-F) at T = 1)."""
+        return self.model.free_energy(self.to_visible(x))
 
     def step_scale(self) -> float:
         return float(self.model.var().mean().detach())
@@ -182,15 +228,20 @@ class GRBM(HarmoniumMethod):
         return torch.optim.Adam(self.model.parameters(), lr=p["lr"], betas=(p["momentum"], 0.999))
 
     def lr_at(self, step: int) -> float:
+        """lr (1 + cos(pi t)) / 2, t = min(E floor((step - 1) / E), D) / D (D = ``lr_decay_steps``,
+        E = ``lr_schedule_every``): the reference's CosineAnnealingLR(T_max = epochs), stepped
+        once per epoch (github.com/DSL-Lab/GRBM, main.py), is E = updates per epoch, D = epochs * E."""
         total = int(self.params["lr_decay_steps"])
         if total <= 0:
             return float(self.params["lr"])
-        return float(self.params["lr"]) * 0.5 * (1.0 + math.cos(math.pi * min(step - 1, total) / total))
+        every = int(self.params["lr_schedule_every"])
+        t = min(every * ((step - 1) // every), total) / total
+        return float(self.params["lr"]) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     # --- contract -----------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
-        x = batch.to(self.device)
-        self.bank.add(x)
+        self.bank.add(batch.to(self.device))
+        x = self.to_visible(batch.to(self.device))
         z = self.sampler.sample_hidden(self.model, x, self.gen)
         xs, zs = self.sampler.train_chains(self.model, x.shape[0], self.data.shape, self.gen, self.device,
                                            step_scale=self.step_scale(), keep_from=int(self.params["neg_burn_in"]),
@@ -218,16 +269,17 @@ class GRBM(HarmoniumMethod):
         for start in range(0, n, self.params["sample_batch"]):
             m = min(self.params["sample_batch"], n - start)
             if self.params["sample_init"] == "data" and len(self.bank) > 0:
-                x0, z0 = sampler.init_test(self.model, self.bank.draw(m, self.gen).to(self.device), self.gen)
+                x0, z0 = sampler.init_test(self.model, self.to_visible(self.bank.draw(m, self.gen).to(self.device)),
+                                           self.gen)
             else:
                 x0, z0 = sampler.init_train(self.model, m, self.data.shape, self.gen, self.device)
             x, z = sampler.run(self.model, x0, z0, self.gen, step_scale=self.step_scale(), precond=self.precond())
             if self.params["sample_output"] == "mean":
                 with torch.no_grad():
                     x = self.model.visible_mean(z).view(m, *self.data.shape)
-            out.append(x)
+            out.append(self.from_visible(x))
         return torch.cat(out)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"hidden_probs": torch.sigmoid(self.model.hidden_logits(x.to(self.device)))}
+        return {"hidden_probs": torch.sigmoid(self.model.hidden_logits(self.to_visible(x.to(self.device))))}

@@ -169,8 +169,10 @@ class GibbsLangevin:
         return x, z
 
     # --- the persistence rules of paper 004 ---------------------------------------------
-    def noise(self, shape: tuple[int, ...], gen: torch.Generator, device, dtype=torch.float32) -> torch.Tensor:
-        return self.init_std * torch.randn(shape, generator=gen, device=device, dtype=dtype)
+    def noise(self, shape: tuple[int, ...], gen: torch.Generator, device, dtype=None) -> torch.Tensor:
+        """x ~ N(0, s^2 I) in ``dtype``, torch's default dtype when None (float32 in the suite;
+        float64 when ``bench reference`` runs the update against the reference code)."""
+        return self.init_std * torch.randn(shape, generator=gen, device=device, dtype=dtype or torch.get_default_dtype())
 
     def init_train(self, model: Harmonium, n: int, shape: tuple[int, ...], gen: torch.Generator,
                    device) -> tuple[torch.Tensor, torch.Tensor]:
