@@ -127,6 +127,8 @@ class GRBM(HarmoniumMethod):
     """Gaussian-Bernoulli RBM, learned variances, Gibbs-Langevin (Liao et al. 2022; paper 004 baseline)."""
 
     defaults = GRBM_DEFAULTS
+    # added with the reference comparison; 1 / None reproduce the updates from before them
+    neutral = ("lr_schedule_every", "pixel_mean", "pixel_std")
     probe_untrained_control = True
     checks = {
         "n_hidden": V.count(), "init_var": V.positive(), "optimizer": V.choice("sgd", "adam"),
