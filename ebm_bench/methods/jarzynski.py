@@ -274,7 +274,7 @@ class Jarzynski(LangevinEBM):
             else:
                 x = self.init_chains(n)
             u_start = self._energy_nograd(x).double() if p["burn_in_energy"] == "start" else None
-            x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen)
+            x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen, what="burn-in ULA step")
         self.walkers = x.detach()
         self.log_w = torch.zeros(n, dtype=torch.float64, device=self.device)
         self.ref_energy = torch.zeros(0, dtype=torch.float64, device=self.device)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..progress import Task
 from .. import validation as V
 from ..errors import ConfigError
 from ..nets import build_net
@@ -281,9 +282,11 @@ class LangevinEBM(Method):
 
     def sample(self, n: int) -> torch.Tensor:
         out = []
-        for start in range(0, n, self.params["sample_batch"]):
-            m = min(self.params["sample_batch"], n - start)
-            out.append(self.sample_chains(m))
+        with Task("chains", n) as task:  # generation: a progress task over the chains done
+            for start in range(0, n, self.params["sample_batch"]):
+                task.tick(start)
+                m = min(self.params["sample_batch"], n - start)
+                out.append(self.sample_chains(m))
         return torch.cat(out)
 
     def sample_chains(self, n: int) -> torch.Tensor:
