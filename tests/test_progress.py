@@ -203,20 +203,20 @@ def test_ais_prints_chains_and_levels(every_tick, capsys):
 def test_gibbs_langevin_prints_its_gibbs_steps(every_tick, capsys):
     info = DataInfo((3,), False)
     grbm = METHODS.get("grbm")
-    m = grbm(grbm.tiny_params(info), info, "cpu", 0)
+    m = grbm({**grbm.tiny_params(info), "sample_batch": 2}, info, "cpu", 0)
     m.sample(4)
     err = capsys.readouterr().err
-    assert "chains 0/4 > Gibbs step 1/2" in err
+    assert "chains 0/4 > Gibbs step 1/2" in err and "chains 2/4 > Gibbs step 2/2" in err
 
 
 def test_hee_eager_loop_prints_its_euler_steps(every_tick, capsys):
     from ebm_bench.methods.hee import HEE
 
-    m = HEE({**HEE.tiny, "inner_loop": "eager"}, DataInfo((2,), False), "cpu", 0)
+    m = HEE({**HEE.tiny, "inner_loop": "eager", "sample_batch": 2}, DataInfo((2,), False), "cpu", 0)
     assert not m.fused
     m.sample(4, generation="joint")
     err = capsys.readouterr().err
-    assert re.search(r"chains 0/4 > hee joint Euler step \d+/\d+", err)
+    assert re.search(r"chains 2/4 > hee joint Euler step 1/\d+", err)
 
 
 def test_benchmarks_print_under_their_name(every_tick, monkeypatch, capsys):
@@ -232,3 +232,12 @@ def test_benchmarks_print_under_their_name(every_tick, monkeypatch, capsys):
     monkeypatch.setattr(bench, "BENCHMARKS", {"fake": fake})
     bench.run_benchmarks(quick=True, only=["fake"])
     assert "[bench] fake: step 1/2 variant (" in capsys.readouterr().err
+
+
+def test_gmm_teacher_experiment_prints_its_steps(every_tick, capsys):
+    from ebm_bench.experiments import gmm_teacher as gt
+
+    cfg = gt.pipeline_config("paper_text", {"gmm": {"dim": 4, "n_train": 100, "n_test": 100}}, [1],
+                             ["cd"], n_walkers=100, steps=3)
+    gt.run_one(cfg, "gmm", "cd", 1, eval_every=3, n_mc=100, n_mc_final=100, log=lambda m: None)
+    assert "[gmm/cd/seed1] gmm_teacher: step 2/3 (" in capsys.readouterr().err
