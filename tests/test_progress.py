@@ -241,3 +241,14 @@ def test_gmm_teacher_experiment_prints_its_steps(every_tick, capsys):
                              ["cd"], n_walkers=100, steps=3)
     gt.run_one(cfg, "gmm", "cd", 1, eval_every=3, n_mc=100, n_mc_final=100, log=lambda m: None)
     assert "[gmm/cd/seed1] gmm_teacher: step 2/3 (" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [{}, {"n_minibatches": 2}, {"weights_scheme": "reference"}],
+                         ids=["alg2", "minibatches", "reference"])
+def test_jarzynski_update_prints_its_ula_steps(extra, every_tick, capsys):
+    """One update at CIFAR size takes minutes on a CPU: its K ULA moves tick."""
+    info = DataInfo((2,), False)
+    jz = METHODS.get("jarzynski")
+    m = jz({**jz.tiny_params(info), "burn_in_steps": 0, "n_steps": 3, **extra}, info, "cpu", 0)
+    m.train_step(torch.randn(8, 2), 1)
+    assert "ULA step 3/3" in capsys.readouterr().err
