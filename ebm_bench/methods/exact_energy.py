@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from ..progress import Task
 from ..data.toy2d import Toy2D
 from ..errors import ConfigError
+from ..progress import Task
 from ..samplers import ULA
 from .. import validation as V
 from ..samplers.stanley_step import MODES, StanleyStep

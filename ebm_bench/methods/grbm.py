@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..progress import Task
 from .. import validation as V
+from ..progress import Task
 from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
 from .base import DataInfo, register_method
 from .harmonium import HarmoniumMethod

@@ -82,8 +82,8 @@ from typing import Any, Callable
 import torch
 
 from .. import validation as V
-from ..progress import Task
 from ..errors import ConfigError
+from ..progress import Task
 from ..samplers import energy_and_grad
 from ..samplers.precision import strict_float32
 from ..samplers.smc import (RESAMPLERS, alpha, alpha_reverse_rest, ess_fraction, flat_dot, log_mean_exp,

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from ..progress import Task
 from .. import validation as V
 from ..errors import ConfigError
 from ..nets import build_net
 from .. import precision
+from ..progress import Task
 from ..samplers.compiled import make_sampler
 from .base import DataInfo, Method
 
