@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from . import progress
 from .methods.base import DataInfo
 from .registry import METHODS
 
@@ -122,8 +123,10 @@ def bench_gmm_run(quick: bool = False) -> None:
         full = not quick and variant == "jarzynski"
         k = steps if full else 100
         t = time.perf_counter()
-        for step in range(1, k + 1):
-            method.train_step(data.x_train, step)
+        with progress.Task("step", k) as task:  # 8,000 full-batch steps: minutes
+            for step in range(1, k + 1):
+                method.train_step(data.x_train, step)
+                task.tick(step, variant)
         wall = time.perf_counter() - t
         what = f"{wall:7.1f} s measured" if full else f"{wall * steps / k:7.1f} s extrapolated from {k} steps"
         print(f"  {variant:12s} {steps} steps: {what} ({1e3 * wall / k:.1f} ms/step)")
@@ -422,7 +425,8 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
             print(f"\n== {name}: run only when named (ebm-bench bench {name} [--quick] --out DIR)")
             continue
         print(f"\n== {name}")
-        if name in ("gmm_reference", "gpu", "reference", "cost_claim"):  # cost_claim: 1 thread unless --threads
-            fn(quick, **options)
-        else:
-            fn(quick)
+        with progress.scope("bench", name):  # the benchmark's loops print progress lines as bench: name
+            if name in ("gmm_reference", "gpu", "reference", "cost_claim"):  # cost_claim: 1 thread unless --threads
+                fn(quick, **options)
+            else:
+                fn(quick)

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from . import progress
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,32 +144,36 @@ def run(out: str | Path, quick: bool = False, repeats: int | None = None, warmup
     batch = torch.rand((f["batch_size"], *f["shape"]), generator=g) * 2 - 1
     rows = []
     t_all = time.perf_counter()
+    # the updates' samplers tick inside this task (their lines say where a long update is)
     if int(first_seed) < 0:
         raise ConfigError(f"--first-seed = {first_seed}; expected >= 0")
-    for r in range(int(first_seed), int(first_seed) + repeats):
-        ms = {v: METHODS.get(s["method"])(s["method_params"], f["info"], torch.device("cpu"), r)
-              for v, s in specs.items()}
-        order = ["pcd", "jarzynski"]
-        times: dict[str, list[float]] = {v: [] for v in order}
-        for step in range(1, warmup + updates + 1):
+    first = int(first_seed)
+    with progress.Task("update", repeats * (warmup + updates)) as task:
+        for r in range(first, first + repeats):
+            ms = {v: METHODS.get(s["method"])(s["method_params"], f["info"], torch.device("cpu"), r)
+                  for v, s in specs.items()}
+            order = ["pcd", "jarzynski"]
+            times: dict[str, list[float]] = {v: [] for v in order}
+            for step in range(1, warmup + updates + 1):
+                for v in order:
+                    t = time.perf_counter()
+                    ms[v].train_step(batch, step)
+                    dt = time.perf_counter() - t
+                    if step > warmup:
+                        times[v].append(dt)
+                    if not quick:  # minutes per update at the paper's sizes: say where it is
+                        say(f"    seed {r} update {step} ({'timed' if step > warmup else 'warm-up'}) {v}: "
+                            f"{1e3 * dt:.0f} ms")
+                task.tick((r - first) * (warmup + updates) + step, f"seed {r}")
+            per = {v: 1e3 * statistics.fmean(times[v]) for v in order}
             for v in order:
-                t = time.perf_counter()
-                ms[v].train_step(batch, step)
-                dt = time.perf_counter() - t
-                if step > warmup:
-                    times[v].append(dt)
-                if not quick:  # minutes per update at the paper's sizes: say where it is
-                    say(f"    seed {r} update {step} ({'timed' if step > warmup else 'warm-up'}) {v}: "
-                        f"{1e3 * dt:.0f} ms")
-        per = {v: 1e3 * statistics.fmean(times[v]) for v in order}
-        for v in order:
-            _record(out, v, r, ms[v], specs[v], per[v], warmup, updates)
-        row = {"seed": r, "pcd_ms": per["pcd"], "jarzynski_ms": per["jarzynski"],
-               "overhead": per["jarzynski"] / per["pcd"] - 1}
-        rows.append(row)
-        say(f"  repeat {r} (seed {r}): pcd {row['pcd_ms']:10.1f} ms/update   jarzynski {row['jarzynski_ms']:10.1f} "
-            f"ms/update   jarzynski/pcd - 1 = {100 * row['overhead']:+6.2f}%   "
-            f"[{time.perf_counter() - t_all:.0f} s so far]")
+                _record(out, v, r, ms[v], specs[v], per[v], warmup, updates)
+            row = {"seed": r, "pcd_ms": per["pcd"], "jarzynski_ms": per["jarzynski"],
+                   "overhead": per["jarzynski"] / per["pcd"] - 1}
+            rows.append(row)
+            say(f"  repeat {r} (seed {r}): pcd {row['pcd_ms']:10.1f} ms/update   jarzynski {row['jarzynski_ms']:10.1f} "
+                f"ms/update   jarzynski/pcd - 1 = {100 * row['overhead']:+6.2f}%   "
+                f"[{time.perf_counter() - t_all:.0f} s so far]")
     ov = [row["overhead"] for row in rows]
     sd = statistics.stdev(ov) if len(ov) > 1 else float("nan")
     say(f"  jarzynski/pcd - 1 over {len(ov)} repeats: mean {100 * statistics.fmean(ov):+.2f}%, sd {100 * sd:.2f}%, "

@@ -41,6 +41,8 @@ from typing import Any
 
 import torch
 
+from . import progress
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "paper.yaml"
 BUDGET_S = 225.0  # of the 4 minutes: rows + FID pass + compile comparison (start-up is the rest)
@@ -343,34 +345,37 @@ def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFA
     results: list[dict[str, Any]] = []
     seen: dict[str, dict] = {}
     fid_rate = fid.get("images_per_s")
-    for i, (ds, variant) in enumerate(rows):
-        entry: dict[str, Any] = {"dataset": ds, "variant": variant}
-        try:
-            spec = run_spec(config, ds, variant, 0)
-            info = data_info(config, ds)
-            key = json.dumps([spec["method"], spec["method_params"], list(info.shape), spec["train"]["batch_size"],
-                              spec["sample"]["n"]], sort_keys=True, default=str)
-            left = row_end - time.perf_counter()
-            cap = max(1.0, left / max(1, len(rows) - i))
-            if key in seen:
-                entry.update({**seen[key]["timing"], "same_as": seen[key]["name"]})
-            elif left <= 0:
-                entry["status"] = "not timed: time budget spent"
-            else:
-                timing = time_row(spec, info, device, cap, quick)
-                seen[key] = {"timing": timing, "name": f"{ds}/{variant}"}
-                entry.update(timing)
-            if "ms_per_update" in entry:
-                eval_s = entry["n_sample"] / fid_rate if (fid_rate and spec["evaluate"].get("use_inception")) else 0.0
-                per_seed = entry["steps"] * entry["ms_per_update"] / 1e3 + entry["burn_in_s"] + entry["generation_s"] + eval_s
-                entry.update(status="ok", fid_pass_s=eval_s, gpu_hours_per_seed=per_seed / 3600,
-                             gpu_hours_all_seeds=len(dataset_seeds(config, ds)) * per_seed / 3600)
-        except Exception as e:  # noqa: BLE001 - one row's failure (OOM, bad spec) is reported, not fatal
-            entry["status"] = f"error: {type(e).__name__}: {str(e)[:300]}"
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        results.append(entry)
-        say(_row_line(entry))
+    # one row can be timed for minutes: its updates' samplers tick inside this task
+    with progress.Task("row", len(rows)) as task:
+        for i, (ds, variant) in enumerate(rows):
+            task.tick(i, f"{ds}/{variant}")
+            entry: dict[str, Any] = {"dataset": ds, "variant": variant}
+            try:
+                spec = run_spec(config, ds, variant, 0)
+                info = data_info(config, ds)
+                key = json.dumps([spec["method"], spec["method_params"], list(info.shape), spec["train"]["batch_size"],
+                                  spec["sample"]["n"]], sort_keys=True, default=str)
+                left = row_end - time.perf_counter()
+                cap = max(1.0, left / max(1, len(rows) - i))
+                if key in seen:
+                    entry.update({**seen[key]["timing"], "same_as": seen[key]["name"]})
+                elif left <= 0:
+                    entry["status"] = "not timed: time budget spent"
+                else:
+                    timing = time_row(spec, info, device, cap, quick)
+                    seen[key] = {"timing": timing, "name": f"{ds}/{variant}"}
+                    entry.update(timing)
+                if "ms_per_update" in entry:
+                    eval_s = entry["n_sample"] / fid_rate if (fid_rate and spec["evaluate"].get("use_inception")) else 0.0
+                    per_seed = entry["steps"] * entry["ms_per_update"] / 1e3 + entry["burn_in_s"] + entry["generation_s"] + eval_s
+                    entry.update(status="ok", fid_pass_s=eval_s, gpu_hours_per_seed=per_seed / 3600,
+                                 gpu_hours_all_seeds=len(dataset_seeds(config, ds)) * per_seed / 3600)
+            except Exception as e:  # noqa: BLE001 - one row's failure (OOM, bad spec) is reported, not fatal
+                entry["status"] = f"error: {type(e).__name__}: {str(e)[:300]}"
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            results.append(entry)
+            say(_row_line(entry))
     comp = compare_compile(config, device, start + budget, quick)
     ok = [r for r in results if r.get("status") == "ok"]
     n_real = {ds: int(run_spec(config, ds, _rows_of(config, ds)[0], 0)["evaluate"].get("n_real") or 0)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import runs
+from . import progress, runs
 from .data import to_uint8
 from .errors import ConfigError
 from .samplers.counting import grad_evals
@@ -78,7 +78,8 @@ def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None
                 method.bind_data(runs.load_data(spec), str(spec["evaluate"].get("real_split", "train")))
             print(f"[{label}] sampling {n} with {type(method).__name__}", flush=True)
             evals0, t0 = grad_evals(), time.perf_counter()
-            x = method.sample(n).detach().cpu()
+            with progress.scope(label, "sample"):  # the methods' chains / sampler steps tick inside
+                x = method.sample(n).detach().cpu()
             cost = {"grad_evals_sample": grad_evals() - evals0, "sample_time_s": time.perf_counter() - t0, "n": n}
         except Exception as e:  # noqa: BLE001 - recorded as this run's error, the DAG goes on
             status, error = "error", f"{type(e).__name__}: {e}"
@@ -118,8 +119,9 @@ def classifier_stage(spec: dict[str, Any], out: Path, threads: int | None = None
     data = load_dataset(ds["type"], ds["params"], Path(ds.get("data_root", spec.get("data_root", "data"))))
     if data.y_train is None:
         raise SystemExit(f"dataset {ds['name']!r} has no labels: no domain classifier can be trained")
-    ckpt, info = train_domain_classifier(data.x_train, data.y_train, data.x_test, data.y_test,
-                                         seed=CLASSIFIER_SEED, num_classes=data.num_classes)
+    with progress.scope(ds["name"], "classifier"):
+        ckpt, info = train_domain_classifier(data.x_train, data.y_train, data.x_test, data.y_test,
+                                             seed=CLASSIFIER_SEED, num_classes=data.num_classes)
     sha = save_classifier(out, ckpt)
     print(f"[{ds['name']}] domain classifier: test accuracy {info['test_accuracy']:.3f}, sha256 {sha[:12]}")
 
@@ -174,7 +176,8 @@ def reference_stage(spec: dict[str, Any], classifier: Path | None, out: Path, th
     if data.is_image:
         x = to_uint8(x)
     print(f"[{spec['dataset']['name']}] reference: {kind} features of {len(x)} {split} items", flush=True)
-    feats = extractor.extract(x)
+    with progress.scope(spec["dataset"]["name"], "reference"):
+        feats = extractor.extract(x)
     eproto = extractor.protocol()
     dim = feats["pool"].shape[1]
     min_per_dim = float(ev.get("min_real_per_dim", 2.0))
@@ -281,20 +284,23 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
                       status="ok" if status == "ok" else "diverged", domain=domain, reference=reference)
     # fault injection for the crash-isolation tests: EBM_BENCH_FAIL_FAMILY=dataset/variant/seedN:family
     inject = os.environ.get("EBM_BENCH_FAIL_FAMILY", "")
-    for name, fn in families():
-        try:
-            if inject == f"{label}:{name}":
-                raise RuntimeError(f"failure injected by EBM_BENCH_FAIL_FAMILY={inject}")
-            result = fn(ctx)
-        except Exception as e:  # noqa: BLE001 - one family's failure is that family's cell
-            msg = f"{type(e).__name__}: {e}"
-            print(f"[{label}] {name}: error: {msg}", flush=True)
-            write(name, "error", {}, {}, error=msg)
-            continue
-        if result is None:
-            continue
-        metrics, protocol = result
-        write(name, "error" if status == "error" else status, metrics, protocol,
-              error="sampling failed (samples.npz status error)" if status == "error" else None)
+    fams = families()
+    with progress.scope(label, "evaluate"), progress.Task("family", len(fams)) as task:
+        for k, (name, fn) in enumerate(fams):
+            task.tick(k, name)  # feature passes, AIS and samplers nested in a family tick inside
+            try:
+                if inject == f"{label}:{name}":
+                    raise RuntimeError(f"failure injected by EBM_BENCH_FAIL_FAMILY={inject}")
+                result = fn(ctx)
+            except Exception as e:  # noqa: BLE001 - one family's failure is that family's cell
+                msg = f"{type(e).__name__}: {e}"
+                print(f"[{label}] {name}: error: {msg}", flush=True)
+                write(name, "error", {}, {}, error=msg)
+                continue
+            if result is None:
+                continue
+            metrics, protocol = result
+            write(name, "error" if status == "error" else status, metrics, protocol,
+                  error="sampling failed (samples.npz status error)" if status == "error" else None)
     print(f"[{label}] metrics written to {out_dir}", flush=True)
     return done

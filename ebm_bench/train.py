@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import precision
+from . import precision, progress
 from .io import atomic_write_bytes, load_torch, save_torch, write_json
 from .samplers.counting import grad_evals
 
@@ -75,9 +75,6 @@ def next_batch(x_train: torch.Tensor, batch_size: int, batch_gen: torch.Generato
     n = len(x_train)
     idx = torch.randperm(n, generator=batch_gen)[: min(batch_size, n)]
     return x_train if batch_size >= n else x_train[idx]
-
-PROGRESS_EVERY_S = 60.0  # a progress line at least this often, whatever log_every
-
 
 def train(
     method,
@@ -144,32 +141,30 @@ def train(
         )
 
     t0 = time.perf_counter() - wall0
-    said = wall0  # wall time of the last progress line
     step = start
     evals0 = grad_evals() - int(status.get("grad_evals", 0) or 0)
     precision_mode = precision.method_mode(method)  # docs/performance.md: fp32 unless the method asks
-    while step < steps and status["status"] == "ok":
-        step += 1
-        with precision.training_step(precision_mode):
-            scalars = method.train_step(next_batch(x_train, bs, batch_gen), step)
-        wall = time.perf_counter() - t0
-        if not _healthy(scalars, limit):
-            status = {"status": "diverged", "diverged_step": step}
-            _say(label, f"diverged at step {step}: {scalars}")
-        logged = step % every_log == 0 or step == steps or status["status"] != "ok"
-        if logged:
-            log.append({"step": step, "wall_time_s": round(wall, 4), **scalars})
-        if logged or wall - said >= PROGRESS_EVERY_S:  # long steps (HEE): a line at least a minute
-            said = wall
-            rate = (step - start) / max(wall - wall0, 1e-9)
-            eta = (steps - step) / max(rate, 1e-9)
-            shown = " ".join(f"{k}={v:.4g}" for k, v in list(scalars.items())[:3])
-            _say(label, f"step {step}/{steps} {shown} ({rate:.3g} it/s, elapsed {wall:.0f}s, eta {eta:.0f}s)")
-        if step % every_ckpt == 0 or status["status"] != "ok":
-            status["grad_evals"] = grad_evals() - evals0
-            checkpoint(step, wall)
-        if stop_after is not None and step - start >= stop_after and step < steps:
-            return {"status": "interrupted", "step": step}
+    with progress.scope(label, "train"), progress.Task("step", steps, done=start, elapsed=wall0) as task:
+        while step < steps and status["status"] == "ok":
+            step += 1
+            with precision.training_step(precision_mode):
+                scalars = method.train_step(next_batch(x_train, bs, batch_gen), step)
+            wall = time.perf_counter() - t0
+            if not _healthy(scalars, limit):
+                status = {"status": "diverged", "diverged_step": step}
+                _say(label, f"diverged at step {step}: {scalars}")
+            logged = step % every_log == 0 or step == steps or status["status"] != "ok"
+            if logged:
+                log.append({"step": step, "wall_time_s": round(wall, 4), **scalars})
+            # a line at every logged row, and at least once a minute between them (long
+            # steps: HEE presentations); the scalars are formatted only when one is printed
+            task.tick(step, lambda s=scalars: " ".join(f"{k}={v:.4g}" for k, v in list(s.items())[:3]),
+                      force=logged)
+            if step % every_ckpt == 0 or status["status"] != "ok":
+                status["grad_evals"] = grad_evals() - evals0
+                checkpoint(step, wall)
+            if stop_after is not None and step - start >= stop_after and step < steps:
+                return {"status": "interrupted", "step": step}
 
     wall = time.perf_counter() - t0
     status["grad_evals"] = grad_evals() - evals0

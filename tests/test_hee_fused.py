@@ -113,15 +113,19 @@ def test_inner_loop_is_validated_and_auto_picks_fused_where_supported():
 
 
 def test_long_jobs_print_progress_at_least_once_a_minute(tmp_path, monkeypatch, capsys):
-    """The training loop prints 'step k/n ... elapsed' whenever PROGRESS_EVERY_S has passed
-    since its last line, whatever log_every (here: 0 s, so every step; log_every 1000)."""
+    """The training loop prints 'step k/n ... elapsed' whenever the progress interval has
+    passed since the last line, whatever log_every (here: 0 s, so every step; log_every
+    1000), and HEE's simulation inside a step prints its Euler step (nested)."""
+    from ebm_bench import progress
     from ebm_bench import train as train_mod
 
-    monkeypatch.setattr(train_mod, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(progress.CLOCK, "every_s", 0.0)
     m = HEE({**HEE.tiny, "present_time": 0.05}, INFO, "cpu", 0)
     cfg = {"steps": 3, "batch_size": 16, "checkpoint_every": 1000, "log_every": 1000}
-    train_mod.train(m, torch.randn(64, 2), cfg, tmp_path, "cfg", 0)
+    train_mod.train(m, torch.randn(64, 2), cfg, tmp_path, "cfg", 0, label="toy/hee/seed0")
     err = capsys.readouterr().err
     for k in (1, 2, 3):
-        assert f"step {k}/3" in err
+        assert f"[toy/hee/seed0] train: step {k}/3" in err
     assert "elapsed" in err
+    n = m.sampler_steps_per_iter
+    assert f"train: step 0/3 > hee infer Euler step {n}/{n}" in err  # the fused loop's tick

@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import torch
 
+from ..progress import Task
 from . import register_family
 
 
 def batched(fn, x: torch.Tensor, bs: int = 512) -> dict[str, torch.Tensor]:
     """``fn`` (a method's ``features``) over ``x`` in batches, float64 on the CPU."""
     parts: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(x), bs):
-        for k, v in fn(x[i : i + bs]).items():
-            parts.setdefault(k, []).append(v.detach().cpu().double())
+    with Task("feature rows", len(x), unit="rows") as task:  # HEE's features are long simulations
+        for i in range(0, len(x), bs):
+            task.tick(i)
+            for k, v in fn(x[i : i + bs]).items():
+                parts.setdefault(k, []).append(v.detach().cpu().double())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 

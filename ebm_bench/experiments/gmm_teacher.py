@@ -60,6 +60,8 @@ from typing import Any, Iterable
 
 import torch
 
+from .. import progress
+
 B1_TEACHER: dict[str, Any] = {"dim": 50, "a": -10.0, "b": 6.0, "mass_a": 0.25, "n_train": 10000, "n_test": 10000,
                               "split_seed": 0}
 # a second teacher (another dimension, mass and centres) for "the teacher is a config"
@@ -168,21 +170,23 @@ def run_one(cfg: dict[str, Any], dataset: str, variant: str, seed: int, eval_eve
     t0 = time.perf_counter()
     rows.append(evaluate(0, {}, n_mc))
     train_time = 0.0
-    for step in range(1, steps + 1):
-        batch = next_batch(x, bs, batch_gen)
-        t1 = time.perf_counter()
-        scalars = method.train_step(batch, step)
-        train_time += time.perf_counter() - t1
-        if not all(math.isfinite(v) for v in scalars.values()):
-            log(f"[{dataset}/{variant}/seed{seed}] non-finite scalars at step {step}: {scalars}")
-            break
-        if step % eval_every == 0 or step == steps:
-            rows.append(evaluate(step, scalars, n_mc_final if step == steps else n_mc))
-            if step % (eval_every * 10) == 0 or step == steps:
-                last = rows[-1]
-                log(f"[{dataset}/{variant}/seed{seed}] step {step}/{steps} mass_a={last['mass_a']:.4f} "
-                    f"kl={last['kl']:.4f} ce_est={last['cross_entropy_est']:.4f} "
-                    f"ce_exact={last['cross_entropy_exact_eq16']:.4f} ({train_time / step * 1e3:.1f} ms/step)")
+    with progress.scope(f"{dataset}/{variant}/seed{seed}", "gmm_teacher"), progress.Task("step", steps) as task:
+        for step in range(1, steps + 1):
+            batch = next_batch(x, bs, batch_gen)
+            t1 = time.perf_counter()
+            scalars = method.train_step(batch, step)
+            train_time += time.perf_counter() - t1
+            task.tick(step)  # a line a minute between the logged rows (8,000 steps: minutes)
+            if not all(math.isfinite(v) for v in scalars.values()):
+                log(f"[{dataset}/{variant}/seed{seed}] non-finite scalars at step {step}: {scalars}")
+                break
+            if step % eval_every == 0 or step == steps:
+                rows.append(evaluate(step, scalars, n_mc_final if step == steps else n_mc))
+                if step % (eval_every * 10) == 0 or step == steps:
+                    last = rows[-1]
+                    log(f"[{dataset}/{variant}/seed{seed}] step {step}/{steps} mass_a={last['mass_a']:.4f} "
+                        f"kl={last['kl']:.4f} ce_est={last['cross_entropy_est']:.4f} "
+                        f"ce_exact={last['cross_entropy_exact_eq16']:.4f} ({train_time / step * 1e3:.1f} ms/step)")
     final = {**rows[-1], "train_time_s": train_time, "ms_per_step": 1e3 * train_time / max(rows[-1]["step"], 1),
              "teacher_mass_a": teacher["mass_a"]}
     return rows, final

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..progress import Task
 from .base import register_method
 from .nnefh import NNEFH, NNEFH_DEFAULTS
 
@@ -69,7 +70,9 @@ class EBMFreeEnergy(NNEFH):
         m_steps = int(self.params["sample_gibbs_steps"]) or self.sampler.gibbs_steps
         steps = m_steps * self.sampler.langevin_steps
         out = []
-        for start in range(0, n, self.params["sample_batch"]):
-            m = min(self.params["sample_batch"], n - start)
-            out.append(self.langevin_chains(m, steps))
+        with Task("chains", n) as task:  # generation: a progress task over the chains done
+            for start in range(0, n, self.params["sample_batch"]):
+                task.tick(start)
+                m = min(self.params["sample_batch"], n - start)
+                out.append(self.langevin_chains(m, steps))
         return torch.cat(out)

@@ -26,6 +26,7 @@ import torch
 
 from ..data.toy2d import Toy2D
 from ..errors import ConfigError
+from ..progress import Task
 from ..samplers import ULA
 from .. import validation as V
 from ..samplers.stanley_step import MODES, StanleyStep
@@ -98,9 +99,11 @@ class ExactEnergy(Method):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         out = []
-        for start in range(0, n, int(self.params["sample_batch"])):
-            m = min(int(self.params["sample_batch"]), n - start)
-            out.append(self.sampler.run(self.energy, self.init_chains(m), int(self.params["n_steps"]), self.gen))
+        with Task("chains", n) as task:  # generation: a progress task over the chains done
+            for start in range(0, n, int(self.params["sample_batch"])):
+                task.tick(start)
+                m = min(int(self.params["sample_batch"]), n - start)
+                out.append(self.sampler.run(self.energy, self.init_chains(m), int(self.params["n_steps"]), self.gen))
         return torch.cat(out)
 
     @torch.no_grad()

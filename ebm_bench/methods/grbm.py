@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import validation as V
+from ..progress import Task
 from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
 from .base import DataInfo, register_method
 from .harmonium import HarmoniumMethod
@@ -268,18 +269,20 @@ class GRBM(HarmoniumMethod):
     def sample(self, n: int) -> torch.Tensor:
         sampler = replace(self.sampler, gibbs_steps=int(self.params["sample_gibbs_steps"]))
         out = []
-        for start in range(0, n, self.params["sample_batch"]):
-            m = min(self.params["sample_batch"], n - start)
-            if self.params["sample_init"] == "data" and len(self.bank) > 0:
-                x0, z0 = sampler.init_test(self.model, self.to_visible(self.bank.draw(m, self.gen).to(self.device)),
-                                           self.gen)
-            else:
-                x0, z0 = sampler.init_train(self.model, m, self.data.shape, self.gen, self.device)
-            x, z = sampler.run(self.model, x0, z0, self.gen, step_scale=self.step_scale(), precond=self.precond())
-            if self.params["sample_output"] == "mean":
-                with torch.no_grad():
-                    x = self.model.visible_mean(z).view(m, *self.data.shape)
-            out.append(self.from_visible(x))
+        with Task("chains", n) as task:  # generation: a progress task over the chains done
+            for start in range(0, n, self.params["sample_batch"]):
+                task.tick(start)
+                m = min(self.params["sample_batch"], n - start)
+                if self.params["sample_init"] == "data" and len(self.bank) > 0:
+                    x0, z0 = sampler.init_test(self.model, self.to_visible(self.bank.draw(m, self.gen).to(self.device)),
+                                               self.gen)
+                else:
+                    x0, z0 = sampler.init_train(self.model, m, self.data.shape, self.gen, self.device)
+                x, z = sampler.run(self.model, x0, z0, self.gen, step_scale=self.step_scale(), precond=self.precond())
+                if self.params["sample_output"] == "mean":
+                    with torch.no_grad():
+                        x = self.model.visible_mean(z).view(m, *self.data.shape)
+                out.append(self.from_visible(x))
         return torch.cat(out)
 
     @torch.no_grad()

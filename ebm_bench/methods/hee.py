@@ -109,13 +109,12 @@ average of the inference dynamics (``feature_time`` tau_x, average over the last
 from __future__ import annotations
 
 import math
-import sys
-import time
 from typing import Any
 
 import torch
 
 from .. import validation as V
+from ..progress import Task
 from ..errors import ConfigError
 from ..samplers.counting import count_grad_evals
 from ..samplers.hee_dynamics import (ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step,
@@ -305,12 +304,6 @@ class HEE(Method):
             [c * torch.eye(n, device=dev) for n in self.sizes] if self.full else torch.full((self.N,), c, device=dev))
         self.sampler_steps_per_iter = _steps(p["present_time"], p["dt"])
         self.fused = p["inner_loop"] == "fused" or (p["inner_loop"] == "auto" and not self.full)
-        self._t_progress = time.monotonic()  # last progress line (long jobs print one a minute)
-
-    def progress(self, msg: str) -> None:
-        """A progress line on stderr (the fused loop calls it about once a minute)."""
-        self._t_progress = time.monotonic()
-        print(f"hee: {msg}", file=sys.stderr, flush=True)
 
     # --- parameters per layer ------------------------------------------------------------------
     @property
@@ -489,47 +482,51 @@ class HEE(Method):
         k_u = int(p["n_interneurons"])
         U = X.new_zeros(k_u, *X.shape) if use_u else None  # k_u interneurons per unit
         learn_m2 = p["quadratic"] != "fixed"
-        if self.fused:
-            return run_fused(self, X, V, U, n_steps, gen, mode=mode, x0=x0 if clamp else None,
-                             learn_from=learn_from, avg_from=avg_from, record=record)
-        total = torch.zeros_like(X) if avg_from is not None else None
-        n_avg = 0
-        for step in range(n_steps):
-            FX = self.f(X)
-            E = self.eta(FX)
-            A = U.mean(0) if use_u else self.cond_mean(E)
-            S = self.score(X, FX, E, A, bottom_up=mode != "marginal")
-            upd = None
-            if learn_from is not None and step >= learn_from:
-                if not learn_m2:
-                    A2 = None
-                elif use_u:
-                    A2 = ([(U[:, :, s, None] * U[:, :, None, s]).mean(0) for s in self.sl] if self.full
-                          else (U * U).mean(0))
+        # one simulation can run for minutes (a FashionMNIST presentation, generation):
+        # it is a progress task, nested in the caller's (training step, sample chains)
+        with Task(f"hee {mode} Euler step", n_steps) as task:
+            if self.fused:
+                return run_fused(self, X, V, U, n_steps, gen, mode=mode, x0=x0 if clamp else None,
+                                 learn_from=learn_from, avg_from=avg_from, record=record, task=task)
+            total = torch.zeros_like(X) if avg_from is not None else None
+            n_avg = 0
+            for step in range(n_steps):
+                FX = self.f(X)
+                E = self.eta(FX)
+                A = U.mean(0) if use_u else self.cond_mean(E)
+                S = self.score(X, FX, E, A, bottom_up=mode != "marginal")
+                upd = None
+                if learn_from is not None and step >= learn_from:
+                    if not learn_m2:
+                        A2 = None
+                    elif use_u:
+                        A2 = ([(U[:, :, s, None] * U[:, :, None, s]).mean(0) for s in self.sl] if self.full
+                              else (U * U).mean(0))
+                    else:
+                        A2 = self.cond_second_moment(E)
+                    upd = self.updates(X, FX, A, A2)
+                count_grad_evals(X.shape[0])  # one score evaluation per chain per EM step
+                noise = torch.randn(X.shape, generator=gen, device=dev, dtype=X.dtype)
+                if order == 1:
+                    X = first_order_step(X, S, tau, self.dt, noise)
                 else:
-                    A2 = self.cond_second_moment(E)
-                upd = self.updates(X, FX, A, A2)
-            count_grad_evals(X.shape[0])  # one score evaluation per chain per EM step
-            noise = torch.randn(X.shape, generator=gen, device=dev, dtype=X.dtype)
-            if order == 1:
-                X = first_order_step(X, S, tau, self.dt, noise)
-            else:
-                nv = (torch.randn(X.shape, generator=gen, device=dev, dtype=X.dtype) if adaptation == "driven"
-                      else None)
-                X, V = second_order_step(X, V, S, tau, tau_v, m, self.dt, noise, adaptation, nv)
-            if clamp:
-                X[:, self.sl[0]] = x0
-            if use_u:
-                U = self._interneuron_step(U, E, gen)
-            if upd is not None:
-                self.apply_updates(upd, self.dt / self.tau_theta)
-            if total is not None and step >= avg_from:
-                total += X
-                n_avg += 1
-            if record is not None:
-                record(step + 1, X)
-        mean = total / max(n_avg, 1) if total is not None else None
-        return {"X": X, "V": V, "U": U, "mean": mean}
+                    nv = (torch.randn(X.shape, generator=gen, device=dev, dtype=X.dtype) if adaptation == "driven"
+                          else None)
+                    X, V = second_order_step(X, V, S, tau, tau_v, m, self.dt, noise, adaptation, nv)
+                if clamp:
+                    X[:, self.sl[0]] = x0
+                if use_u:
+                    U = self._interneuron_step(U, E, gen)
+                if upd is not None:
+                    self.apply_updates(upd, self.dt / self.tau_theta)
+                if total is not None and step >= avg_from:
+                    total += X
+                    n_avg += 1
+                if record is not None:
+                    record(step + 1, X)
+                task.tick(step + 1)
+            mean = total / max(n_avg, 1) if total is not None else None
+            return {"X": X, "V": V, "U": U, "mean": mean}
 
     # --- contract -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -568,12 +565,14 @@ class HEE(Method):
         n_steps = _steps(total, p["dt"])
         avg_from = n_steps - _steps(avg, p["dt"])
         out: dict[str, list[torch.Tensor]] = {"average": [], "last": []}
-        for start in range(0, n, int(p["sample_batch"])):
-            k = min(int(p["sample_batch"]), n - start)
-            init = float(p["latent_init_std"]) * torch.randn(k, self.N, generator=self.gen, device=self.device)
-            r = self.simulate(None, n_steps, self.gen, mode=mode, avg_from=avg_from, init=init)
-            out["average"].append(r["mean"][:, self.sl[0]].reshape(k, *self.data.shape))
-            out["last"].append(r["X"][:, self.sl[0]].reshape(k, *self.data.shape))
+        with Task("chains", n) as task:  # generation: a progress task over the chains done
+            for start in range(0, n, int(p["sample_batch"])):
+                task.tick(start)
+                k = min(int(p["sample_batch"]), n - start)
+                init = float(p["latent_init_std"]) * torch.randn(k, self.N, generator=self.gen, device=self.device)
+                r = self.simulate(None, n_steps, self.gen, mode=mode, avg_from=avg_from, init=init)
+                out["average"].append(r["mean"][:, self.sl[0]].reshape(k, *self.data.shape))
+                out["last"].append(r["X"][:, self.sl[0]].reshape(k, *self.data.shape))
         return {key: torch.cat(v) for key, v in out.items()}
 
     @torch.no_grad()

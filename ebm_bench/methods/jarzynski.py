@@ -86,6 +86,7 @@ import torch
 
 from .. import validation as V
 from ..errors import ConfigError
+from ..progress import Task
 from ..samplers import energy_and_grad
 from ..samplers.precision import strict_float32
 from ..samplers.smc import (RESAMPLERS, alpha, alpha_reverse_rest, ess_fraction, flat_dot, log_mean_exp,
@@ -291,7 +292,7 @@ class Jarzynski(LangevinEBM):
             else:
                 x = self.init_chains(n)
             u_start = self._energy_nograd(x).double() if p["burn_in_energy"] == "start" else None
-            x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen)
+            x = self.sampler.run(self.energy, x, int(p["burn_in_steps"]), self.gen, what="burn-in ULA step")
         self.walkers = x.detach()
         self.log_w = torch.zeros(n, dtype=torch.float64, device=self.device)
         self.ref_energy = torch.zeros(0, dtype=torch.float64, device=self.device)
@@ -490,15 +491,17 @@ class Jarzynski(LangevinEBM):
         else:
             inc_b = alpha(u_b, self.sampler.drift(g_b), dx, self.h, T,
                           dd if moved is None else None) if weighted else None
-        for _ in range(int(p["n_steps"]) - 1):
-            # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
-            # point x1, which close the previous step and open this one:
-            # -alpha_k(x1, x0) + alpha_k(x1, x2) = 1/2 (x2 - x0) . d_k(x1) / T (U and |d|^2 cancel)
-            _, g1 = self._energy_and_grad(x1)
-            x2 = self.sampler.move(x1, g1, self.gen)
-            if weighted:
-                inc_b = inc_b + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
-            x0, x1 = x1, x2
+        with Task("ULA step", int(p["n_steps"]), done=1) as task:  # minutes per update at CIFAR size on CPU
+            for _ in range(int(p["n_steps"]) - 1):
+                # further steps under the same theta_k: ULA.step returns U_k, grad U_k at its start
+                # point x1, which close the previous step and open this one:
+                # -alpha_k(x1, x0) + alpha_k(x1, x2) = 1/2 (x2 - x0) . d_k(x1) / T (U and |d|^2 cancel)
+                _, g1 = self._energy_and_grad(x1)
+                x2 = self.sampler.move(x1, g1, self.gen)
+                if weighted:
+                    inc_b = inc_b + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
+                x0, x1 = x1, x2
+                task.tick(task.i + 1)
         if int(p["n_steps"]) > 1:
             dx = x1 - x0
         if weighted:
@@ -533,11 +536,13 @@ class Jarzynski(LangevinEBM):
         x1 = self.sampler.move(x0, g0, self.gen)
         dx_first = x1 - x0
         inner = torch.zeros(len(x0), dtype=torch.float64, device=self.device)
-        for _ in range(int(self.params["n_steps"]) - 1):
-            _, g1 = self._energy_and_grad(x1)
-            x2 = self.sampler.move(x1, g1, self.gen)
-            inner = inner + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
-            x0, x1 = x1, x2
+        with Task("ULA step", int(self.params["n_steps"]), done=1) as task:
+            for _ in range(int(self.params["n_steps"]) - 1):
+                _, g1 = self._energy_and_grad(x1)
+                x2 = self.sampler.move(x1, g1, self.gen)
+                inner = inner + 0.5 * flat_dot(x2 - x0, self.sampler.drift(g1)) / T
+                x0, x1 = x1, x2
+                task.tick(task.i + 1)
         return x1, x1 - x0, inner, dx_first
 
     def _move_minibatches(self, x: torch.Tensor, u: torch.Tensor, moved: torch.Tensor, x_b: torch.Tensor,
@@ -634,13 +639,15 @@ class Jarzynski(LangevinEBM):
             xb = walkers if b is None else walkers[b]
             _, g0 = self._energy_and_grad(xb)
             kern = torch.zeros(len(xb), dtype=torch.float64, device=self.device)
-            for _ in range(int(p["n_steps"])):
-                x1 = self.sampler.move(xb, g0, self.gen)
-                _, g1 = self._energy_and_grad(x1)
-                if weighted:  # log q_k(x | x1) - log q_k(x1 | x), Gaussian kernels of variance 2 h T
-                    d0, d1 = self.sampler.drift(g0), self.sampler.drift(g1)
-                    kern = kern + (0.5 * flat_dot(x1 - xb, d0 + d1) + 0.25 * h * (flat_dot(d0, d0) - flat_dot(d1, d1))) / T
-                xb, g0 = x1, g1
+            with Task("ULA step", int(p["n_steps"])) as task:
+                for _ in range(int(p["n_steps"])):
+                    x1 = self.sampler.move(xb, g0, self.gen)
+                    _, g1 = self._energy_and_grad(x1)
+                    if weighted:  # log q_k(x | x1) - log q_k(x1 | x), Gaussian kernels of variance 2 h T
+                        d0, d1 = self.sampler.drift(g0), self.sampler.drift(g1)
+                        kern = kern + (0.5 * flat_dot(x1 - xb, d0 + d1) + 0.25 * h * (flat_dot(d0, d0) - flat_dot(d1, d1))) / T
+                    xb, g0 = x1, g1
+                    task.tick(task.i + 1)
             if b is None:
                 walkers = xb
             else:

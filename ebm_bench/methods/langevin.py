@@ -18,6 +18,7 @@ from .. import validation as V
 from ..errors import ConfigError
 from ..nets import build_net
 from .. import precision
+from ..progress import Task
 from ..samplers.compiled import make_sampler
 from .base import DataInfo, Method
 
@@ -281,9 +282,11 @@ class LangevinEBM(Method):
 
     def sample(self, n: int) -> torch.Tensor:
         out = []
-        for start in range(0, n, self.params["sample_batch"]):
-            m = min(self.params["sample_batch"], n - start)
-            out.append(self.sample_chains(m))
+        with Task("chains", n) as task:  # generation: a progress task over the chains done
+            for start in range(0, n, self.params["sample_batch"]):
+                task.tick(start)
+                m = min(self.params["sample_batch"], n - start)
+                out.append(self.sample_chains(m))
         return torch.cat(out)
 
     def sample_chains(self, n: int) -> torch.Tensor:

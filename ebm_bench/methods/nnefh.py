@@ -47,6 +47,7 @@ from torch import nn
 
 from .. import validation as V
 from ..nets import build_net
+from ..progress import Task
 from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
 from .base import DataInfo, register_method
 from .harmonium import HarmoniumMethod
@@ -213,13 +214,15 @@ class NNEFH(HarmoniumMethod):
         m_steps = int(self.params["sample_gibbs_steps"]) or self.sampler.gibbs_steps
         sampler = replace(self.sampler, gibbs_steps=m_steps)
         out = []
-        for start in range(0, n, self.params["sample_batch"]):
-            m = min(self.params["sample_batch"], n - start)
-            if self.params["sample_init"] == "data" and len(self.bank) > 0:
-                x, _ = sampler.test_chains(self.model, self.bank.draw(m, self.gen).to(self.device), self.gen)
-            else:
-                x, _ = sampler.train_chains(self.model, m, self.data.shape, self.gen, self.device)
-            out.append(x)
+        with Task("chains", n) as task:  # generation: a progress task over the chains done
+            for start in range(0, n, self.params["sample_batch"]):
+                task.tick(start)
+                m = min(self.params["sample_batch"], n - start)
+                if self.params["sample_init"] == "data" and len(self.bank) > 0:
+                    x, _ = sampler.test_chains(self.model, self.bank.draw(m, self.gen).to(self.device), self.gen)
+                else:
+                    x, _ = sampler.train_chains(self.model, m, self.data.shape, self.gen, self.device)
+                out.append(x)
         return torch.cat(out)
 
     @torch.no_grad()

@@ -60,7 +60,8 @@ class PCD(LangevinEBM):
         """Start chains (``chain_init``), then ``burn_in_steps`` ULA steps on all of them."""
         super().seed_chains(data)
         if self.burn_in_steps > 0:
-            self.buffer = self.sampler.run(self.energy, self.buffer, self.burn_in_steps, self.gen).detach()
+            self.buffer = self.sampler.run(self.energy, self.buffer, self.burn_in_steps, self.gen,
+                                           what="burn-in ULA step").detach()
 
     def loss_negatives(self, n: int) -> torch.Tensor | None:
         """``loss_chains: previous``: the chains the last update moved (a random set of n

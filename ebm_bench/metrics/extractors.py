@@ -45,6 +45,7 @@ from torch import nn
 from ..data.base import from_uint8, to_uint8
 from ..errors import WeightsMissing
 from ..io import atomic_write_bytes, file_sha256
+from ..progress import Task
 
 DOMAIN_EXTRACTOR_NAME = "ebm-bench-domain"
 INCEPTION_NAME = "inception-v3-compat"
@@ -97,8 +98,10 @@ class FeatureExtractor:
         x = self._prepare(_as_tensor(x))
         bs = int(batch_size or self.batch_size)
         pools, logits = [], []
-        with torch.no_grad():
+        # a feature pass over a training split (the reference statistics) takes minutes
+        with torch.no_grad(), Task("feature rows", x.shape[0], unit="rows") as task:
             for i in range(0, x.shape[0], bs):
+                task.tick(i)
                 p, lg = self._forward(x[i : i + bs].to(self.device))
                 pools.append(p.detach().to("cpu", torch.float64))
                 logits.append(lg.detach().to("cpu", torch.float64))
@@ -408,15 +411,24 @@ def train_domain_classifier(
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         gen = torch.Generator().manual_seed(seed)
         n = xtr.shape[0]
-        for _ in range(epochs):
-            model.train()
-            perm = torch.randperm(n, generator=gen)
-            for i in range(0, n, batch_size):
-                idx = perm[i : i + batch_size]
-                loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        n_batches = -(-n // batch_size)
+        # ~13 min per dataset at paper size on CPU: a line at the start, then one a minute
+        # ("epoch e/E > batch b/B loss=...", with the rate, elapsed time and eta in epochs)
+        with Task("epoch", epochs) as task:
+            task.tick(0, f"({n} rows, batch {batch_size})", force=True)
+            for e in range(epochs):
+                model.train()
+                perm = torch.randperm(n, generator=gen)
+                with Task("batch", n_batches) as inner:
+                    for b, i in enumerate(range(0, n, batch_size)):
+                        idx = perm[i : i + batch_size]
+                        loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        # the loss is read (a device sync) only when a line is printed
+                        inner.tick(b + 1, lambda v=loss.detach(): f"loss={float(v):.4g}")
+                task.tick(e + 1, "")
     model.eval()
     info: dict[str, Any] = {
         "test_accuracy": _accuracy(model, xte, yte),

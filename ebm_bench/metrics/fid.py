@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..progress import Task
+
 
 def _features_2d(x: Any, what: str) -> np.ndarray:
     """Features as a float64 (N, d) array; float64 so both backends see the same statistics."""
@@ -59,19 +61,23 @@ def fid_from_statistics(stats_real: dict, stats_fake: dict) -> dict[str, float]:
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    fid = float(fid_statistics_to_metric(stats_real, stats_fake, verbose=False)[KEY_METRIC_FID])
-    try:
-        # pytorch-fid prints its singular-product warning to stdout; keep stdout clean
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-            # pytorch-fid 0.3.0 passes scipy's deprecated `disp` argument; not our concern
-            warnings.filterwarnings("ignore", message=".*`disp` argument", category=DeprecationWarning)
-            fid_pf = float(
-                calculate_frechet_distance(
-                    stats_real["mu"], stats_real["sigma"], stats_fake["mu"], stats_fake["sigma"]
+    # two matrix square roots of 2048 x 2048 (Inception) can take a minute on a CPU and
+    # cannot tick: a heartbeat thread prints the line while they run
+    with Task("FID backend", 2, heartbeat=True) as task:
+        fid = float(fid_statistics_to_metric(stats_real, stats_fake, verbose=False)[KEY_METRIC_FID])
+        task.tick(1, "pytorch-fid")
+        try:
+            # pytorch-fid prints its singular-product warning to stdout; keep stdout clean
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+                # pytorch-fid 0.3.0 passes scipy's deprecated `disp` argument; not our concern
+                warnings.filterwarnings("ignore", message=".*`disp` argument", category=DeprecationWarning)
+                fid_pf = float(
+                    calculate_frechet_distance(
+                        stats_real["mu"], stats_real["sigma"], stats_fake["mu"], stats_fake["sigma"]
+                    )
                 )
-            )
-    except ValueError:
-        fid_pf = math.nan
+        except ValueError:
+            fid_pf = math.nan
     abs_diff = abs(fid - fid_pf)
     return {
         "fid": fid,

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..progress import Task
+
 PROBE_C = 1.0
 PROBE_MAX_ITER = 1000
 PROBE_TOL = 1e-4
@@ -99,10 +101,13 @@ def linear_probe(
         *([StandardScaler()] if standardise else []),
         LogisticRegression(C=PROBE_C, solver="lbfgs", max_iter=PROBE_MAX_ITER, tol=PROBE_TOL, random_state=seed, **reg),
     )
-    with warnings.catch_warnings():
+    # lbfgs on 60,000 rows can run past a minute and cannot tick: a heartbeat thread
+    # prints the line ("probe fit 0/1 ...") while it runs
+    with warnings.catch_warnings(), Task("probe fit", 1, heartbeat=True) as task:
         # convergence is recorded in the protocol instead of printed
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(xtr, ytr)
+        task.tick(1)
     n_iter = int(np.max(clf[-1].n_iter_))
     proto["n_iter"] = n_iter
     proto["converged"] = bool(n_iter < PROBE_MAX_ITER)

@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from ..progress import Task
 from .precision import strict_float32
 
 
@@ -53,12 +54,14 @@ def ais(energy: Callable, shape: tuple[int, ...], n: int, n_steps: int, temperat
         batch: int = 1000) -> AISResult:
     """``n`` AIS chains of ``n_steps`` levels from N(0, base_std^2 I) to exp(-U/T)."""
     xs, lws, accs = [], [], []
-    for start in range(0, n, batch):
-        m = min(batch, n - start)
-        x, lw, acc = _ais_batch(energy, shape, m, n_steps, temperature, step, gen, base_std, power, device)
-        xs.append(x)
-        lws.append(lw)
-        accs.append(acc * m)
+    with Task("AIS chains", n) as task:
+        for start in range(0, n, batch):
+            task.tick(start)
+            m = min(batch, n - start)
+            x, lw, acc = _ais_batch(energy, shape, m, n_steps, temperature, step, gen, base_std, power, device)
+            xs.append(x)
+            lws.append(lw)
+            accs.append(acc * m)
     log_w = torch.cat(lws)
     d = math.prod(shape)
     log_z_base = 0.5 * d * math.log(2 * math.pi * base_std**2)
@@ -83,10 +86,11 @@ def _ais_batch(energy, shape, n, n_steps, temperature, step, gen, base_std, powe
     def grad_log_pi(b, z, gu):
         return -(1.0 - b) * z / s2 - b * gu / temperature
 
-    with strict_float32():
+    with strict_float32(), Task("AIS level", n_steps) as task:
         u, gu = _u_and_grad(energy, x)
         sq = sqn(x)
         for t in range(1, n_steps + 1):
+            task.tick(t - 1)
             b0, b1 = betas[t - 1], betas[t]
             log_w += (b1 - b0) * (sq / (2 * s2) - u / temperature)
             # one MALA step on pi_b1 (exactly invariant, whatever the step)

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import ConfigError
+from ..progress import Task
 from .counting import count_grad_evals
 from .ula import ULA
 
@@ -76,17 +77,20 @@ class CompiledULA(ULA):
         self._cache[key] = fn
         return fn
 
-    def run(self, energy: Callable, x: torch.Tensor, n_steps: int, gen: torch.Generator) -> torch.Tensor:
+    def run(self, energy: Callable, x: torch.Tensor, n_steps: int, gen: torch.Generator,
+            what: str = "ULA step") -> torch.Tensor:
         if self.step_rule is not None or self.metropolis or n_steps <= 0:
-            return super().run(energy, x, n_steps, gen)
+            return super().run(energy, x, n_steps, gen, what)
         fn = self._compiled(energy, x)
         x = x.detach()
-        for _ in range(n_steps):
-            xi = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-            x = fn(x, xi)
-            if self.compile_mode == "torch_compile":
-                x = x.detach().clone()  # reduce-overhead outputs are overwritten by the next replay
-            count_grad_evals(x.shape[0])
+        with Task(what, n_steps) as task:
+            for k in range(n_steps):
+                xi = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+                x = fn(x, xi)
+                if self.compile_mode == "torch_compile":
+                    x = x.detach().clone()  # reduce-overhead outputs are overwritten by the next replay
+                count_grad_evals(x.shape[0])
+                task.tick(k + 1)
         return x.detach()
 
 

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 import torch
 
+from ..progress import Task
 from .ula import ULA
 
 
@@ -158,12 +159,14 @@ class GibbsLangevin:
         ``precond`` is a per-element step factor (see :meth:`ula`).
         """
         xs, zs = [], []
-        for m in range(self.gibbs_steps):
-            x = self.langevin(model, x, z, gen, step_scale, precond)
-            z = self.sample_hidden(model, x, gen)
-            if keep_from is not None and m >= keep_from:
-                xs.append(x)
-                zs.append(z)
+        with Task("Gibbs step", self.gibbs_steps) as task:  # generation at paper size: minutes
+            for m in range(self.gibbs_steps):
+                x = self.langevin(model, x, z, gen, step_scale, precond)
+                z = self.sample_hidden(model, x, gen)
+                if keep_from is not None and m >= keep_from:
+                    xs.append(x)
+                    zs.append(z)
+                task.tick(m + 1)
         if keep_from is not None:
             return xs, zs
         return x, z

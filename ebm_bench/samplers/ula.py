@@ -35,6 +35,7 @@ from typing import Callable
 
 import torch
 
+from ..progress import Task
 from .counting import count_grad_evals
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
@@ -151,12 +152,18 @@ class ULA:
             return torch.where((x_new > hi) | (x_new < lo), x, x_new)
         return x_new.clamp(lo, hi)
 
-    def run(self, energy: Energy, x: torch.Tensor, n_steps: int, gen: torch.Generator) -> torch.Tensor:
-        if self.metropolis and n_steps > 0:
-            u, g = energy_and_grad(energy, x)
-            for _ in range(n_steps):
-                x, u, g = self.mh_move(energy, x, u, g, gen)
+    def run(self, energy: Energy, x: torch.Tensor, n_steps: int, gen: torch.Generator,
+            what: str = "ULA step") -> torch.Tensor:
+        """``n_steps`` moves from ``x``; a progress task named ``what`` (a long generation
+        or burn-in prints a line at least once a minute, nested in the caller's task)."""
+        with Task(what, n_steps) as task:
+            if self.metropolis and n_steps > 0:
+                u, g = energy_and_grad(energy, x)
+                for k in range(n_steps):
+                    x, u, g = self.mh_move(energy, x, u, g, gen)
+                    task.tick(k + 1)
+                return x
+            for k in range(n_steps):
+                x, _, _ = self.step(energy, x, gen)
+                task.tick(k + 1)
             return x
-        for _ in range(n_steps):
-            x, _, _ = self.step(energy, x, gen)
-        return x
