@@ -120,6 +120,9 @@ from ..errors import ConfigError
 from ..samplers.counting import count_grad_evals
 from ..samplers.hee_dynamics import (ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step,
                                      interneuron_step_exact, second_order_step)
+from ..samplers.hee_compiled import available as compiled_available
+from ..samplers.hee_compiled import run_compiled, warn_once
+from ..samplers.hee_compiled import unsupported_reason as compiled_unsupported
 from ..samplers.hee_fused import run_fused
 from .base import DataInfo, Method, register_method
 
@@ -161,14 +164,16 @@ HEE_DEFAULTS: dict[str, Any] = {
     "sample_batch": 1000,
     # the Euler loop's implementation: "eager" (the reference, op by op), "fused" (block
     # weights, in-place updates, same random stream; samplers/hee_fused.py, issue 21),
-    # "auto" = fused where supported (quadratic fixed / diagonal), else eager
+    # "compiled" (the loop in C, built with gcc at first use, Philox noise of the same law;
+    # samplers/hee_compiled.py), "auto" = compiled where supported and buildable, else
+    # fused (quadratic fixed / diagonal), else eager
     "inner_loop": "auto",
 }
 
 NONLINEARITIES = ("linear", "tanh")
 QUADRATICS = ("fixed", "diagonal", "full")
 GENERATIONS = ("joint", "marginal")
-INNER_LOOPS = ("auto", "eager", "fused")
+INNER_LOOPS = ("auto", "eager", "fused", "compiled")
 
 
 def check_params(p: dict[str, Any]) -> None:
@@ -222,6 +227,9 @@ def check_params(p: dict[str, Any]) -> None:
     need(p["inner_loop"] in INNER_LOOPS, "inner_loop", f"expected one of {INNER_LOOPS}")
     need(not (p["inner_loop"] == "fused" and p["quadratic"] == "full"), "inner_loop",
          "the fused loop supports quadratic fixed / diagonal only (full: eager or auto)")
+    if p["inner_loop"] == "compiled":
+        why = compiled_unsupported(p, "cpu", len(layers))
+        need(why is None, "inner_loop", f"the compiled loop cannot run this configuration: {why} (use auto)")
     need(float(p["dt"]) < float(p["tau_u"]), "dt",
          f"the EM step dt = {p['dt']} tau_x must be below tau_u = {p['tau_u']} tau_x")
 
@@ -304,8 +312,30 @@ class HEE(Method):
         self.lam: torch.Tensor | list[torch.Tensor] = (
             [c * torch.eye(n, device=dev) for n in self.sizes] if self.full else torch.full((self.N,), c, device=dev))
         self.sampler_steps_per_iter = _steps(p["present_time"], p["dt"])
-        self.fused = p["inner_loop"] == "fused" or (p["inner_loop"] == "auto" and not self.full)
+        self.loop = self.pick_loop()
+        self.fused = self.loop == "fused"
         self._t_progress = time.monotonic()  # last progress line (long jobs print one a minute)
+
+    def pick_loop(self) -> str:
+        """The Euler loop ``inner_loop`` resolves to here: ``auto`` is compiled where the
+        configuration is supported and the kernel builds (one stderr line when it does not),
+        else fused, else eager (quadratic full)."""
+        p = self.params
+        loop = p["inner_loop"]
+        why = compiled_unsupported(p, self.device, self.L)
+        if loop == "compiled":
+            ok, err = compiled_available() if why is None else (False, why)
+            if not ok:
+                raise ConfigError(f"hee: inner_loop = 'compiled'; {err} (use auto to fall back to the fused loop)")
+            return loop
+        if loop != "auto":
+            return loop
+        if why is None:
+            ok, err = compiled_available()
+            if ok:
+                return "compiled"
+            warn_once(err)
+        return "eager" if self.full else "fused"
 
     def progress(self, msg: str) -> None:
         """A progress line on stderr (the fused loop calls it about once a minute)."""
@@ -462,8 +492,10 @@ class HEE(Method):
         final state X (B, N) and its time average from step ``avg_from`` on;
         ``record(step, X)`` is called after every step (benchmarks; with the fused loop X
         is a buffer updated in place: copy what you keep). ``inner_loop`` picks the eager
-        loop below (the reference) or :func:`~ebm_bench.samplers.hee_fused.run_fused`
-        (same recursion and random stream, fewer and fused ops).
+        loop below (the reference), :func:`~ebm_bench.samplers.hee_fused.run_fused`
+        (same recursion and random stream, fewer and fused ops) or
+        :func:`~ebm_bench.samplers.hee_compiled.run_compiled` (same recursion in C, Philox
+        noise of the same law; with ``record`` or a float64 state it runs fused).
         """
         p = self.params
         dev = self.device
@@ -489,7 +521,10 @@ class HEE(Method):
         k_u = int(p["n_interneurons"])
         U = X.new_zeros(k_u, *X.shape) if use_u else None  # k_u interneurons per unit
         learn_m2 = p["quadratic"] != "fixed"
-        if self.fused:
+        if self.loop == "compiled" and record is None and X.dtype == torch.float32:
+            return run_compiled(self, X, V, U, n_steps, gen, mode=mode, x0=x0 if clamp else None,
+                                learn_from=learn_from, avg_from=avg_from)
+        if self.loop in ("fused", "compiled"):  # compiled with a record callback or float64: fused
             return run_fused(self, X, V, U, n_steps, gen, mode=mode, x0=x0 if clamp else None,
                              learn_from=learn_from, avg_from=avg_from, record=record)
         total = torch.zeros_like(X) if avg_from is not None else None

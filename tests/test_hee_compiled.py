@@ -1,0 +1,196 @@
+"""HEE's compiled inner loop (ebm_bench/samplers/hee_compiled.py + hee_kernel.c,
+``inner_loop: compiled``).
+
+1. Same dynamics: fed the eager loop's own Gaussian draws (``noise``: the draws the
+   eager loop takes from the same generator, in its order), the C loop reproduces the
+   eager trajectory, its time average and the learned W, b, Lambda after STEPS Euler
+   steps, to float32 rounding. Tolerance as tests/test_hee_fused.py (the same argument:
+   O(eps) relative rounding per step, contracting dynamics, so ~STEPS * eps; here x4 for
+   the kernel's vectorised tanh (libmvec, <= 4 ulp) and its reassociated batch sums).
+2. Same law of the noise: the kernel's Philox4x32-10 matches Random123's known-answer
+   vectors, and its Box-Muller output is N(0, 1) (moments, Kolmogorov-Smirnov) with no
+   correlation across steps, draws, units or chains.
+3. The method contract: auto picks compiled where supported and falls back to the fused
+   loop with one message when the kernel cannot be built; runs are deterministic per seed.
+"""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from ebm_bench.errors import ConfigError
+from ebm_bench.methods import hee as hee_mod
+from ebm_bench.methods.base import DataInfo
+from ebm_bench.methods.hee import HEE
+from ebm_bench.samplers import hee_compiled
+from ebm_bench.samplers.counting import grad_evals
+
+pytestmark = pytest.mark.skipif(not hee_compiled.available()[0],
+                                reason=f"C kernel unavailable: {hee_compiled.available()[1]}")
+
+STEPS = 300
+B = 64
+INFO = DataInfo((2,), False)
+TOL = 4 * STEPS * torch.finfo(torch.float32).eps
+
+
+def _model(loop, **params):
+    m = HEE({"layers": [10] * 5, "inner_loop": loop, **params}, INFO, "cpu", 0)
+    m.bias = 0.3 * torch.randn(m.N, generator=torch.Generator().manual_seed(5))
+    return m
+
+
+def _with_eager_noise(monkeypatch):
+    """Make HEE.simulate's compiled branch consume the eager loop's draws from ``gen``."""
+    real = hee_compiled.run_compiled
+
+    def run(model, X, V, U, n_steps, gen, **kw):
+        p = model.params
+        driven = int(p["order"]) == 2 and p["adaptation"] == "driven"
+        bp = -(-X.shape[0] // hee_compiled.CHUNK) * hee_compiled.CHUNK
+        slots = []
+        noise = torch.zeros(n_steps, 1 + int(driven) + int(U is not None), X.shape[1], bp)
+        for s in range(n_steps):  # the eager loop's order: x, v (driven), interneurons
+            slots = [torch.randn(X.shape, generator=gen)]
+            if driven:
+                slots.append(torch.randn(X.shape, generator=gen))
+            if U is not None:
+                slots.append(torch.randn(U.shape, generator=gen)[0])
+            for k, n in enumerate(slots):
+                noise[s, k, :, :X.shape[0]] = n.t()
+        return real(model, X, V, U, n_steps, gen, noise=noise, **kw)
+
+    monkeypatch.setattr(hee_mod, "run_compiled", run)
+
+
+def _run(loop, mode, **params):
+    m = _model(loop, **params)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(B, 2, generator=g)
+    init = torch.randn(B, m.N, generator=g)
+    gen = torch.Generator().manual_seed(2)
+    before = grad_evals()
+    r = m.simulate(x0 if mode == "infer" else None, STEPS, gen, mode=mode,
+                   learn_from=0 if mode == "infer" else None, avg_from=STEPS // 3, init=init)
+    params_flat = torch.cat([w.flatten() for w in m.W] + [m.bias, m.lam])
+    return {"X": r["X"], "mean": r["mean"], "params": params_flat, "evals": grad_evals() - before,
+            "gen": gen.get_state()}
+
+
+CASES = {
+    "hee_l": {"nonlinearity": "linear"},
+    "tanh": {"nonlinearity": "tanh"},
+    "tanh_driven": {"nonlinearity": "tanh", "adaptation": "driven"},
+    "tanh_order1": {"nonlinearity": "tanh", "order": 1},
+    "tanh_diag_exact": {"nonlinearity": "tanh", "quadratic": "diagonal", "interneuron_integrator": "exact"},
+    "tanh_diag_closed_form": {"nonlinearity": "tanh", "quadratic": "diagonal", "interneurons": False,
+                              "interneuron_precondition": True},
+    "linear_diag_precond": {"nonlinearity": "linear", "quadratic": "diagonal", "interneuron_precondition": True},
+    "linear_sparse": {"nonlinearity": "linear", "connectivity": 0.5},
+}
+PAIRS = ([(c, m) for c in CASES for m in ("infer", "joint")]
+         + [(c, "marginal") for c in ("hee_l", "tanh", "tanh_driven")])
+
+
+@pytest.mark.parametrize("case,mode", PAIRS)
+def test_compiled_loop_equals_eager_loop_on_the_same_noise(case, mode, monkeypatch):
+    """Same initial state, same draws, 300 Euler steps (inference with learning from step
+    0, joint and marginal generation): the C loop and the eager loop agree on the final
+    state, its time average and the learned W, b, Lambda within 4 STEPS eps, count the
+    same gradient evaluations and take the same number of draws."""
+    eager = _run("eager", mode, **CASES[case])
+    _with_eager_noise(monkeypatch)
+    comp = _run("compiled", mode, **CASES[case])
+    for key in ("X", "mean", "params"):
+        gap = float((eager[key] - comp[key]).abs().max())
+        assert gap <= TOL, (key, gap, TOL)
+    assert eager["evals"] == comp["evals"] == B * STEPS
+    assert torch.equal(eager["gen"], comp["gen"])
+
+
+def test_padded_chains_do_not_enter_the_learning_signal(monkeypatch):
+    """B = 50 (not a multiple of the kernel's 64-chain chunk): the zero-padded chains must
+    not contribute to the batch means of the learning rule."""
+    global B
+    old, B = B, 50
+    try:
+        eager = _run("eager", "infer", nonlinearity="tanh", quadratic="diagonal", interneuron_integrator="exact")
+        _with_eager_noise(monkeypatch)
+        comp = _run("compiled", "infer", nonlinearity="tanh", quadratic="diagonal", interneuron_integrator="exact")
+    finally:
+        B = old
+    assert float((eager["params"] - comp["params"]).abs().max()) <= TOL
+
+
+@pytest.mark.parametrize("ctr,key,want", [
+    ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+    ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
+     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+])
+def test_philox_matches_random123_known_answers(ctr, key, want):
+    """Random123's kat_vectors for philox4x32 10 (counter, key -> output)."""
+    assert hee_compiled.philox4x32_10(ctr, key) == want
+
+
+def test_kernel_normals_are_standard_normal_and_uncorrelated():
+    """One step's x draw of 52 units x 1,024 chains (53,248 numbers): mean 0, variance 1,
+    no skew or excess kurtosis beyond sampling error, KS p > 1e-3; the next step's draw,
+    the same step's interneuron draw and neighbouring units / chains are uncorrelated."""
+    key = 0x1234_5678_9ABC_DEF0
+    a = hee_compiled.normals(key, 7, 0, 52, 1024)
+    n = a.numel()
+    z = a.double().flatten().numpy()
+    assert abs(z.mean()) < 5 / n ** 0.5
+    assert abs(z.var() - 1) < 5 * (2 / n) ** 0.5
+    assert abs(stats.skew(z)) < 5 * (6 / n) ** 0.5
+    assert abs(stats.kurtosis(z)) < 5 * (24 / n) ** 0.5
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    others = {"next step": hee_compiled.normals(key, 8, 0, 52, 1024),
+              "interneuron draw": hee_compiled.normals(key, 7, 2, 52, 1024),
+              "other key": hee_compiled.normals(key + 1, 7, 0, 52, 1024),
+              "next unit": torch.roll(a, 1, 0), "next chain": torch.roll(a, 1, 1),
+              "chain + 16 (same Philox block)": torch.roll(a, 16, 1)}
+    for name, b in others.items():
+        r = float(np.corrcoef(z, b.double().flatten().numpy())[0, 1])
+        assert abs(r) < 5 / n ** 0.5, (name, r)
+    assert torch.equal(a, hee_compiled.normals(key, 7, 0, 52, 1024))  # a function of (key, step, draw)
+
+
+def test_auto_picks_compiled_and_falls_back_with_one_message(monkeypatch, capsys):
+    assert HEE({"layers": [3]}, INFO, "cpu", 0).loop == "compiled"
+    assert HEE({"layers": [3], "quadratic": "full"}, INFO, "cpu", 0).loop == "eager"
+    assert HEE({"layers": [3], "n_interneurons": 2}, INFO, "cpu", 0).loop == "fused"
+    with pytest.raises(ConfigError, match="inner_loop"):
+        HEE({"layers": [3], "inner_loop": "compiled", "quadratic": "full"}, INFO, "cpu", 0)
+    # no compiler: auto runs fused after one line on stderr; explicit compiled is an error
+    hee_compiled.forget()
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setenv("EBM_BENCH_KERNEL_CACHE", "/nonexistent_cache_dir_for_test")
+    try:
+        assert HEE({"layers": [3]}, INFO, "cpu", 0).loop == "fused"
+        assert HEE({"layers": [3]}, INFO, "cpu", 0).loop == "fused"
+        err = capsys.readouterr().err
+        assert err.count("inner_loop compiled unavailable") == 1, err
+        with pytest.raises(ConfigError, match="inner_loop = 'compiled'"):
+            HEE({"layers": [3], "inner_loop": "compiled"}, INFO, "cpu", 0)
+    finally:
+        hee_compiled.forget()
+
+
+def test_compiled_training_is_deterministic_per_seed_and_writes_parameters_back():
+    """train_step twice from the same seed: identical parameters; another seed differs;
+    the model's own W tensors are updated in place; sampling works after training."""
+    x = torch.randn(96, 2, generator=torch.Generator().manual_seed(3))
+    out = []
+    for seed in (0, 0, 1):
+        m = HEE({"layers": [10] * 5, "present_time": 1.0, "inner_loop": "compiled", "joint_time": 1.0,
+                 "joint_average": 0.5}, INFO, "cpu", seed)
+        w0 = m.W[0]
+        s = m.train_step(x, 1)
+        assert m.W[0] is w0 and all(np.isfinite(v) for v in s.values())
+        assert m.sample(10).shape == (10, 2)
+        out.append(torch.cat([w.flatten() for w in m.W] + [m.bias]))
+    assert torch.equal(out[0], out[1])
+    assert not torch.equal(out[0], out[2])
