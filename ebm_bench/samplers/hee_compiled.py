@@ -17,17 +17,22 @@ It is built once per machine with the system C compiler (``gcc -O3 -march=native
 -ffast-math``, ~1 s; cached under ``$EBM_BENCH_KERNEL_CACHE`` or the temp directory,
 keyed by the source, the flags and the host) and loaded with :mod:`ctypes`.
 
-The noise, and what that changes. The Gaussians come from Philox4x32-10 (Salmon et al.
-2011, the counter-based generator of cuRAND and JAX; tested against Random123's
-known-answer vectors) with the Box-Muller transform torch's own CPU ``normal_`` applies
-to its uniforms, keyed by 64 bits drawn from the method's ``torch.Generator`` at each
-:meth:`~ebm_bench.methods.hee.HEE.simulate` call, so a run is deterministic given its
-seed and resumes exactly (the key is a function of the checkpointed generator state).
+The noise, and what that changes. The Gaussians come from xoshiro128++ (Blackman & Vigna
+2021, ACM TOMS 47(4): 128-bit state, passes BigCrush) run as 64 streams in vector lanes,
+each seeded by SplitMix64 (the seeding its authors recommend) from a 64-bit key drawn
+from the method's ``torch.Generator`` at each :meth:`~ebm_bench.methods.hee.HEE.simulate`
+call, then the Box-Muller transform torch's own CPU ``normal_`` applies to its uniforms
+(radius from 24 bits, the angle's cosine and sine by their Taylor series on a quarter
+turn plus the quadrant). Torch's generator (mt19937, ~3.5 ns a Gaussian) and a counter-
+based Philox4x32-10 (~1.2 ns) were measured first: the latter alone took ~40% of the C
+step. The numbers are consumed in the loop's fixed order, so a run is deterministic given
+its seed and resumes exactly (the key is a function of the checkpointed generator state).
 It is a *different* stream from the eager and fused loops' (which share torch's), of the
 same law: i.i.d. N(0, 1) per (step, draw, unit, chain). The dynamics themselves are the
 eager loop's: fed the eager loop's own draws (``noise``) the compiled loop reproduces its
 trajectory and learned parameters to float32 rounding (tests/test_hee_compiled.py); the
-law of the generator is tested separately (moments, Kolmogorov-Smirnov, independence).
+generator is tested separately (outputs against a scalar xoshiro128++ / SplitMix64,
+moments, Kolmogorov-Smirnov, no correlation between successive numbers or streams).
 
 Supported (else :func:`unsupported_reason` says why and ``inner_loop: auto`` runs the
 fused loop): CPU, float32, quadratic fixed or diagonal, one interneuron per unit
@@ -59,6 +64,7 @@ CHUNK = 64  # chains per chunk in the kernel (CB); the state is padded to a mult
 SEGMENT_STEPS = 2048  # Euler steps per call into C (a progress line may come between calls)
 PROGRESS_EVERY_S = 60.0
 MAX_LAYERS = 62  # the kernel's offset tables hold 64 entries
+STATE_WORDS = 4 * 4 * 16  # the generator's state: 4 vectors x 4 words x 16 lanes (uint32)
 
 _state: dict[str, Any] = {"lib": None, "error": None, "compile_s": None, "warned": False}
 
@@ -114,12 +120,14 @@ def load_kernel() -> ctypes.CDLL:
         _state["error"] = str(e)
         raise
     P, I, I64, U64, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_uint64, ctypes.POINTER(ctypes.c_double)
-    lib.hee_run.argtypes = [I, I, I, P, P, D, P, P, P, P, P, P, P, P, P, P, I64, I64, I64, I64, U64, P]
+    lib.hee_run.argtypes = [I, I, I, P, P, D, P, P, P, P, P, P, P, P, P, P, I64, I64, I64, I64, P, P]
     lib.hee_run.restype = I
-    lib.hee_normals.argtypes = [U64, I64, I, I, I, P]
+    lib.hee_seed.argtypes = [U64, P]
+    lib.hee_seed.restype = None
+    lib.hee_normals.argtypes = [U64, I64, P]
     lib.hee_normals.restype = None
-    lib.hee_philox4x32_10.argtypes = [P, P, P]
-    lib.hee_philox4x32_10.restype = None
+    lib.hee_raw.argtypes = [U64, I, P]
+    lib.hee_raw.restype = None
     _state["lib"] = lib
     return lib
 
@@ -218,10 +226,11 @@ def run_compiled(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor
                                int(mode != "marginal"), int(use_u), integ, int(diag))
     par = (ctypes.c_double * 7)(model.dt, float(p["m"]), float(p["tau_v_factor"]), model.tau_u,
                                 model.dt / model.tau_theta, float(p["precision_min"]), float(p["precision_max"]))
+    rng_state = torch.zeros(STATE_WORDS, dtype=torch.int32)
     if noise is None:  # 64 bits from the method's generator: the run's stream follows its seed and resumes
         key = int(torch.randint(-2 ** 63, 2 ** 63 - 1, (1,), generator=gen, dtype=torch.int64)) % 2 ** 64
+        lib.hee_seed(key, _ptr(rng_state))
     else:
-        key = 0
         slots = 1 + int(driven) + int(use_u)
         if tuple(noise.shape) != (n_steps, slots, N, bp) or noise.dtype != torch.float32:
             raise ValueError(f"noise: expected float32 of shape {(n_steps, slots, N, bp)}, got {tuple(noise.shape)}")
@@ -234,7 +243,7 @@ def run_compiled(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor
         rc = lib.hee_run(B, bp, model.L, sizes, flags, par, _ptr(Xt), _ptr(Vt), _ptr(Ut), _ptr(W), _ptr(mask),
                          _ptr(bias), _ptr(lam), _ptr(tau), _ptr(x0t), _ptr(total), done, k,
                          -1 if not learning else int(learn_from), -1 if avg_from is None else int(avg_from),
-                         key, _ptr(nz))
+                         _ptr(rng_state), _ptr(nz))
         if rc != 0:
             raise MemoryError("hee_kernel: could not allocate its work buffers")
         done += k
@@ -257,21 +266,19 @@ def run_compiled(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor
             "U": None if Ut is None else Ut[:, :B].t().contiguous()[None], "mean": mean}
 
 
-def normals(key: int, step: int, draw: int, n_units: int, n_chains: int) -> torch.Tensor:
-    """The kernel's Gaussians for one (step, draw) as an (n_units, n_chains) tensor (tests of the law)."""
+def normals(key: int, n: int) -> torch.Tensor:
+    """The first ``n`` (a multiple of 64) Gaussians of the kernel's generator seeded with
+    ``key``, in the order the loop consumes them (tests of the law)."""
     lib = load_kernel()
-    bp = -(-n_chains // CHUNK) * CHUNK
-    out = torch.empty(n_units, bp, dtype=torch.float32)
-    lib.hee_normals(key, step, draw, n_units, bp, _ptr(out))
-    return out[:, :n_chains]
+    out = torch.empty(n, dtype=torch.float32)
+    lib.hee_normals(key, n // CHUNK, _ptr(out))
+    return out
 
 
-def philox4x32_10(counter: list[int], key: list[int]) -> list[int]:
-    """One Philox4x32-10 block (tests: Random123's known-answer vectors)."""
+def raw_outputs(key: int, n: int) -> list[list[int]]:
+    """``n`` successive 32-bit outputs of the 16 streams of the generator's first state
+    vector, seeded with ``key`` ([step][lane]; tests against a scalar xoshiro128++)."""
     lib = load_kernel()
-    c = (ctypes.c_uint32 * 4)(*counter)
-    k = (ctypes.c_uint32 * 2)(*key)
-    o = (ctypes.c_uint32 * 4)()
-    lib.hee_philox4x32_10(c, k, o)
-    return list(o)
-
+    out = (ctypes.c_uint32 * (16 * n))()
+    lib.hee_raw(key, n, out)
+    return [list(out[16 * i:16 * (i + 1)]) for i in range(n)]

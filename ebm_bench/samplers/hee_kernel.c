@@ -13,12 +13,10 @@
  * this step's eta, the time average; after all chunks the learning update of W, b and
  * Lambda (all chunks read the step's start parameters, as the eager loop's batch does).
  *
- * Gaussian noise: Philox4x32-10 (Salmon, Moraes, Dror & Shaw 2011, "Parallel random
- * numbers: as easy as 1, 2, 3", SC'11; the generator of cuRAND and JAX), counter =
- * (chunk * 16 + lane, unit | draw << 24, step low, step high), key = 64 bits drawn by the
- * caller from the method's torch.Generator, then Box-Muller on two 24-bit uniforms (the
- * transform torch's CPU normal_ uses). Counter-based: every number depends only on
- * (key, step, draw, unit, chain), never on the chunking or on what else was drawn.
+ * Gaussian noise: xoshiro128++ in 64 vector lanes seeded from a 64-bit key (drawn by the
+ * caller from the method's torch.Generator at each simulate call), then Box-Muller: see
+ * next_normals. The numbers are consumed in the loop's fixed order (step, chunk of 64
+ * chains, unit, draw x / v / u), so a run is a deterministic function of its seed.
  * With ``noise`` non-NULL the numbers are read from it instead (tests: the eager loop's
  * own draws, layout [step][slot][unit][chain]).
  */
@@ -27,107 +25,117 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CB 64   /* chains per chunk: 4 lanes x 16 Philox blocks */
-#define NB 16   /* Philox blocks per chunk; block q gives chains q, q+16, q+32, q+48 */
+#define CB 64   /* chains per chunk: the 64 normals of one generator call */
+#define NB 16   /* vector lanes */
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-typedef __m512i u32v;
-#define V_SET1(a) _mm512_set1_epi32((int)(a))
-#define V_LANE() _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-#define V_ADD(a, b) _mm512_add_epi32(a, b)
-#define V_XOR(a, b) _mm512_xor_si512(a, b)
-/* 32 x 32 -> 64-bit products of 16 lanes: even lanes by one vpmuludq, odd lanes by another */
-static inline void mulhilo(u32v x, u32v M, u32v *hi, u32v *lo)
-{
-    u32v pe = _mm512_mul_epu32(x, M), po = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), M);
-    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
-    *lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
-}
-#else
-typedef uint32_t u32v __attribute__((vector_size(64)));
-typedef uint64_t u64v __attribute__((vector_size(128)));
-#define V_SET1(a) ((u32v){0} + (uint32_t)(a))
-#define V_LANE() ((u32v){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
-#define V_ADD(a, b) ((a) + (b))
-#define V_XOR(a, b) ((a) ^ (b))
-static inline void mulhilo(u32v x, u32v M, u32v *hi, u32v *lo)
-{
-    u64v p = __builtin_convertvector(x, u64v) * __builtin_convertvector(M, u64v);
-    *hi = __builtin_convertvector(p >> 32, u32v);
-    *lo = x * M;
-}
-#endif
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
-/* 64 standard normals into out[0..63]: Philox4x32-10 block q (q < 16) of counter
- * (chunk * 16 + q, c1, step low, step high) gives out[q], out[q + 16], out[q + 32], out[q + 48]
- * by Box-Muller on (x0, x1) and (x2, x3). */
-static void philox_normals(uint32_t key0, uint32_t key1, uint32_t c1, uint64_t step, uint32_t chunk,
-                           float *restrict out)
+/* The generator: xoshiro128++ (Blackman & Vigna 2021, "Scrambled linear pseudorandom number
+ * generators", ACM TOMS 47(4); 128-bit state, period 2^128 - 1, passes BigCrush), as NS x 16
+ * independent streams run side by side in vector lanes (one vector op advances 16 streams).
+ * Each stream's state is four SplitMix64 outputs (Steele, Lea & Flood 2014, the seeding the
+ * xoshiro authors recommend) of key + its index: ``hee_seed``. */
+#define NS 4  /* state vectors: one per 16 of the 64 numbers a call makes */
+#define STATE_WORDS (NS * 4 * 16)
+
+static inline u32x16 rotl16(u32x16 x, int k) { return (x << k) | (x >> (32 - k)); }
+
+static uint64_t splitmix64(uint64_t *x)
 {
-    u32v x0 = V_ADD(V_SET1(chunk * NB), V_LANE()), x1 = V_SET1(c1);
-    u32v x2 = V_SET1((uint32_t)step), x3 = V_SET1((uint32_t)(step >> 32));
-    const u32v M0 = V_SET1(0xD2511F53u), M1 = V_SET1(0xCD9E8D57u);
-    uint32_t k0 = key0, k1 = key1;
-    for (int r = 0; r < 10; r++) {
-        u32v h0, l0, h1, l1;
-        mulhilo(x0, M0, &h0, &l0);
-        mulhilo(x2, M1, &h1, &l1);
-        x0 = V_XOR(V_XOR(h1, x1), V_SET1(k0));
-        x2 = V_XOR(V_XOR(h0, x3), V_SET1(k1));
-        x1 = l1;
-        x3 = l0;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    uint32_t w[4][NB];
-    memcpy(w[0], &x0, sizeof w[0]); memcpy(w[1], &x1, sizeof w[1]);
-    memcpy(w[2], &x2, sizeof w[2]); memcpy(w[3], &x3, sizeof w[3]);
-    const float two24 = 5.9604644775390625e-08f; /* 2^-24 */
-    const float two_pi = 6.283185307179586f;
-    float r1[NB], r2[NB], t1[NB], t2[NB];
-#pragma omp simd
-    for (int q = 0; q < NB; q++) {  /* u1 in (0, 1), so the log is finite; angle 2 pi u2, u2 in [0, 1) */
-        r1[q] = sqrtf(-2.0f * logf(((float)(w[0][q] >> 8) + 0.5f) * two24));
-        r2[q] = sqrtf(-2.0f * logf(((float)(w[2][q] >> 8) + 0.5f) * two24));
-        t1[q] = (float)(w[1][q] >> 8) * (two24 * two_pi);
-        t2[q] = (float)(w[3][q] >> 8) * (two24 * two_pi);
-    }
-#pragma omp simd
-    for (int q = 0; q < NB; q++) {
-        out[q] = r1[q] * cosf(t1[q]);
-        out[q + 2 * NB] = r2[q] * cosf(t2[q]);
-    }
-#pragma omp simd
-    for (int q = 0; q < NB; q++) {
-        out[q + NB] = r1[q] * sinf(t1[q]);
-        out[q + 3 * NB] = r2[q] * sinf(t2[q]);
-    }
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
-/* one Philox block on an arbitrary counter (tests: known-answer vectors) */
-void hee_philox4x32_10(const uint32_t *ctr, const uint32_t *key, uint32_t *out)
+/* state[(k * 4 + w) * 16 + lane]: word w of stream (k, lane) */
+void hee_seed(uint64_t key, uint32_t *state)
 {
-    uint32_t x0 = ctr[0], x1 = ctr[1], x2 = ctr[2], x3 = ctr[3], k0 = key[0], k1 = key[1];
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * x0, p1 = (uint64_t)0xCD9E8D57u * x2;
-        uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ k0, y2 = (uint32_t)(p0 >> 32) ^ x3 ^ k1;
-        x1 = (uint32_t)p1; x3 = (uint32_t)p0; x0 = y0; x2 = y2;
-        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-    }
-    out[0] = x0; out[1] = x1; out[2] = x2; out[3] = x3;
-}
-
-/* fill ``out`` (n_units x Bp, unit-major) with draw ``draw`` of step ``step`` (tests of the law) */
-void hee_normals(uint64_t key, int64_t step, int draw, int n_units, int Bp, float *out)
-{
-    float buf[CB];
-    for (int i = 0; i < n_units; i++)
-        for (int c = 0; c < Bp; c += CB) {
-            philox_normals((uint32_t)key, (uint32_t)(key >> 32), (uint32_t)i | ((uint32_t)draw << 24),
-                           (uint64_t)step, (uint32_t)(c / CB), buf);
-            memcpy(out + (size_t)i * Bp + c, buf, sizeof buf);
+    for (int k = 0; k < NS; k++)
+        for (int lane = 0; lane < 16; lane++) {
+            uint64_t x = key ^ ((uint64_t)(k * 16 + lane) << 48), a = splitmix64(&x), b = splitmix64(&x);
+            if (a == 0 && b == 0) a = 1;  /* the all-zero state is xoshiro's fixed point */
+            state[(k * 4 + 0) * 16 + lane] = (uint32_t)a;
+            state[(k * 4 + 1) * 16 + lane] = (uint32_t)(a >> 32);
+            state[(k * 4 + 2) * 16 + lane] = (uint32_t)b;
+            state[(k * 4 + 3) * 16 + lane] = (uint32_t)(b >> 32);
         }
+}
+
+/* the next 16 outputs of the 16 streams of state vector k */
+static inline u32x16 xoshiro_next(uint32_t *restrict state, int k)
+{
+    u32x16 s0, s1, s2, s3;
+    uint32_t *st = state + k * 64;
+    memcpy(&s0, st, 64); memcpy(&s1, st + 16, 64); memcpy(&s2, st + 32, 64); memcpy(&s3, st + 48, 64);
+    const u32x16 r = rotl16(s0 + s3, 7) + s0, t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl16(s3, 11);
+    memcpy(st, &s0, 64); memcpy(st + 16, &s1, 64); memcpy(st + 32, &s2, 64); memcpy(st + 48, &s3, 64);
+    return r;
+}
+
+/* the next 64 standard normals into out[0..63] by Box-Muller (the transform torch's CPU
+ * normal_ applies to its uniforms): out[q], out[q + 16] from the q-th lanes of state
+ * vectors 0 (radius) and 1 (angle), out[q + 32], out[q + 48] from vectors 2 and 3 */
+static void next_normals(uint32_t *restrict state, float *restrict out)
+{
+    uint32_t w[4][NB];
+    for (int k = 0; k < NS; k++) {
+        const u32x16 v = xoshiro_next(state, k);
+        memcpy(w[k], &v, sizeof w[k]);
+    }
+    const float two24 = 5.9604644775390625e-08f; /* 2^-24 */
+    const float quarter = 1.1920928955078125e-07f * 0.7853981633974483f; /* 2^-23 * pi / 4 */
+    float r[2][NB], c[2][NB], sn[2][NB];
+#pragma omp simd
+    for (int q = 0; q < NB; q++) {  /* radius sqrt(-2 ln u1), u1 in (0, 1) so the log is finite */
+        r[0][q] = sqrtf(-2.0f * logf(((float)(w[0][q] >> 8) + 0.5f) * two24));
+        r[1][q] = sqrtf(-2.0f * logf(((float)(w[2][q] >> 8) + 0.5f) * two24));
+    }
+    /* angle uniform on a full turn: quadrant k (top 2 bits) plus phi uniform on [-pi/4, pi/4)
+     * (next 24 bits); cos / sin of phi by their Taylor series to phi^8 / phi^9 (truncation
+     * < 3e-8 on |phi| <= pi/4, below float32's rounding), then the quarter turns k */
+    for (int h = 0; h < 2; h++) {
+        const uint32_t *wa = w[2 * h + 1];
+#pragma omp simd
+        for (int q = 0; q < NB; q++) {
+            const float phi = ((float)((wa[q] >> 6) & 0xFFFFFFu) - 8388608.0f) * quarter;
+            const float p2 = phi * phi;
+            const float cs = 1.0f + p2 * (-0.5f + p2 * (1.0f / 24 + p2 * (-1.0f / 720 + p2 * (1.0f / 40320))));
+            const float sn_ = phi * (1.0f + p2 * (-1.0f / 6 + p2 * (1.0f / 120 + p2 * (-1.0f / 5040 + p2 * (1.0f / 362880)))));
+            const uint32_t k = wa[q] >> 30;
+            const float cc = (k & 1u) ? -sn_ : cs, ss = (k & 1u) ? cs : sn_;  /* rotate by k quarter turns */
+            c[h][q] = (k & 2u) ? -cc : cc;
+            sn[h][q] = (k & 2u) ? -ss : ss;
+        }
+    }
+#pragma omp simd
+    for (int q = 0; q < NB; q++) {
+        out[q] = r[0][q] * c[0][q];
+        out[q + NB] = r[0][q] * sn[0][q];
+        out[q + 2 * NB] = r[1][q] * c[1][q];
+        out[q + 3 * NB] = r[1][q] * sn[1][q];
+    }
+}
+
+
+/* ``n_blocks`` x 64 consecutive normals of the generator seeded with ``key`` (tests of the
+ * law), and the raw 32-bit outputs of state vector 0 (tests against a scalar xoshiro128++) */
+void hee_normals(uint64_t key, int64_t n_blocks, float *out)
+{
+    uint32_t state[STATE_WORDS];
+    hee_seed(key, state);
+    for (int64_t b = 0; b < n_blocks; b++) next_normals(state, out + b * CB);
+}
+
+void hee_raw(uint64_t key, int n, uint32_t *out)
+{
+    uint32_t state[STATE_WORDS];
+    hee_seed(key, state);
+    for (int i = 0; i < n; i++) {
+        const u32x16 v = xoshiro_next(state, 0);
+        memcpy(out + 16 * i, &v, 64);
+    }
 }
 
 /* interneurons' move U' = cu U + ce eta + cn n for the configured integrator (hee_fused.u_coeffs) */
@@ -157,8 +165,8 @@ static inline f32x16 load16(const float *p)
 }
 
 /* dW_l[i][j] = sum_c err_l[i][c] f_{l+1}[j][c], db[i] = sum_c err[i][c] over the whole batch
- * (padding chains have err = 0); eight j at a time, each err vector loaded once and eight
- * independent accumulators in flight */
+ * (padding chains have err = 0); a block of two i by eight j at a time: each err vector
+ * and each f vector loaded once for two and eight products, sixteen independent sums */
 static void weight_gradient(int L, const int *sizes, const int *off, const int *woff, int Bp,
                             const float *ERR, const float *F, float *dW, float *db)
 {
@@ -172,24 +180,26 @@ static void weight_gradient(int L, const int *sizes, const int *off, const int *
     }
     for (int l = 0; l < L; l++) {
         const int n_in = sizes[l + 1];
-        for (int i = 0; i < sizes[l]; i++) {
-            const float *er = ERR + (size_t)(off[l] + i) * Bp;
+        for (int i = 0; i < sizes[l]; i += 2) {  /* two rows of err share each f load */
+            const int i2 = i + 1 < sizes[l] ? i + 1 : i;
+            const float *er0 = ERR + (size_t)(off[l] + i) * Bp, *er1 = ERR + (size_t)(off[l] + i2) * Bp;
             for (int jb = 0; jb < n_in; jb += 8) {
                 const float *f[8];
                 for (int k = 0; k < 8; k++) f[k] = F + (size_t)(off[l + 1] + (jb + k < n_in ? jb + k : n_in - 1)) * Bp;
-                f32x16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+                f32x16 a[8] = {{0}}, b[8] = {{0}};
                 for (int c = 0; c < Bp; c += 16) {
-                    const f32x16 e = load16(er + c);
-                    a0 += e * load16(f[0] + c); a1 += e * load16(f[1] + c);
-                    a2 += e * load16(f[2] + c); a3 += e * load16(f[3] + c);
-                    a4 += e * load16(f[4] + c); a5 += e * load16(f[5] + c);
-                    a6 += e * load16(f[6] + c); a7 += e * load16(f[7] + c);
+                    const f32x16 e0 = load16(er0 + c), e1 = load16(er1 + c);
+                    for (int k = 0; k < 8; k++) {
+                        const f32x16 fk = load16(f[k] + c);
+                        a[k] += e0 * fk;
+                        b[k] += e1 * fk;
+                    }
                 }
-                const f32x16 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
                 for (int k = 0; k < 8 && jb + k < n_in; k++) {
-                    float t = 0.0f;
-                    for (int q = 0; q < 16; q++) t += acc[k][q];
-                    dW[woff[l] + (size_t)i * n_in + jb + k] = t;
+                    float t0 = 0.0f, t1 = 0.0f;
+                    for (int q = 0; q < 16; q++) { t0 += a[k][q]; t1 += b[k][q]; }
+                    dW[woff[l] + (size_t)i * n_in + jb + k] = t0;
+                    dW[woff[l] + (size_t)i2 * n_in + jb + k] = t1;
                 }
             }
         }
@@ -208,7 +218,7 @@ int hee_run(int B, int Bp, int L, const int *sizes, const int *flags, const doub
             float *X, float *V, float *U, float *W, const float *mask, float *bias, float *lam,
             const float *tau, const float *x0, float *total,
             int64_t step0, int64_t n_steps, int64_t learn_from, int64_t avg_from,
-            uint64_t key, const float *noise)
+            uint32_t *rng_state, const float *noise)
 {
     const int linear = flags[0], order = flags[1], driven = flags[2], clamp = flags[3];
     const int bottom_up = flags[4], use_u = flags[5], integ = flags[6], diag = flags[7];
@@ -219,7 +229,6 @@ int hee_run(int B, int Bp, int L, const int *sizes, const int *flags, const doub
     for (int l = 0; l <= L; l++) off[l + 1] = off[l] + sizes[l];
     for (int l = 0; l < L; l++) woff[l + 1] = woff[l] + sizes[l] * sizes[l + 1];
     const int N = off[L + 1], n0 = sizes[0], nW = woff[L];
-    const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
     const int slot_v = 1, slot_u = driven ? 2 : 1, n_slots = 1 + (order == 2 && driven) + use_u;
 
     float *buf = malloc(sizeof(float) * ((size_t)N * Bp * 2 + (size_t)N * CB * 2 + (size_t)N * 11 + (size_t)nW + CB * 3));
@@ -245,7 +254,6 @@ int hee_run(int B, int Bp, int L, const int *sizes, const int *flags, const doub
         if (learn) memset(dlam, 0, sizeof(float) * N);
         for (int c0 = 0; c0 < Bp; c0 += CB) {
             const int nc = B - c0 < CB ? B - c0 : CB;  /* real chains in this chunk (the rest is padding) */
-            const uint32_t chunk = (uint32_t)(c0 / CB);
 #define ROW(A, i) ((A) + (size_t)(i) * Bp + c0)
 #define TMP(A, i) ((A) + (size_t)(i) * CB)
             /* f(x) */
@@ -323,9 +331,8 @@ int hee_run(int B, int Bp, int L, const int *sizes, const int *flags, const doub
             for (int i = 0; i < N; i++) {
                 float *restrict x = ROW(X, i);
                 const float *restrict sc = TMP(S, i);
-                const uint32_t unit = (uint32_t)i;
                 if (noise) memcpy(nx, noise + (((size_t)k * n_slots) * N + i) * Bp + c0, sizeof(float) * CB);
-                else philox_normals(k0, k1, unit, (uint64_t)s, chunk, nx);
+                else next_normals(rng_state, nx);
                 const float cd = c_drift[i], cnz = c_noise[i];
                 const int clamped = clamp && i < n0;
                 if (order == 1) {
@@ -336,14 +343,14 @@ int hee_run(int B, int Bp, int L, const int *sizes, const int *flags, const doub
                     const float a = c_v[i], g = c_vg[i], b = c_vn[i];
                     if (driven) {
                         if (noise) memcpy(nv, noise + (((size_t)k * n_slots + slot_v) * N + i) * Bp + c0, sizeof(float) * CB);
-                        else philox_normals(k0, k1, unit | (1u << 24), (uint64_t)s, chunk, nv);
+                        else next_normals(rng_state, nv);
                         for (int c = 0; c < CB; c++) v[c] = a * v[c] + g * sc[c] + b * nv[c];
                     } else for (int c = 0; c < CB; c++) v[c] = a * v[c] + b * nx[c];
                 }
                 if (clamped) { const float *restrict xc = x0 + (size_t)i * Bp + c0; for (int c = 0; c < CB; c++) x[c] = xc[c]; }
                 if (use_u) {
                     if (noise) memcpy(nu, noise + (((size_t)k * n_slots + slot_u) * N + i) * Bp + c0, sizeof(float) * CB);
-                    else philox_normals(k0, k1, unit | (2u << 24), (uint64_t)s, chunk, nu);
+                    else next_normals(rng_state, nu);
                     float *restrict u = ROW(U, i);
                     const float *restrict e = TMP(E, i);
                     const float a = cu[i], b = ce[i], g = cn[i];
