@@ -256,8 +256,8 @@ int hee_run(int B, int Bp, int L, const int *sizes, const int *flags, const doub
             const int nc = B - c0 < CB ? B - c0 : CB;  /* real chains in this chunk (the rest is padding) */
 #define ROW(A, i) ((A) + (size_t)(i) * Bp + c0)
 #define TMP(A, i) ((A) + (size_t)(i) * CB)
-            /* f(x) */
-            for (int i = 0; i < N; i++) {
+            /* f(x) of layers 1..L (f(x_0) enters nothing: eta_l reads f(x_{l+1})) */
+            for (int i = n0; i < N; i++) {
                 const float *restrict x = ROW(X, i);
                 float *restrict f = ROW(F, i);
                 if (linear) for (int c = 0; c < CB; c++) f[c] = x[c];
