@@ -190,6 +190,9 @@ def test_auto_picks_compiled_and_falls_back_with_one_message(monkeypatch, capsys
     assert HEE({"layers": [3]}, INFO, "cpu", 0).loop == "compiled"
     assert HEE({"layers": [3], "quadratic": "full"}, INFO, "cpu", 0).loop == "eager"
     assert HEE({"layers": [3], "n_interneurons": 2}, INFO, "cpu", 0).loop == "fused"
+    big = [hee_compiled.AUTO_MAX_UNITS // 2] * 2  # 2 + AUTO_MAX_UNITS units: BLAS wins, fused
+    assert HEE({"layers": big, "weight_init": 0.0}, INFO, "cpu", 0).loop == "fused"
+    assert HEE({"layers": big, "inner_loop": "compiled"}, INFO, "cpu", 0).loop == "compiled"
     with pytest.raises(ConfigError, match="inner_loop"):
         HEE({"layers": [3], "inner_loop": "compiled", "quadratic": "full"}, INFO, "cpu", 0)
     # no compiler: auto runs fused after one line on stderr; explicit compiled is an error

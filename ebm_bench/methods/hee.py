@@ -120,6 +120,7 @@ from ..errors import ConfigError
 from ..samplers.counting import count_grad_evals
 from ..samplers.hee_dynamics import (ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step,
                                      interneuron_step_exact, second_order_step)
+from ..samplers.hee_compiled import AUTO_MAX_UNITS
 from ..samplers.hee_compiled import available as compiled_available
 from ..samplers.hee_compiled import run_compiled, warn_once
 from ..samplers.hee_compiled import unsupported_reason as compiled_unsupported
@@ -164,9 +165,9 @@ HEE_DEFAULTS: dict[str, Any] = {
     "sample_batch": 1000,
     # the Euler loop's implementation: "eager" (the reference, op by op), "fused" (block
     # weights, in-place updates, same random stream; samplers/hee_fused.py, issue 21),
-    # "compiled" (the loop in C, built with gcc at first use, Philox noise of the same law;
-    # samplers/hee_compiled.py), "auto" = compiled where supported and buildable, else
-    # fused (quadratic fixed / diagonal), else eager
+    # "compiled" (the loop in C, built with gcc at first use, its own Gaussian stream of the
+    # same law; samplers/hee_compiled.py), "auto" = compiled where supported, buildable and
+    # <= 1024 units, else fused (quadratic fixed / diagonal), else eager
     "inner_loop": "auto",
 }
 
@@ -318,8 +319,9 @@ class HEE(Method):
 
     def pick_loop(self) -> str:
         """The Euler loop ``inner_loop`` resolves to here: ``auto`` is compiled where the
-        configuration is supported and the kernel builds (one stderr line when it does not),
-        else fused, else eager (quadratic full)."""
+        configuration is supported, has at most ``AUTO_MAX_UNITS`` units (above, the fused
+        loop's BLAS products are faster) and the kernel builds (one stderr line when it
+        does not), else fused, else eager (quadratic full)."""
         p = self.params
         loop = p["inner_loop"]
         why = compiled_unsupported(p, self.device, self.L)
@@ -330,7 +332,7 @@ class HEE(Method):
             return loop
         if loop != "auto":
             return loop
-        if why is None:
+        if why is None and self.N <= AUTO_MAX_UNITS:
             ok, err = compiled_available()
             if ok:
                 return "compiled"
@@ -494,7 +496,7 @@ class HEE(Method):
         is a buffer updated in place: copy what you keep). ``inner_loop`` picks the eager
         loop below (the reference), :func:`~ebm_bench.samplers.hee_fused.run_fused`
         (same recursion and random stream, fewer and fused ops) or
-        :func:`~ebm_bench.samplers.hee_compiled.run_compiled` (same recursion in C, Philox
+        :func:`~ebm_bench.samplers.hee_compiled.run_compiled` (same recursion in C, its own
         noise of the same law; with ``record`` or a float64 state it runs fused).
         """
         p = self.params

@@ -35,7 +35,7 @@ generator is tested separately (outputs against a scalar xoshiro128++ / SplitMix
 moments, Kolmogorov-Smirnov, no correlation between successive numbers or streams).
 
 Supported (else :func:`unsupported_reason` says why and ``inner_loop: auto`` runs the
-fused loop): CPU, float32, quadratic fixed or diagonal, one interneuron per unit
+fused loop, as it does above :data:`AUTO_MAX_UNITS` units, where BLAS products win): CPU, float32, quadratic fixed or diagonal, one interneuron per unit
 (``n_interneurons: 1``) or the closed-form A', every interneuron integrator, orders 1
 and 2 and both readings, the three modes, sparse connectivity; no ``record`` callback.
 """
@@ -61,7 +61,11 @@ from .counting import count_grad_evals
 SOURCE = Path(__file__).with_name("hee_kernel.c")
 CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared")
 CHUNK = 64  # chains per chunk in the kernel (CB); the state is padded to a multiple of it
-SEGMENT_STEPS = 2048  # Euler steps per call into C (a progress line may come between calls)
+SEGMENT_S = 5.0  # seconds per call into C (a progress line may come between calls); at most
+SEGMENT_MAX_STEPS = 4096  # steps, and the first call runs SEGMENT_FIRST_STEPS to time one step
+SEGMENT_FIRST_STEPS = 32
+AUTO_MAX_UNITS = 1024  # ``auto`` compiles models up to this many units (data + latents): the
+# kernel's matrix products are plain vectorised loops, below BLAS for large layers
 PROGRESS_EVERY_S = 60.0
 MAX_LAYERS = 62  # the kernel's offset tables hold 64 entries
 STATE_WORDS = 4 * 4 * 16  # the generator's state: 4 vectors x 4 words x 16 lanes (uint32)
@@ -158,7 +162,7 @@ def warn_once(reason: str) -> None:
 
 
 def unsupported_reason(params: dict[str, Any], device, n_layers: int) -> str | None:
-    """Why this configuration cannot run compiled (None: it can)."""
+    """Why this configuration cannot run compiled (None: it can; size: :data:`AUTO_MAX_UNITS`)."""
     if torch.device(device).type != "cpu":
         return "CPU only"
     if params["quadratic"] == "full":
@@ -236,9 +240,10 @@ def run_compiled(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor
             raise ValueError(f"noise: expected float32 of shape {(n_steps, slots, N, bp)}, got {tuple(noise.shape)}")
         noise = noise.contiguous()
     t_last = time.monotonic()
-    done = 0
+    done, seg = 0, SEGMENT_FIRST_STEPS
     while done < n_steps:
-        k = min(SEGMENT_STEPS, n_steps - done)
+        k = min(seg, n_steps - done)
+        t_seg = time.monotonic()
         nz = None if noise is None else noise[done:done + k]
         rc = lib.hee_run(B, bp, model.L, sizes, flags, par, _ptr(Xt), _ptr(Vt), _ptr(Ut), _ptr(W), _ptr(mask),
                          _ptr(bias), _ptr(lam), _ptr(tau), _ptr(x0t), _ptr(total), done, k,
@@ -247,6 +252,8 @@ def run_compiled(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor
         if rc != 0:
             raise MemoryError("hee_kernel: could not allocate its work buffers")
         done += k
+        per_step = (time.monotonic() - t_seg) / k
+        seg = int(min(SEGMENT_MAX_STEPS, max(1, SEGMENT_S / max(per_step, 1e-9))))
         if time.monotonic() - t_last > PROGRESS_EVERY_S and done < n_steps:
             t_last = time.monotonic()
             model.progress(f"{mode} dynamics (compiled): Euler step {done}/{n_steps}")
