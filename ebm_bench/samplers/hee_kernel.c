@@ -5,7 +5,8 @@
  * the loop of ebm_bench/samplers/hee_fused.py::run_fused written out over the batch:
  * the state is held unit-major, A[i * Bp + c] (unit i, chain c), so every operation is a
  * loop over chains that the compiler vectorises, and the chains are processed in chunks
- * of CB = 64 whose working set (f(x), eta, the score, the bottom-up error) stays in cache.
+ * of CB = 64 whose working set (eta, the score) stays in cache; f(x) and x - A'(eta) are
+ * kept for the whole batch, which the weight gradient reads after the chunks.
  * Per Euler step and chunk, in the order of the eager loop (ebm_bench/methods/hee.py::
  * HEE.simulate): f(x), eta_l = W_l f(x_{l+1}) + b_l, A'(eta) (interneurons or closed
  * form), the score eta - 2 Lambda x + f'(x) W^T (x - A'), the local learning signal
@@ -33,8 +34,8 @@ typedef uint32_t u32x16 __attribute__((vector_size(64)));
 /* The generator: xoshiro128++ (Blackman & Vigna 2021, "Scrambled linear pseudorandom number
  * generators", ACM TOMS 47(4); 128-bit state, period 2^128 - 1, passes BigCrush), as NS x 16
  * independent streams run side by side in vector lanes (one vector op advances 16 streams).
- * Each stream's state is four SplitMix64 outputs (Steele, Lea & Flood 2014, the seeding the
- * xoshiro authors recommend) of key + its index: ``hee_seed``. */
+ * Each stream's 128-bit state is two SplitMix64 outputs (Steele, Lea & Flood 2014, the
+ * seeding the xoshiro authors recommend) from key ^ (stream index << 48): ``hee_seed``. */
 #define NS 4  /* state vectors: one per 16 of the 64 numbers a call makes */
 #define STATE_WORDS (NS * 4 * 16)
 
