@@ -329,10 +329,16 @@ def bench_hee_inner_loop(quick: bool = False) -> None:
     """HEE's Euler loop (inference + interneurons + local learning, one training presentation)
     at supp. Table 1's 2D setting (L = 5 layers of 10, tau_z = linspace(1, 10), dt = 0.01,
     order 2, m = 0.5, tau_u = 0.1, tau_theta = 10) and batch 512: ms per Euler step of the
-    eager loop (the reference) and the fused one (``inner_loop: fused``), HEE-L and the
-    nonlinear (tanh) model, timed interleaved in one process; then the projected wall time
-    of a presentation (300 tau_x = 30,000 steps) and of paper.yaml's 300 presentations."""
+    eager loop (the reference), the fused one (``inner_loop: fused``) and the C one
+    (``inner_loop: compiled``; its gcc build timed first, uncached, in a private cache
+    directory), HEE-L and the nonlinear (tanh) model, timed interleaved in one process;
+    then the projected wall time of a presentation (300 tau_x = 30,000 steps) and of
+    paper.yaml's 300 presentations."""
+    import os
+    import tempfile
+
     from .methods.hee import HEE
+    from .samplers import hee_compiled
 
     info = DataInfo((2,), False)
     g = torch.Generator().manual_seed(0)
@@ -341,16 +347,34 @@ def bench_hee_inner_loop(quick: bool = False) -> None:
     base = {"layers": [10] * 5, "tau_z": [1.0, 10.0], "tau_theta": 10.0, "present_time": present}
     print(f"HEE Euler step, supp. Table 1 2D setting (L=5 x 10, order 2, interneurons, learning), batch 512, "
           f"{torch.get_num_threads()} threads; {int(present / 0.01)} steps per timed call")
+    loops = ["eager", "fused"]
+    saved = os.environ.get("EBM_BENCH_KERNEL_CACHE")
+    with tempfile.TemporaryDirectory() as tmp:  # an empty cache: the build is timed, not a cached load
+        os.environ["EBM_BENCH_KERNEL_CACHE"] = tmp
+        hee_compiled.forget()
+        ok, why = hee_compiled.available()
+        if saved is None:
+            del os.environ["EBM_BENCH_KERNEL_CACHE"]
+        else:
+            os.environ["EBM_BENCH_KERNEL_CACHE"] = saved
+        if ok:
+            loops.append("compiled")
+            print(f"  compiled kernel: gcc build + load {hee_compiled.compile_seconds():.2f} s (once per machine; "
+                  f"cached afterwards)")
+        else:
+            print(f"  compiled kernel unavailable ({why}): eager and fused only")
     for nl in ("linear", "tanh"):
-        ms = {loop: HEE({**base, "nonlinearity": nl, "inner_loop": loop}, info, "cpu", 0)
-              for loop in ("eager", "fused")}
+        ms = {loop: HEE({**base, "nonlinearity": nl, "inner_loop": loop}, info, "cpu", 0) for loop in loops}
         med = _median_time({k: (lambda m=m: m.train_step(x, 1)) for k, m in ms.items()}, 3 if quick else 7)
         n = ms["eager"].sampler_steps_per_iter
-        e, f = (1e3 * med[k] / n for k in ("eager", "fused"))
+        t = {k: 1e3 * med[k] / n for k in loops}
         label = "HEE-L (linear)" if nl == "linear" else "HEE (tanh)"
-        print(f"  {label:15s} eager {e:6.3f} ms/step   fused {f:6.3f} ms/step   speed-up x{e / f:4.2f}   "
-              f"per presentation (30,000 steps): {30 * e:5.1f} s -> {30 * f:5.1f} s;   "
-              f"300 presentations: {30 * e * 300 / 60:5.1f} min -> {30 * f * 300 / 60:5.1f} min")
+        print(f"  {label:15s} " + "   ".join(f"{k} {t[k]:6.3f} ms/step" for k in loops)
+              + "   speed-up " + ", ".join(f"{k}/eager x{t['eager'] / t[k]:5.2f}" for k in loops[1:])
+              + (f", compiled/fused x{t['fused'] / t['compiled']:5.2f}" if "compiled" in t else ""))
+        print(f"  {'':15s} per presentation (30,000 steps): "
+              + " / ".join(f"{k} {30 * t[k]:5.1f} s" for k in loops)
+              + ";   300 presentations: " + " / ".join(f"{k} {30 * t[k] * 300 / 60:5.1f} min" for k in loops))
 
 
 def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, **_) -> None:

@@ -104,10 +104,11 @@ def test_fused_training_step_matches_eager_and_writes_parameters_back():
 
 def test_inner_loop_is_validated_and_auto_picks_fused_where_supported():
     with pytest.raises(ConfigError, match="inner_loop"):
-        HEE({"layers": [3], "inner_loop": "compiled"}, INFO, "cpu", 0)
+        HEE({"layers": [3], "inner_loop": "jit"}, INFO, "cpu", 0)
     with pytest.raises(ConfigError, match="inner_loop"):
         HEE({"layers": [3], "inner_loop": "fused", "quadratic": "full"}, INFO, "cpu", 0)
-    assert HEE({"layers": [3]}, INFO, "cpu", 0).fused
+    assert HEE({"layers": [3]}, INFO, "cpu", 0).fused  # auto: never the compiled loop (its own stream)
+    assert HEE({"layers": [3], "inner_loop": "fused"}, INFO, "cpu", 0).fused
     assert not HEE({"layers": [3], "quadratic": "full"}, INFO, "cpu", 0).fused
     assert not HEE({"layers": [3], "inner_loop": "eager"}, INFO, "cpu", 0).fused
 

@@ -36,10 +36,10 @@ import torch
 
 from . import kid_subsets, register_family
 
+from ..metrics.mmd import MMD_SEED, MMD_SUBSET_SIZE, median_bandwidth, mmd2_rbf  # noqa: F401 (re-exported)
+
 MMD_SUBSETS = 100
 MMD_SCALES = (0.1, 0.3, 1.0)  # mmd_samples_multiscale: bandwidths as multiples of the median
-MMD_SEED = 2020
-MMD_SUBSET_SIZE = 1000
 RADIAL_BINS = 60
 
 
@@ -68,14 +68,6 @@ def radial_kl(samples: np.ndarray, masses: np.ndarray, r_max: float) -> float:
     return float(np.sum(masses[keep] * np.log(masses[keep] / q[keep])))
 
 
-def median_bandwidth(x: np.ndarray, n: int = 1000, seed: int = 0) -> float:
-    """Median pairwise Euclidean distance of (a seeded subset of) ``x``."""
-    rng = np.random.default_rng(seed)
-    x = x[rng.choice(len(x), size=min(n, len(x)), replace=False)]
-    d = torch.cdist(torch.from_numpy(x), torch.from_numpy(x)).numpy()
-    return float(np.median(d[np.triu_indices(len(x), 1)]))
-
-
 @register_family("exact_samples", order=35)
 def exact_samples(ctx):
     data = ctx.data
@@ -95,16 +87,14 @@ def exact_samples(ctx):
                 "directions": {"mass_a_samples": ""}}
     if not ctx.ok:
         return dict.fromkeys(keys), protocol
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD
 
     fake = np.asarray(ctx.samples, dtype=np.float64).reshape(len(ctx.samples), -1)
     if not np.isfinite(fake).all():
         return dict.fromkeys(keys), {**protocol, "note": "non-finite samples"}
     size = int(min(MMD_SUBSET_SIZE, len(real), len(fake)))
     def mmd(bandwidth: float) -> dict:
-        return kid_features_to_metric(torch.from_numpy(real), torch.from_numpy(fake), kid_subsets=kid_subsets(ctx.ev),
-                                      kid_subset_size=size, kid_kernel="rbf", kid_kernel_rbf_sigma=bandwidth,
-                                      rng_seed=MMD_SEED, verbose=False)
+        return mmd2_rbf(real, fake, bandwidth, kid_subsets(ctx.ev))
 
     m = mmd(sigma)
     # the summed kernel's MMD^2: one estimate per bandwidth on the same subsets, added

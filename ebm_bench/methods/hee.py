@@ -119,6 +119,9 @@ from ..errors import ConfigError
 from ..samplers.counting import count_grad_evals
 from ..samplers.hee_dynamics import (ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step,
                                      interneuron_step_exact, second_order_step)
+from ..samplers.hee_compiled import available as compiled_available
+from ..samplers.hee_compiled import run_compiled
+from ..samplers.hee_compiled import unsupported_reason as compiled_unsupported
 from ..samplers.hee_fused import run_fused
 from .base import DataInfo, Method, register_method
 
@@ -160,14 +163,16 @@ HEE_DEFAULTS: dict[str, Any] = {
     "sample_batch": 1000,
     # the Euler loop's implementation: "eager" (the reference, op by op), "fused" (block
     # weights, in-place updates, same random stream; samplers/hee_fused.py, issue 21),
-    # "auto" = fused where supported (quadratic fixed / diagonal), else eager
+    # "compiled" (the loop in C, built with gcc at first use, its own Gaussian stream of the
+    # same law; samplers/hee_compiled.py: only when named, so that results never depend on
+    # whether a compiler is present), "auto" = fused (quadratic fixed / diagonal), else eager
     "inner_loop": "auto",
 }
 
 NONLINEARITIES = ("linear", "tanh")
 QUADRATICS = ("fixed", "diagonal", "full")
 GENERATIONS = ("joint", "marginal")
-INNER_LOOPS = ("auto", "eager", "fused")
+INNER_LOOPS = ("auto", "eager", "fused", "compiled")
 
 
 def check_params(p: dict[str, Any]) -> None:
@@ -221,6 +226,9 @@ def check_params(p: dict[str, Any]) -> None:
     need(p["inner_loop"] in INNER_LOOPS, "inner_loop", f"expected one of {INNER_LOOPS}")
     need(not (p["inner_loop"] == "fused" and p["quadratic"] == "full"), "inner_loop",
          "the fused loop supports quadratic fixed / diagonal only (full: eager or auto)")
+    if p["inner_loop"] == "compiled":
+        why = compiled_unsupported(p, "cpu", len(layers))
+        need(why is None, "inner_loop", f"the compiled loop cannot run this configuration: {why} (use auto)")
     need(float(p["dt"]) < float(p["tau_u"]), "dt",
          f"the EM step dt = {p['dt']} tau_x must be below tau_u = {p['tau_u']} tau_x")
 
@@ -303,7 +311,25 @@ class HEE(Method):
         self.lam: torch.Tensor | list[torch.Tensor] = (
             [c * torch.eye(n, device=dev) for n in self.sizes] if self.full else torch.full((self.N,), c, device=dev))
         self.sampler_steps_per_iter = _steps(p["present_time"], p["dt"])
-        self.fused = p["inner_loop"] == "fused" or (p["inner_loop"] == "auto" and not self.full)
+        self.loop = self.pick_loop()
+        self.fused = self.loop == "fused"
+
+    def pick_loop(self) -> str:
+        """The Euler loop ``inner_loop`` resolves to here: ``auto`` is the fused loop (the
+        eager loop's random stream: results do not depend on whether a C compiler is
+        present), eager for quadratic full; ``compiled`` must be asked for by name (its own
+        Gaussian stream of the same law) and is a ConfigError where it cannot run."""
+        p = self.params
+        loop = p["inner_loop"]
+        if loop == "compiled":
+            why = compiled_unsupported(p, self.device, self.L)
+            ok, err = compiled_available() if why is None else (False, why)
+            if not ok:
+                raise ConfigError(f"hee: inner_loop = 'compiled'; {err} (use fused or auto)")
+            return loop
+        if loop != "auto":
+            return loop
+        return "eager" if self.full else "fused"
 
     # --- parameters per layer ------------------------------------------------------------------
     @property
@@ -455,8 +481,10 @@ class HEE(Method):
         final state X (B, N) and its time average from step ``avg_from`` on;
         ``record(step, X)`` is called after every step (benchmarks; with the fused loop X
         is a buffer updated in place: copy what you keep). ``inner_loop`` picks the eager
-        loop below (the reference) or :func:`~ebm_bench.samplers.hee_fused.run_fused`
-        (same recursion and random stream, fewer and fused ops).
+        loop below (the reference), :func:`~ebm_bench.samplers.hee_fused.run_fused`
+        (same recursion and random stream, fewer and fused ops) or
+        :func:`~ebm_bench.samplers.hee_compiled.run_compiled` (same recursion in C, its own
+        noise of the same law; with ``record`` or a float64 state it runs fused).
         """
         p = self.params
         dev = self.device
@@ -485,7 +513,10 @@ class HEE(Method):
         # one simulation can run for minutes (a FashionMNIST presentation, generation):
         # it is a progress task, nested in the caller's (training step, sample chains)
         with Task(f"hee {mode} Euler step", n_steps) as task:
-            if self.fused:
+            if self.loop == "compiled" and record is None and X.dtype == torch.float32:
+                return run_compiled(self, X, V, U, n_steps, gen, mode=mode, x0=x0 if clamp else None,
+                                    learn_from=learn_from, avg_from=avg_from, task=task)
+            if self.loop in ("fused", "compiled"):  # compiled with a record callback or float64: fused
                 return run_fused(self, X, V, U, n_steps, gen, mode=mode, x0=x0 if clamp else None,
                                  learn_from=learn_from, avg_from=avg_from, record=record, task=task)
             total = torch.zeros_like(X) if avg_from is not None else None
