@@ -360,3 +360,19 @@ def test_adjust_bh_hand_computation():
         assert close(got[i], x)
     assert np.isnan(S.adjust_bh([math.nan, math.nan])).all()
     assert S.adjust_bh([]).shape == (0,)
+
+
+def test_degenerate_spread_falls_back_to_the_exact_sign_test():
+    """Six saturated seeds (e.g. a mass of exactly 1.0, paper 003 Fig. 8) have no t
+    interval; the sign test of median > min_effect gives p = 2^-6 and the order-statistic
+    95% interval [x(1), x(6)] (coverage 1 - 2^-5). Three seeds: no interval (2^-3 > 2.5%)."""
+    d = np.full(6, 0.05)
+    e = S.one_sample(d, 0.0, paired=False)
+    assert e.test == "sign test" and e.degenerate  # np.full(6, 0.05): sd of round-off size
+    assert close(e.p_value, 2.0 ** -6) and e.ci_low == e.ci_high == 0.05 and close(e.effect, 0.05)
+    mixed = np.array([0.05, 0.05, 0.05, 0.05, 0.05, 0.05 + 1e-13])  # round-off spread, one seed apart
+    e = S.one_sample(mixed, 0.0, scale=1.0, paired=False)
+    assert e.test == "sign test" and e.ci_low == 0.05 and close(e.ci_high, 0.05 + 1e-13)
+    below = S.one_sample(np.full(6, -0.05), 0.0, paired=False)  # every seed on the wrong side
+    assert close(below.p_value, 1.0) and below.ci_high == -0.05
+    _nan_interval(S.one_sample(np.full(3, 0.05), 0.0, paired=False))

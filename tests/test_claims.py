@@ -169,6 +169,26 @@ def test_zero_variance_is_degenerate_never_a_zero_width_interval(tmp_path: Path)
     assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])
 
 
+def test_saturated_seeds_are_judged_by_the_sign_test(tmp_path: Path) -> None:
+    """A threshold claim whose seeds all saturate (paper 003 Fig. 8: max mass exactly 1.0)
+    has no t interval; from 6 seeds the exact sign test decides it (interval of the
+    median, note naming the test); with 3 it stays inconclusive and says why."""
+    res = tmp_path / "results"
+    for s in range(6):
+        _run(res, "d", "pcd", s, {"max_mass_a": 1.0}, family="diagnostics")
+    thr = {"id": "t6", "paper": "t", "source": "s", "statement": "collapses onto a", "kind": "threshold",
+           "direction": "greater", "min_effect": 0.0, "a": {"variant": "pcd", "metric": "max_mass_a"},
+           "target": 0.95, "designs": [{"scale": "embedded", "config": EMB, "dataset": "d"}]}
+    row = _verdicts(tmp_path, [thr]).loc["t6"]
+    assert row["verdict"] == "holds" and row["test"] == "sign test" and "sign test" in row["note"]
+    assert row["ci_low"] == pytest.approx(0.05) and row["p_value"] == pytest.approx(2.0 ** -6)
+    res3 = tmp_path / "res3"
+    for s in range(3):
+        _run(res3, "d", "pcd", s, {"max_mass_a": 1.0}, family="diagnostics")
+    row = _verdicts(tmp_path, [thr], res=res3).loc["t6"]
+    assert row["verdict"] == "inconclusive" and "needs 6 seeds" in row["note"]
+
+
 def test_min_effect_shifts_the_decision(tmp_path: Path) -> None:
     res = tmp_path / "results"
     for s in range(4):

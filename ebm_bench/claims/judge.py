@@ -14,8 +14,10 @@ names at different sizes). The verdict rule (docs/protocol.md, "Verdicts"), firs
 wins: not run, error, diverged (every run of a side), protocol mismatch, **regime not
 reached** (a gate failed: the paper's regime, declared by the design, is not where these
 runs are; effect and interval are still shown, never a verdict on the paper), too few
-seeds, then the interval: holds / contradicted / inconclusive, and inconclusive where the
-spread is degenerate (zero or round-off: no interval is shown as one).
+seeds, then the interval: holds / contradicted / inconclusive; where the spread is
+degenerate (zero or round-off) the t interval does not exist: threshold and paired
+compare claims are decided by the exact sign test's interval of the median (6 seeds or
+more), everything else is inconclusive (no interval is shown as one).
 """
 
 from __future__ import annotations
@@ -268,9 +270,13 @@ def judge(design: Design, tidy: pd.DataFrame, runs: pd.DataFrame, min_seeds: int
                                                      if x))
     if est is None:
         return done("too few seeds", short)
-    if est.degenerate:
-        return done("inconclusive", f"degenerate spread ({est.degenerate}): no interval")
     lo, hi = est.ci_low, est.ci_high
+    if est.degenerate:
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return done("inconclusive", f"degenerate spread ({est.degenerate}): no interval"
+                        + ("; the sign test needs 6 seeds" if est.test in ("paired t", "one-sample t") else ""))
+        dropped_note = "; ".join(x for x in [f"degenerate spread ({est.degenerate}): exact sign test on the median",
+                                             dropped_note] if x)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return done("inconclusive", "; ".join(x for x in ["no interval", dropped_note] if x))
     if c["kind"] == "within":

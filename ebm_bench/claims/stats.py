@@ -15,7 +15,9 @@ What they fix in the earlier inline statistics (and why):
 - **Degenerate spread** (:func:`degenerate_spread`): identical values (sd exactly 0) or
   a round-off spread (e.g. differences of -2.78e-17 noise) give no usable t statistic;
   the t interval would have zero width and p = 0. Such samples get a NaN interval and
-  NaN p with the reason in ``Estimate.degenerate``.
+  NaN p with the reason in ``Estimate.degenerate``; :func:`one_sample` (threshold and
+  paired compare claims) then falls back to the exact sign test (:func:`sign_test`),
+  which needs no spread and gives an interval from 6 seeds on.
 - **Equivalence** (``within`` claims): two one-sided tests, TOST (Schuirmann 1987),
   of ``low < mean < high``; p = the larger of the two one-sided p values. At the
   per-side level ``(1 - LEVEL) / 2`` equivalence holds exactly when the two-sided
@@ -181,10 +183,26 @@ def one_sample(d: np.ndarray, min_effect: float = 0.0, scale: float | None = Non
     "one-sample t" (d are values minus a fixed target)."""
     d, n, mean, df, test, early = _one_prep(d, scale, "paired t" if paired else "one-sample t", paired)
     if early is not None:
-        return early
+        return sign_test(d, min_effect, early) if early.degenerate else early
     lo, hi = stats.ttest_1samp(d, min_effect).confidence_interval(confidence_level=LEVEL)
     p = stats.ttest_1samp(d, min_effect, alternative="greater").pvalue
     return Estimate(mean, float(lo), float(hi), float(p), df, n, test)
+
+
+def sign_test(d: np.ndarray, min_effect: float, degenerate: Estimate) -> Estimate:
+    """The distribution-free fallback of :func:`one_sample` when the spread is degenerate
+    (every seed saturated at the same value, e.g. a mass of exactly 1.0): the exact sign
+    test of median(d) > ``min_effect`` (``scipy.stats.quantile_test``, p = 0.5) and its
+    order-statistic ``LEVEL`` interval of the median. Seeds are independent, so under the
+    null each lies above ``min_effect`` with probability at most 1/2: n seeds all above give
+    p = 2^-n, and the two-sided interval exists from n = 6 on (coverage 1 - 2^-5). With
+    fewer seeds the degenerate estimate is returned unchanged (no interval, no p)."""
+    ci = stats.quantile_test(d, q=min_effect, p=0.5).confidence_interval(confidence_level=LEVEL)
+    if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
+        return degenerate
+    p = stats.quantile_test(d, q=min_effect, p=0.5, alternative="greater").pvalue
+    return Estimate(float(np.median(d)), float(ci.low), float(ci.high), float(p), NAN, len(d),
+                    "sign test", degenerate.degenerate)
 
 
 def equivalence(d: np.ndarray, low: float, high: float, scale: float | None = None, *,
