@@ -108,8 +108,8 @@ def test_diverged_run_gives_nulls_and_no_log_gives_nothing(tmp_path: Path) -> No
     m, _ = _run(tmp_path, {"step": STEPS, "energy_data": [1.0] * 20, "loss": [1.0] * 20}, ok=False)
     assert m == {"energy_scale": None, "drift_energy_data": None, "drift_loss": None,
                  "change_energy_data": None, "change_loss": None, "slope_energy_data": None, "slope_loss": None,
-                 "tail_mean_energy_data": None,
-                 "tail_mean_loss": None}
+                 "tail_mean_energy_data": None, "tail_mean_loss": None,
+                 "min_energy_data": None, "min_loss": None, "max_energy_data": None, "max_loss": None}
     empty = tmp_path / "empty"
     empty.mkdir()
     assert diagnostics(SimpleNamespace(run_dir=empty, spec={}, ok=True)) is None
