@@ -53,3 +53,12 @@ def pytest_collection_modifyitems(config, items):
     `pytest -n 2` they start at once on the two workers instead of last, which keeps the
     whole run short. The sort is stable; the rest keeps its order."""
     items.sort(key=lambda it: 0 if it.get_closest_marker("slurm") else 1 if it.get_closest_marker("workflow") else 2)
+
+
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for the test (reference comparisons run in float64)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)

@@ -17,14 +17,6 @@ from ebm_bench.samplers.gibbs_langevin import GibbsLangevin, sample_hidden
 INFO = DataInfo((3,), False)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def make(**params):
     return GRBM({"n_hidden": 4, "gibbs_steps": 2, "langevin_steps": 3, "sample_gibbs_steps": 2, **params},
                 INFO, "cpu", 0)

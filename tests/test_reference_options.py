@@ -30,14 +30,6 @@ def _data(seed=1):
     return torch.rand((6, 1, 8, 8), generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _frozen(m):
     """The parameters never move (opt.step a no-op): both weight schemes then weight the same
     moves under one theta, and Crooks' identity makes their log weights equal."""
