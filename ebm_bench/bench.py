@@ -386,6 +386,20 @@ def bench_cost_claim(quick: bool = False, out: str | None = None, repeats: int |
         repeats=repeats, warmup=warmup, updates=updates, threads=threads or 1)
 
 
+def bench_paper_smoke(quick: bool = False, out: str | None = None, data_root: str | None = None,
+                      cores: int | None = None, datasets: list[str] | None = None, threads: int | None = None,
+                      inception_weights: str | None = None, **_) -> None:
+    """Every config/paper.yaml row end to end at full network size on CPU through the real
+    DAG (ebm_bench/paper_smoke.py); writes OUT/paper_smoke.json."""
+    from .errors import ConfigError
+    from .paper_smoke import THREADS, run
+
+    if not out or not data_root:
+        raise ConfigError("bench paper_smoke needs --data-root DIR (MNIST/raw, FashionMNIST/raw) and --out OUT")
+    run(out, data_root, cores=cores or 2, threads=threads or THREADS, inception_weights=inception_weights,
+        only=datasets or None)
+
+
 BENCHMARKS: dict[str, Callable[..., None]] = {
     "train_iteration": bench_train_iteration,
     "ula_vectorisation": bench_ula_vectorisation,
@@ -396,9 +410,11 @@ BENCHMARKS: dict[str, Callable[..., None]] = {
     "reference": bench_reference,
     "gpu": bench_gpu,
     "cost_claim": bench_cost_claim,
+    "paper_smoke": bench_paper_smoke,
 }
-# run only when named: hours on one CPU thread at the paper's sizes, and it writes run records
-EXPLICIT_ONLY = {"cost_claim"}
+# run only when named: hours on one CPU thread at the paper's sizes, and it writes run
+# records (cost_claim); a Snakemake run of every paper.yaml row that needs data (paper_smoke)
+EXPLICIT_ONLY = {"cost_claim", "paper_smoke"}
 
 
 def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None,
@@ -410,7 +426,7 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
     unknown = sorted(set(only or ()) - set(BENCHMARKS))
     if unknown:
         raise ConfigError(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
-    if threads:
+    if threads and "paper_smoke" not in (only or ()):  # paper_smoke: --threads is per Snakemake job
         torch.set_num_threads(threads)
     options["threads"] = threads
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -421,7 +437,7 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
             print(f"\n== {name}: run only when named (ebm-bench bench {name} [--quick] --out DIR)")
             continue
         print(f"\n== {name}")
-        if name in ("gmm_reference", "gpu", "reference", "cost_claim"):  # cost_claim: 1 thread unless --threads
+        if name in ("gmm_reference", "gpu", "reference", "cost_claim", "paper_smoke"):  # cost_claim: 1 thread unless --threads
             fn(quick, **options)
         else:
             fn(quick)

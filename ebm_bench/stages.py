@@ -118,10 +118,13 @@ def classifier_stage(spec: dict[str, Any], out: Path, threads: int | None = None
     data = load_dataset(ds["type"], ds["params"], Path(ds.get("data_root", spec.get("data_root", "data"))))
     if data.y_train is None:
         raise SystemExit(f"dataset {ds['name']!r} has no labels: no domain classifier can be trained")
+    # the config's `classifier` section (schema: epochs); absent keys keep the trainer's defaults
+    options = {k: int(v) for k, v in (spec.get("classifier") or {}).items() if k in ("epochs",)}
     ckpt, info = train_domain_classifier(data.x_train, data.y_train, data.x_test, data.y_test,
-                                         seed=CLASSIFIER_SEED, num_classes=data.num_classes)
+                                         seed=CLASSIFIER_SEED, num_classes=data.num_classes, **options)
     sha = save_classifier(out, ckpt)
-    print(f"[{ds['name']}] domain classifier: test accuracy {info['test_accuracy']:.3f}, sha256 {sha[:12]}")
+    print(f"[{ds['name']}] domain classifier ({info['epochs']} epochs): test accuracy {info['test_accuracy']:.3f}, "
+          f"sha256 {sha[:12]}")
 
 
 # --- reference statistics ------------------------------------------------------------
