@@ -67,6 +67,10 @@ FLOAT_KNOBS = {"present_time", "joint_time", "joint_average", "marginal_time", "
 # one-off loops before training (unweighted ULA over all chains / walkers: paper 003's
 # reference runs 2,000 and 8,000 steps): not part of an update, so never in KNOBS
 BURN_IN_KNOBS = ("burn_in_steps",)
+# outer loops around a KNOBS loop (NN-EFH: M Gibbs sweeps of L Langevin steps): scaling
+# both by one factor would make the cost quadratic in it, so the GPU check keeps them and
+# only shrink_loops cuts them
+NESTED_KNOBS: dict[str, tuple[str, ...]] = {"nnefh": ("gibbs_steps",), "ebm_free_energy": ("gibbs_steps",)}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -122,9 +126,10 @@ def _scaled(params: dict, method: str, frac: float) -> dict:
     return _consistent(p, method)
 
 
-def shrink_loops(params: dict, method: str, steps: int = 2) -> dict:
-    """``params`` with every loop-length knob of ``method`` (KNOBS, and the burn-in of
-    BURN_IN_KNOBS) cut to at most ``steps`` steps, each on its own: an integer knob to
+def shrink_loops(params: dict, method: str, steps: int = 2, burn_in: int = 1) -> dict:
+    """``params`` with every loop-length knob of ``method`` (KNOBS and NESTED_KNOBS) cut
+    to at most ``steps`` steps and the burn-in (BURN_IN_KNOBS: ULA over every chain, the
+    costliest loop per step) to at most ``burn_in``, each on its own: an integer knob to
     min(value, steps); a time knob (HEE, in tau_x) to at most ``steps`` Euler steps of
     ``dt``, an average never above its total (supp. Table 1's 300 tau_x presentation is
     30,000 steps). Knobs that are 0 ("off", or "= another knob") stay 0. Nothing else
@@ -132,13 +137,15 @@ def shrink_loops(params: dict, method: str, steps: int = 2) -> dict:
     row's. Used by the CPU paper smoke (ebm_bench/paper_smoke.py)."""
     p = dict(params)
     dt = float(p.get("dt", 1.0))
-    for k in (*KNOBS.get(method, ()), *BURN_IN_KNOBS):
+    limits = {**{k: steps for k in (*KNOBS.get(method, ()), *NESTED_KNOBS.get(method, ()))},
+              **{k: burn_in for k in BURN_IN_KNOBS}}
+    for k, n in limits.items():
         if k not in p or not p[k]:
             continue
         if k in FLOAT_KNOBS:
-            p[k] = min(float(p[k]), steps * dt)
+            p[k] = min(float(p[k]), n * dt)
         else:
-            p[k] = min(int(p[k]), int(steps))
+            p[k] = min(int(p[k]), int(n))
     return _consistent(p, method)
 
 

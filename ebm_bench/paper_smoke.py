@@ -16,10 +16,15 @@ The smoke config is derived from paper.yaml by :func:`smoke_config`, which chang
   ``datasets.X.train``, ``variants.V.train``, ``datasets.X.variant_params.V.train``),
   logging every update; batch sizes are the rows';
 - inner-loop lengths: each row's loop-length knobs (Langevin K, Gibbs sweeps, HEE's
-  presentation / generation / feature times, burn-in) cut to ``LOOP_STEPS`` steps by
-  :func:`ebm_bench.gpu_check.shrink_loops` (the knobs the GPU check already scales,
-  ``gpu_check.KNOBS``), written into ``datasets.X.variant_params.V``. Networks, hidden
-  units, layer widths, walker / buffer populations and step sizes are untouched;
+  presentation / generation / feature times) cut to ``LOOP_STEPS`` steps and its burn-in
+  to ``BURN_IN_STEPS`` by :func:`ebm_bench.gpu_check.shrink_loops` (the knobs the GPU
+  check already scales, ``gpu_check.KNOBS``, and the outer Gibbs loop of NN-EFH),
+  written into ``datasets.X.variant_params.V``. Networks, hidden units, layer widths and
+  step sizes are untouched;
+- counts per update, only where the data batch exceeds ``BATCH_CAP`` (paper 003's rows,
+  HEE's, MNIST 2/3/6): the batch to ``BATCH_CAP`` and the row's chain populations
+  (``POPULATION_KEYS``: walkers N, walkers moved N', buffer, chains per update) by the
+  same factor, so every ratio between them is the paper's;
 - sample counts: ``sample.n`` = ``SAMPLE_N``; ``evaluate.n_real`` = ``N_REAL``;
   ``evaluate.probe_max_train`` = ``PROBE_MAX_TRAIN``; the test split of MNIST and
   FashionMNIST to ``MAX_TEST`` images (``params.max_test``: the probe and the domain
@@ -81,6 +86,13 @@ N_REAL = 256  # reference rows: >= 2 x the domain classifier's 128 features, so 
 PROBE_MAX_TRAIN = 100  # the config's floor (MIN_PROBE_TRAIN)
 MAX_TEST = 1000  # test images of MNIST / FashionMNIST (the probe's features of every test image)
 CLASSIFIER_EPOCHS = 1
+BURN_IN_STEPS = 1  # ULA over every chain / walker before training (paper 003: 2,000-20,000)
+# Data batches above BATCH_CAP shrink to it, and the row's chain populations by the same
+# factor (ratios kept: N / N', buffer / chains per update, batch / chains). Paper 003's
+# CIFAR-10 rows otherwise pass 4,096 walkers of a 0.8 GFLOP network per update and hold
+# ~9 GB of activations in the burn-in: alone longer than the whole smoke's budget.
+BATCH_CAP = 64
+POPULATION_KEYS = ("n_walkers", "n_moved", "buffer_size", "n_chains")
 MODEL_MODES = {"n_chains": 20, "n_steps": LOOP_STEPS}
 THREADS = 1  # torch threads per job: with --cores 2, two jobs side by side
 PROGRESS_EVERY_S = 60.0
@@ -171,11 +183,18 @@ def smoke_config(paper: dict[str, Any], data_root: str | Path, results_dir: str 
     for d, v in rows(cfg):
         spec = run_spec(cfg, d, v, 0)
         full = spec["method_params"]
-        short = shrink_loops(full, spec["method"], LOOP_STEPS)
+        short = shrink_loops(full, spec["method"], LOOP_STEPS, BURN_IN_STEPS)
         changed = {k: short[k] for k in short if short[k] != full.get(k)}
-        if changed:
-            vp = cfg["datasets"][d]["variant_params"]
-            vp[v] = {**(vp.get(v) or {}), **changed}
+        vp = cfg["datasets"][d]["variant_params"]
+        over = {**(vp.get(v) or {}), **changed}
+        batch = int(spec["train"]["batch_size"])
+        if batch > BATCH_CAP:
+            over["train"] = {**(over.get("train") or {}), "batch_size": BATCH_CAP}
+            for k in POPULATION_KEYS:
+                if full.get(k):
+                    over[k] = max(1, round(int(full[k]) * BATCH_CAP / batch))
+        if over != (vp.get(v) or {}):
+            vp[v] = over
     return cfg
 
 

@@ -13,7 +13,7 @@ import torch
 
 from ebm_bench import paper_smoke as ps
 from ebm_bench.config import check_config, run_spec
-from ebm_bench.gpu_check import BURN_IN_KNOBS, FLOAT_KNOBS, KNOBS, data_info, shrink_loops
+from ebm_bench.gpu_check import BURN_IN_KNOBS, FLOAT_KNOBS, KNOBS, NESTED_KNOBS, data_info, shrink_loops
 
 # keys a row's loop shortening may change besides the knobs (kept consistent with them)
 CONSISTENCY_KEYS = {"neg_burn_in", "learn_after"}
@@ -30,8 +30,9 @@ def configs(tmp_path_factory):
 def test_smoke_config_keeps_every_row_and_every_network_size(configs):
     """Every (dataset, variant) row of paper.yaml is in the smoke; each row's resolved
     parameters differ from the paper's only in loop-length knobs, each cut to at most
-    LOOP_STEPS steps; training is STEPS updates at the row's batch size; the data keep
-    their shape; the config passes the package's checks."""
+    LOOP_STEPS steps (burn-in BURN_IN_STEPS), and, where the batch exceeds BATCH_CAP, in
+    its chain populations, scaled with the batch (every ratio kept); training is STEPS
+    updates; the data keep their shape; the config passes the package's checks."""
     paper, smoke = configs
     assert ps.rows(smoke) == ps.rows(paper) and len(ps.rows(paper)) >= 40
     check_config(smoke)
@@ -39,22 +40,31 @@ def test_smoke_config_keeps_every_row_and_every_network_size(configs):
     for d, v in ps.rows(paper):
         a, b = run_spec(paper, d, v, 0), run_spec(smoke, d, v, 0)
         assert a["method"] == b["method"]
-        knobs = set(KNOBS.get(a["method"], ())) | set(BURN_IN_KNOBS)
+        knobs = set(KNOBS.get(a["method"], ())) | set(NESTED_KNOBS.get(a["method"], ())) | set(BURN_IN_KNOBS)
         pa, pb = a["method_params"], b["method_params"]
         assert set(pa) == set(pb), (d, v)
         changed = {k for k in pa if pa[k] != pb[k]}
-        assert changed <= knobs | CONSISTENCY_KEYS, (d, v, changed - knobs)
+        batch_a, batch_b = a["train"]["batch_size"], b["train"]["batch_size"]
+        scaled = set(ps.POPULATION_KEYS) if batch_a > ps.BATCH_CAP else set()
+        assert changed <= knobs | CONSISTENCY_KEYS | scaled, (d, v, changed - knobs)
         for k in changed & knobs:
-            limit = ps.LOOP_STEPS * float(pa.get("dt", 1.0)) if k in FLOAT_KNOBS else ps.LOOP_STEPS
+            n = ps.BURN_IN_STEPS if k in BURN_IN_KNOBS else ps.LOOP_STEPS
+            limit = n * float(pa.get("dt", 1.0)) if k in FLOAT_KNOBS else n
             assert 0 < pb[k] <= limit + 1e-12 and pb[k] < pa[k], (d, v, k, pa[k], pb[k])
+        assert batch_b == min(batch_a, ps.BATCH_CAP)
+        for k in changed & scaled:  # populations shrink with the batch: ratios kept
+            assert pb[k] * batch_a == pa[k] * batch_b, (d, v, k, pa[k], pb[k])
         shrunk_any |= changed
-        for k in ("net", "net_params", "n_hidden", "layers", "n_walkers", "n_moved", "buffer_size", "n_chains"):
-            assert pa.get(k) == pb.get(k), (d, v, k)  # network sizes and populations untouched
-        assert b["train"]["steps"] == ps.STEPS and b["train"]["batch_size"] == a["train"]["batch_size"]
+        for k in ("net", "net_params", "n_hidden", "layers", "connectivity", "data_bank_size", "step_size",
+                  "temperature"):
+            assert pa.get(k) == pb.get(k), (d, v, k)  # network sizes (and the sampler's steps) untouched
+        assert b["train"]["steps"] == ps.STEPS
         assert b["sample"]["n"] == ps.SAMPLE_N and b["device"] == "cpu" and b["seed"] == 0
         assert tuple(data_info(smoke, d).shape) == tuple(data_info(paper, d).shape), d
     # the long loops of the paper are among those cut
-    assert {"n_steps", "langevin_steps", "gibbs_steps", "present_time", "burn_in_steps"} <= shrunk_any
+    assert {"n_steps", "langevin_steps", "gibbs_steps", "present_time", "burn_in_steps", "n_walkers"} <= shrunk_any
+    j = run_spec(smoke, "cifar10", "jarzynski_systematic", 0)["method_params"]
+    assert (j["n_walkers"], j["n_moved"]) == (512, 32)  # paper: 4096, 256 at batch 512; here batch 64
     assert smoke["evaluate"]["features"] == "domain" and smoke["classifier"]["epochs"] == ps.CLASSIFIER_EPOCHS
     assert smoke["datasets"]["cifar10"]["type"] == "image_folder"
     assert smoke["datasets"]["mnist"]["type"] == "mnist"  # read from torchvision's raw files
@@ -83,8 +93,11 @@ def test_shrink_loops_cuts_each_knob_on_its_own():
     """Integer knobs to min(value, steps), zero knobs stay 0 ("off"), HEE times to at most
     `steps` Euler steps with every average within its total; nothing else changes."""
     p = {"n_steps": 60, "sample_steps": 0, "burn_in_steps": 8000, "step_size": 1.0, "n_walkers": 4096}
-    q = shrink_loops(p, "jarzynski", 2)
-    assert q == {**p, "n_steps": 2, "burn_in_steps": 2}
+    q = shrink_loops(p, "jarzynski", 2, burn_in=1)
+    assert q == {**p, "n_steps": 2, "burn_in_steps": 1}
+    # NN-EFH: both loops of the M x L Gibbs-Langevin sampler
+    assert shrink_loops({"gibbs_steps": 5, "langevin_steps": 60}, "nnefh", 2) == {"gibbs_steps": 2,
+                                                                                 "langevin_steps": 2}
     assert shrink_loops({"n_steps": 1, "sample_steps": 100}, "stanley", 2) == {"n_steps": 1, "sample_steps": 2}
     g = shrink_loops({"gibbs_steps": 100, "sample_gibbs_steps": 99, "neg_burn_in": 50}, "grbm", 2)
     assert g == {"gibbs_steps": 2, "sample_gibbs_steps": 2, "neg_burn_in": 1}
