@@ -452,16 +452,26 @@ def _snakemake(out: Path, config_path: Path, cores: int, log: Path, say, expecte
             if time.perf_counter() - said >= PROGRESS_EVERY_S:
                 said = time.perf_counter()
                 say(f"paper smoke: {len(seen)}/{len(expected)} rows evaluated, {time.perf_counter() - t0:.0f} s; "
-                    f"Snakemake: {_last_line_plain(log)[:160]}")
+                    f"Snakemake: {_progress(log)}")
             time.sleep(2.0)
 
 
-def _last_line_plain(path: Path) -> str:
+def _progress(path: Path) -> str:
+    """Snakemake's last "k of n steps (x%) done" and the jobs started since, from its log."""
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
-    return lines[-1] if lines else ""
+    done = next((ln for ln in reversed(lines) if " steps (" in ln and ln.endswith("done")), "0 steps done")
+    started, failed = [], 0
+    for i, ln in enumerate(lines):
+        if ln.startswith(("rule ", "localrule ")):
+            started.append(ln.split()[1].rstrip(":"))
+        elif ln.startswith("wildcards:") and started:
+            started[-1] += f" {ln.split(':', 1)[1].strip()}"
+        elif ln.startswith("Error in rule"):
+            failed += 1
+    return f"{done}; {failed} failed; last started: {started[-1] if started else '-'}"
 
 
 def run(out: str | Path, data_root: str | Path, cores: int = 2, threads: int = THREADS,

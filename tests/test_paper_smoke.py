@@ -254,7 +254,10 @@ def test_probe_computes_features_of_the_fitted_rows_only(monkeypatch):
     assert metrics["probe_acc_h"] == full["accuracy"]
 
 
-def test_classifier_stage_takes_the_configs_epochs(tmp_path):
+def test_classifier_stage_takes_the_configs_epochs(tmp_path, monkeypatch):
+    import inspect
+
+    from ebm_bench.metrics import extractors
     from ebm_bench.metrics.extractors import load_classifier
     from ebm_bench.stages import classifier_stage
 
@@ -262,6 +265,26 @@ def test_classifier_stage_takes_the_configs_epochs(tmp_path):
             "device": "cpu", "classifier": {"epochs": 1}}
     classifier_stage(spec, tmp_path / "c.pt")
     assert load_classifier(tmp_path / "c.pt").info["epochs"] == 1
+    # without the section: the trainer's own default (20), i.e. no epochs argument at all
+    seen = {}
+    real = extractors.train_domain_classifier
+    monkeypatch.setattr(extractors, "train_domain_classifier",
+                        lambda *a, **k: (seen.update(k), real(*a, **{**k, "epochs": 0}))[1])
     spec.pop("classifier")
     classifier_stage(spec, tmp_path / "d.pt")
-    assert load_classifier(tmp_path / "d.pt").info["epochs"] == 20  # the trainer's default
+    assert "epochs" not in seen and inspect.signature(real).parameters["epochs"].default == 20
+
+
+def test_bench_paper_smoke_needs_its_folders_and_runs_only_when_named(tmp_path, capsys):
+    """`ebm-bench bench paper_smoke` without --data-root / --out: one error line, exit 2,
+    before any compute; a bad --data-root likewise; `ebm-bench bench` alone skips it."""
+    from ebm_bench import bench
+    from ebm_bench.cli import main
+
+    assert "paper_smoke" in bench.BENCHMARKS and "paper_smoke" in bench.EXPLICIT_ONLY
+    assert main(["bench", "paper_smoke", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data-root" in err[0]
+    assert main(["bench", "paper_smoke", "--out", str(tmp_path / "o"), "--data-root", str(tmp_path / "none")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
