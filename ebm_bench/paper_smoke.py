@@ -366,6 +366,8 @@ def row_record(results: Path, dataset: str, variant: str, seed: int = 0,
     rec["peak_mem_mb"] = max(rss) if rss else None
     job_s = [_bench_seconds(results / "benchmarks" / s / dataset / variant / f"seed{seed}.tsv") for s in stages]
     rec["jobs_wall_s"] = sum(x for x in job_s if x is not None) if any(x is not None for x in job_s) else None
+    cpu = [_bench_field(results / "benchmarks" / s / dataset / variant / f"seed{seed}.tsv", "cpu_time") for s in stages]
+    rec["jobs_cpu_s"] = sum(x for x in cpu if x is not None) if any(x is not None for x in cpu) else None
     families: dict[str, str] = {}
     errors: list[str] = []
     metrics = run / "metrics"
@@ -398,13 +400,17 @@ def row_record(results: Path, dataset: str, variant: str, seed: int = 0,
     return rec
 
 
-def _bench_seconds(path: Path) -> float | None:
+def _bench_field(path: Path, key: str) -> float | None:
     try:
         with open(path, newline="") as f:
             row = next(csv.DictReader(f, delimiter="\t"), None)
-        return float(row["s"]) if row else None
+        return float(row[key]) if row else None
     except (OSError, KeyError, TypeError, ValueError):
         return None
+
+
+def _bench_seconds(path: Path) -> float | None:
+    return _bench_field(path, "s")
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -440,7 +446,9 @@ def _snakemake(out: Path, config_path: Path, cores: int, log: Path, say, expecte
         while True:
             rc = proc.poll()
             for d, v in expected:
-                if (d, v) not in seen and (results / "runs" / d / v / "seed0" / "metrics").is_dir():
+                # the last stage's benchmark file: Snakemake writes it when the job has ended
+                # (the metrics folder exists while the evaluate job is still writing into it)
+                if (d, v) not in seen and (results / "benchmarks" / stages[-1] / d / v / "seed0.tsv").is_file():
                     seen.add((d, v))
                     r = row_record(results, d, v, 0, stages)
                     say(f"paper smoke: [{len(seen)}/{len(expected)}] {d}/{v}: {'ok' if r['ok'] else 'FAILED'} "
@@ -510,25 +518,57 @@ def run(out: str | Path, data_root: str | Path, cores: int = 2, threads: int = T
         f"{STEPS} updates each at the paper's network sizes, loops cut to {LOOP_STEPS} steps, {SAMPLE_N} samples; "
         f"--cores {cores}, {threads} thread(s) per job; features: {features}")
     rc = _snakemake(out, config_file, cores, out / "snakemake.log", say, expected, out / "results", stages)
-    records = [row_record(out / "results", d, v, 0, stages) for d, v in expected]
-    wall = time.perf_counter() - t0
+    info = {"config": str(config_path), "datasets_run": list(paper["datasets"]), "partial": bool(only),
+            "cores": int(cores), "threads_per_job": int(threads), "features": features,
+            "inception_weights": weights, "data": where, "snakemake_rc": rc}
+    return collect(out, info, time.perf_counter() - t0, say)
+
+
+def cpu_seconds(results: Path) -> float:
+    """CPU time of every job that wrote a Snakemake benchmark file (``cpu_time``)."""
+    total = 0.0
+    for f in results.glob("benchmarks/**/*.tsv"):
+        try:
+            with open(f, newline="") as fh:
+                row = next(csv.DictReader(fh, delimiter="\t"), None)
+            total += float(row["cpu_time"]) if row else 0.0
+        except (OSError, KeyError, TypeError, ValueError):
+            continue
+    return total
+
+
+def collect(out: str | Path, info: dict[str, Any] | None = None, wall: float | None = None,
+            say=print) -> dict[str, Any]:
+    """The report of the smoke in ``out`` from its files (OUT/paper_smoke_config.yaml and
+    OUT/results; a stopped run gives the rows it reached): writes paper_smoke.json / .md."""
+    import yaml
+
+    out = Path(out)
+    cfg = yaml.safe_load((out / CONFIG_NAME).read_text())
+    stages = ("run",) if cfg.get("combine_stages") else ("train", "sample", "evaluate")
+    results = Path(cfg["results_dir"])
+    records = [row_record(results, d, v, 0, stages) for d, v in rows(cfg)]
+    cpu = cpu_seconds(results)
     report = {
-        "config": str(config_path), "smoke_config": str(config_file), "datasets_run": list(paper["datasets"]),
-        "partial": bool(only), "cores": int(cores), "threads_per_job": int(threads),
+        **(info or {}), "smoke_config": str(out / CONFIG_NAME),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "settings": {"steps": STEPS, "loop_steps": LOOP_STEPS, "sample_n": SAMPLE_N, "n_real": N_REAL,
+        "settings": {"steps": STEPS, "loop_steps": LOOP_STEPS, "burn_in_steps": BURN_IN_STEPS,
+                     "batch_cap": BATCH_CAP, "sample_n": SAMPLE_N, "n_real": N_REAL,
                      "probe_max_train": PROBE_MAX_TRAIN, "max_test_mnist": MAX_TEST,
                      "classifier_epochs": CLASSIFIER_EPOCHS, "model_modes": MODEL_MODES},
-        "features": features, "inception_weights": weights, "data": where, "snakemake_rc": rc,
         "rows": records,
-        "totals": {"rows": len(records), "rows_ok": sum(r["ok"] for r in records)},
+        # cpu_s / cores: the wall time on a machine whose cores run nothing else (jobs'
+        # CPU time from the benchmark files; Snakemake's own process left out)
+        "totals": {"rows": len(records), "rows_ok": sum(r["ok"] for r in records), "jobs_cpu_s": cpu},
         "wall_s": wall,
     }
     (out / REPORT_NAME).write_text(json.dumps(report, indent=1, default=str))
-    (out / "paper_smoke.md").write_text(f"# CPU paper smoke: {report['totals']['rows_ok']}/{len(records)} rows ok, "
-                                        f"{wall:.0f} s\n\nFeatures: {features}\n\n" + table(records))
+    ok = report["totals"]["rows_ok"]
+    head = (f"# CPU paper smoke: {ok}/{len(records)} rows ok, wall {_fmt(wall, '.0f')} s, "
+            f"jobs' CPU time {cpu:.0f} s\n\nFeatures: {report.get('features', '-')}\n\n")
+    (out / "paper_smoke.md").write_text(head + table(records))
     say(table(records))
-    say(f"paper smoke: {report['totals']['rows_ok']}/{len(records)} rows ok in {wall:.0f} s (Snakemake exit "
-        f"{rc}); wrote {out / REPORT_NAME} and {out / 'paper_smoke.md'}")
+    say(f"paper smoke: {ok}/{len(records)} rows ok, wall {_fmt(wall, '.0f')} s, jobs' CPU time {cpu:.0f} s "
+        f"(Snakemake exit {report.get('snakemake_rc')}); wrote {out / REPORT_NAME} and {out / 'paper_smoke.md'}")
     return report
 

@@ -122,7 +122,7 @@ def _status(run: Path, **extra) -> None:
 def _bench(results: Path, stage: str, d: str, v: str, rss: str, s: str = "4.0") -> None:
     p = results / "benchmarks" / stage / d / v / "seed0.tsv"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("s\th:m:s\tmax_rss\tmax_vms\n" f"{s}\t0:00:04\t{rss}\t10\n")
+    p.write_text("s\th:m:s\tmax_rss\tmax_vms\tcpu_time\n" f"{s}\t0:00:04\t{rss}\t10\t2.5\n")
 
 
 def test_row_record_format(tmp_path):
@@ -145,7 +145,8 @@ def test_row_record_format(tmp_path):
     assert rec["ok"] is True and rec["error"] is None
     assert rec["s_per_update"] == pytest.approx(1.5) and rec["peak_mem_mb"] == pytest.approx(1200.5)
     assert rec["extractor"] == "ebm-bench-domain" and rec["n_params"] == 1234
-    assert rec["jobs_wall_s"] == pytest.approx(12.0)
+    assert rec["jobs_wall_s"] == pytest.approx(12.0) and rec["jobs_cpu_s"] == pytest.approx(7.5)
+    assert ps.cpu_seconds(res) == pytest.approx(7.5)
     json.dumps(rec)  # JSON-serialisable
 
     (run / "metrics" / "probe.json").write_text(json.dumps({"status": "error", "error": "ValueError: boom"}))
