@@ -17,6 +17,7 @@
     ebm-bench bench reference --method NAME --reference-dir DIR [--updates K] --out OUT
                       (NAME: jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm)
     ebm-bench bench cost_claim [--quick] --out RESULTS_DIR [--repeats R --warmup W --updates U --first-seed S]
+    ebm-bench bench paper_smoke --data-root DIR --out OUT [--cores 2] [--datasets a,b] [--threads 1]
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
 (``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
@@ -203,7 +204,10 @@ def cmd_bench(args) -> None:
 
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None, out=args.out,
                    reference_dir=args.reference_dir, method=args.method, updates=args.updates,
-                   repeats=args.repeats, warmup=args.warmup, first_seed=args.first_seed)
+                   repeats=args.repeats, warmup=args.warmup, first_seed=args.first_seed,
+                   data_root=args.data_root, cores=args.cores,
+                   datasets=args.datasets.split(",") if args.datasets else None,
+                   inception_weights=args.inception_weights)
 
 
 GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
@@ -273,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--warmup", type=int, default=None, help="cost_claim: warm-up updates per repeat (default 1)")
     b.add_argument("--first-seed", type=int, default=0,
                    help="cost_claim: seed of the first repeat (default 0; adds repeats to earlier records)")
+    b.add_argument("--data-root", default=None, help="paper_smoke: folder holding MNIST/raw and FashionMNIST/raw "
+                                                     "(torchvision's files), optionally <dataset>/image_folder")
+    b.add_argument("--cores", type=int, default=None, help="paper_smoke: Snakemake --cores (default 2)")
+    b.add_argument("--datasets", default=None, help="paper_smoke: comma-separated paper.yaml datasets (default: all)")
+    b.add_argument("--inception-weights", default=None,
+                   help="paper_smoke: Inception weights file (default: torch hub's cache; absent: domain features)")
     for name in GPU_STAGES:
         sub.choices[name].add_argument("--gpus", type=int, default=None,
                                        help="cards to claim (default: 1 on device cuda, else 0)")

@@ -88,7 +88,7 @@ def _record(out: Path, variant: str, seed: int, method, spec: dict, ms: float, w
     """train_status.json + metrics/cost.json of one (variant, repeat), as the pipeline writes them."""
     from .evaluation.cost import QUIET_TIMING, sampler_steps_per_update, walkers_per_moved
     from .io import write_json
-    from .stages import _clean, _fingerprint_id
+    from .stages import clean_metrics, fingerprint_id
     from .train import n_trainable
 
     run_dir = out / "runs" / DATASET / variant / f"seed{seed}"
@@ -113,8 +113,8 @@ def _record(out: Path, variant: str, seed: int, method, spec: dict, ms: float, w
     protocol = {"directions": {k: "" for k in metrics}, "steps": updates, "warmup": warmup, "device": "cpu",
                 "resumed_from": None, "n_sampled": None, "interleaved": True, "fingerprint": fingerprint}
     doc = {"dataset": DATASET, "variant": variant, "method": spec["method"], "seed": seed, "family": "cost",
-           "status": "ok", "metrics": _clean(metrics), "protocol": protocol,
-           "fingerprint": _fingerprint_id(fingerprint), "provenance": provenance}
+           "status": "ok", "metrics": clean_metrics(metrics), "protocol": protocol,
+           "fingerprint": fingerprint_id(fingerprint), "provenance": provenance}
     write_json(doc, run_dir / "metrics" / "cost.json")
 
 

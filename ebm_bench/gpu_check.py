@@ -58,10 +58,21 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "jarzynski": ("n_steps", "sample_steps"),
     "stanley": ("n_steps", "sample_steps"),
     "nnefh": ("langevin_steps",),
+    "ebm_free_energy": ("langevin_steps",),  # the NN-EFH's M x L loop (M = gibbs_steps kept)
     "grbm": ("gibbs_steps", "sample_gibbs_steps"),
-    "hee": ("present_time", "joint_time", "joint_average", "marginal_time", "marginal_average"),
+    # feature_*: the inference run behind the probe's features (evaluation, not timed here)
+    "hee": ("present_time", "joint_time", "joint_average", "marginal_time", "marginal_average",
+            "feature_time", "feature_average"),
 }
-FLOAT_KNOBS = {"present_time", "joint_time", "joint_average", "marginal_time", "marginal_average"}
+FLOAT_KNOBS = {"present_time", "joint_time", "joint_average", "marginal_time", "marginal_average",
+               "feature_time", "feature_average"}
+# one-off loops before training (unweighted ULA over all chains / walkers: paper 003's
+# reference runs 2,000 and 8,000 steps): not part of an update, so never in KNOBS
+BURN_IN_KNOBS = ("burn_in_steps",)
+# outer loops around a KNOBS loop (NN-EFH: M Gibbs sweeps of L Langevin steps): scaling
+# both by one factor would make the cost quadratic in it, so the GPU check keeps them and
+# only shrink_loops cuts them
+NESTED_KNOBS: dict[str, tuple[str, ...]] = {"nnefh": ("gibbs_steps",), "ebm_free_energy": ("gibbs_steps",)}
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -99,16 +110,45 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _scaled(params: dict, method: str, frac: float) -> dict:
-    p = dict(params)
-    for k in KNOBS.get(method, ()):
-        if k in p and p[k]:
-            p[k] = float(p[k]) * frac if k in FLOAT_KNOBS else max(1, int(round(int(p[k]) * frac)))
+def _consistent(p: dict, method: str) -> dict:
+    """Keys bounded by a loop length, kept valid after it shrank (grbm: the negatives start
+    within the Gibbs chain; hee: learning starts within the presentation)."""
     if method == "grbm":
         p["neg_burn_in"] = min(int(p.get("neg_burn_in", 0)), int(p["gibbs_steps"]) - 1)
     if method == "hee":
         p["learn_after"] = min(float(p.get("learn_after", 0.0)), 0.5 * float(p["present_time"]))
     return p
+
+
+def _scaled(params: dict, method: str, frac: float) -> dict:
+    p = dict(params)
+    for k in KNOBS.get(method, ()):
+        if k in p and p[k]:
+            p[k] = float(p[k]) * frac if k in FLOAT_KNOBS else max(1, int(round(int(p[k]) * frac)))
+    return _consistent(p, method)
+
+
+def shrink_loops(params: dict, method: str, steps: int = 2, burn_in: int = 1) -> dict:
+    """``params`` with every loop-length knob of ``method`` (KNOBS and NESTED_KNOBS) cut
+    to at most ``steps`` steps and the burn-in (BURN_IN_KNOBS: ULA over every chain, the
+    costliest loop per step) to at most ``burn_in``, each on its own: an integer knob to
+    min(value, steps); a time knob (HEE, in tau_x) to at most ``steps`` Euler steps of
+    ``dt``, an average never above its total (supp. Table 1's 300 tau_x presentation is
+    30,000 steps). Knobs that are 0 ("off", or "= another knob") stay 0. Nothing else
+    changes: network, populations (walkers, buffers, hidden units) and step sizes are the
+    row's. Used by the CPU paper smoke (ebm_bench/paper_smoke.py)."""
+    p = dict(params)
+    dt = float(p.get("dt", 1.0))
+    limits = {**{k: steps for k in (*KNOBS.get(method, ()), *NESTED_KNOBS.get(method, ()))},
+              **{k: burn_in for k in BURN_IN_KNOBS}}
+    for k, n in limits.items():
+        if k not in p or not p[k]:
+            continue
+        if k in FLOAT_KNOBS:
+            p[k] = min(float(p[k]), n * dt)
+        else:
+            p[k] = min(int(p[k]), int(n))
+    return _consistent(p, method)
 
 
 def _fractions(params: dict, method: str, quick: bool) -> list[float]:

@@ -30,7 +30,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, out_png) -> Path:
+def save_figure(fig, out_png) -> Path:
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp.png")
@@ -97,7 +97,7 @@ def sample_grid(samples: np.ndarray, out_png, is_image: bool, real: np.ndarray |
             ax.set_axis_off()
         ax.set_title(title or f"{min(n, MAX_GRID)} of {n} samples", fontsize=10)
         try:
-            return _save(fig, out_png)
+            return save_figure(fig, out_png)
         finally:
             plt.close(fig)
 
@@ -134,7 +134,7 @@ def sample_grid(samples: np.ndarray, out_png, is_image: bool, real: np.ndarray |
     note = f" (first 2 of {dim} dims)" if dim > 2 else ""
     ax.set_title(title or f"{len(x)} of {n} samples{note}", fontsize=10)
     try:
-        return _save(fig, out_png)
+        return save_figure(fig, out_png)
     finally:
         plt.close(fig)
 
@@ -193,7 +193,7 @@ def training_curves(train_log_csv, out_png, title: str | None = None) -> Path:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     try:
-        return _save(fig, out_png)
+        return save_figure(fig, out_png)
     finally:
         plt.close(fig)
 

@@ -119,11 +119,14 @@ def classifier_stage(spec: dict[str, Any], out: Path, threads: int | None = None
     data = load_dataset(ds["type"], ds["params"], Path(ds.get("data_root", spec.get("data_root", "data"))))
     if data.y_train is None:
         raise SystemExit(f"dataset {ds['name']!r} has no labels: no domain classifier can be trained")
+    # the config's `classifier` section (schema: epochs); absent keys keep the trainer's defaults
+    options = {k: int(v) for k, v in (spec.get("classifier") or {}).items() if k in ("epochs",)}
     with progress.scope(ds["name"], "classifier"):
         ckpt, info = train_domain_classifier(data.x_train, data.y_train, data.x_test, data.y_test,
-                                             seed=CLASSIFIER_SEED, num_classes=data.num_classes)
+                                             seed=CLASSIFIER_SEED, num_classes=data.num_classes, **options)
     sha = save_classifier(out, ckpt)
-    print(f"[{ds['name']}] domain classifier: test accuracy {info['test_accuracy']:.3f}, sha256 {sha[:12]}")
+    print(f"[{ds['name']}] domain classifier ({info['epochs']} epochs): test accuracy {info['test_accuracy']:.3f}, "
+          f"sha256 {sha[:12]}")
 
 
 # --- reference statistics ------------------------------------------------------------
@@ -221,12 +224,12 @@ def load_reference(path: Path) -> dict[str, Any]:
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def _clean(metrics: dict) -> dict:
+def clean_metrics(metrics: dict) -> dict:
     return {k: (None if v is None or (isinstance(v, float) and not np.isfinite(v)) else float(v))
             for k, v in metrics.items()}
 
 
-def _fingerprint_id(fp: dict | None) -> str | None:
+def fingerprint_id(fp: dict | None) -> str | None:
     return None if not fp else spec_hash(fp)[:12]
 
 
@@ -253,8 +256,8 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
     def write(family: str, status: str, metrics: dict, protocol: dict, error: str | None = None) -> None:
         if isinstance(protocol.get("flags"), dict):  # every flag reads "unreliable: <reason>"
             protocol = {**protocol, "flags": {k: unreliable(str(v)) for k, v in protocol["flags"].items()}}
-        doc = {**base, "family": family, "status": status, "metrics": _clean(metrics), "protocol": protocol,
-               "fingerprint": _fingerprint_id(protocol.get("fingerprint")), "provenance": runs.provenance(spec)}
+        doc = {**base, "family": family, "status": status, "metrics": clean_metrics(metrics), "protocol": protocol,
+               "fingerprint": fingerprint_id(protocol.get("fingerprint")), "provenance": runs.provenance(spec)}
         if error is not None:
             doc["error"] = error
         write_json(doc, out_dir / f"{family}.json")

@@ -308,3 +308,41 @@ def test_sparse_connections_stay_sparse():
     assert all(0.1 < float(z.float().mean()) < 1 - 0.1 for z in zero)
     m.train_step(torch.randn(16, 30), 1)
     assert all(bool((w[z] == 0).all()) for w, z in zip(m.W, zero))
+
+
+def test_full_quadratic_interneuron_moment_is_the_batch_mean_without_per_sample_matrices():
+    """quadratic: full with interneurons: the Lambda update reads the batch mean of the
+    interneurons' u u^T (averaged over the k interneurons), computed as one (n, n) product
+    (HEE.interneuron_second_moment), never as B per-sample (n, n) matrices (4.6 GB per
+    Euler step at CIFAR-10's first layer, supp. Table 1); the update is the one the
+    per-sample estimates give."""
+    from ebm_bench.methods.hee import HEE
+
+    g = torch.Generator().manual_seed(0)
+    U = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)  # k = 3 interneurons, B = 5, n = 4
+    per_sample = (U[:, :, :, None] * U[:, :, None, :]).mean(0)  # (B, n, n): the old estimate
+    assert torch.allclose(HEE.interneuron_second_moment(U), per_sample.mean(0), atol=1e-12)
+    m = _model(layers=[3, 4], quadratic="full")
+    X = torch.randn(5, m.N, generator=g, dtype=torch.float64)
+    A = torch.randn(5, m.N, generator=g, dtype=torch.float64)
+    Uk = torch.randn(2, 5, m.N, generator=g, dtype=torch.float64)
+    FX = m.f(X)
+    old = m.updates(X, FX, A, [(Uk[:, :, s, None] * Uk[:, :, None, s]).mean(0) for s in m.sl])
+    new = m.updates(X, FX, A, [HEE.interneuron_second_moment(Uk[:, :, s]) for s in m.sl])
+    for a, b in zip(old["lam"], new["lam"]):
+        assert torch.allclose(a, b, atol=1e-12)
+    # the dynamics hand the update (n, n) matrices: no (B, n, n) tensor is built
+    seen = []
+    orig = HEE.updates
+
+    def spy(self, X, FX, A, A2):
+        seen.extend(a.dim() for a in A2)
+        return orig(self, X, FX, A, A2)
+
+    m2 = _model(layers=[3, 4], quadratic="full", present_time=0.05)  # 5 Euler steps
+    HEE.updates = spy
+    try:
+        m2.train_step(torch.randn(6, m2.sizes[0], generator=g), 1)
+    finally:
+        HEE.updates = orig
+    assert seen and set(seen) == {2}

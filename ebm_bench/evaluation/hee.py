@@ -5,7 +5,7 @@ own trained parameters.
 no Monte Carlo). For each reading of the inference dynamics -- ``first`` (first-order
 Langevin), ``literal`` (supp. Eq. 5-7 as printed) and ``driven`` (v driven by z; both
 second-order readings with v0 from its stationary law, the method's default) -- from the
-exact mean and covariance of the EM recursion (:func:`ebm_bench.bench.hee_mixing`, the
+exact mean and covariance of the EM recursion (:func:`ebm_bench.evaluation.hee_moments.hee_mixing`, the
 same code as ``ebm-bench bench hee_inference``), z0 ~ N(0, I):
 
 - ``hee_t_mean_<reading>``: time (tau_x) until the RMS error of E z_t stays below 0.1
@@ -54,7 +54,7 @@ def hee_mixing(ctx):
     method = ctx.method
     if not _is_hee(method) or method.params.get("nonlinearity") != "linear" or method.full:
         return None
-    from ..bench import _hee_linear_posterior, hee_mixing as mixing
+    from .hee_moments import hee_linear_posterior, hee_mixing as mixing
 
     keys = [f"hee_{q}_{r}" for q in ("t_mean", "t_cov", "iact") for r in READINGS]
     p = method.params
@@ -74,7 +74,7 @@ def hee_mixing(ctx):
     tau = method.tau_vec[method.sizes[0]:].double().cpu()
     out = {}
     for i, x0 in enumerate(x0s):
-        H, c = _hee_linear_posterior(m, x0[None])
+        H, c = hee_linear_posterior(m, x0[None])
         res = mixing(H, c, tau, method.dt, float(p["m"]), float(p["tau_v_factor"]), readings=READINGS)
         for r, v in res.items():
             out.setdefault(f"hee_t_mean_{r}", []).append(v["t_mean_0.1"])

@@ -58,7 +58,7 @@ def probe(ctx):
     data, method = ctx.data, ctx.method
     if data.y_train is None:
         return None
-    from ..metrics.probe import linear_probe
+    from ..metrics.probe import linear_probe, probe_subset
 
     max_train = int(ctx.ev["probe_max_train"])
     control = bool(getattr(method, "probe_untrained_control", False))
@@ -80,12 +80,16 @@ def probe(ctx):
         sets.append(("_untrained", untrained))
     metrics: dict[str, float] = {}
     r = None
+    # features of the rows the probe fits on only (linear_probe draws the same rows from
+    # the same seed, so the fit is the one on all rows' features, at max_train / N the cost)
+    rows = torch.from_numpy(probe_subset(len(data.x_train), max_train, 0))
+    x_fit, y_fit = data.x_train[rows], data.y_train[rows]
     for suffix, m in sets:
-        f_train = batched(m.features, data.x_train.to(m.device))
+        f_train = batched(m.features, x_fit.to(m.device))
         f_te = f_test if not suffix else batched(m.features, data.x_test.to(m.device))
         for fname in f_train:
             for prefix, standardise in probes_for(fname, control):
-                r = linear_probe(f_train[fname].numpy(), data.y_train.numpy(), f_te[fname].numpy(),
+                r = linear_probe(f_train[fname].numpy(), y_fit.numpy(), f_te[fname].numpy(),
                                  data.y_test.numpy(), seed=0, max_train=max_train, standardise=standardise)
                 name = f"{prefix}_{fname}{suffix}"
                 metrics[name] = r["accuracy"]

@@ -310,9 +310,9 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str,
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    from ..plots import _save
+    from ..plots import save_figure
 
-    out_png = _save(fig, out_png)
+    out_png = save_figure(fig, out_png)
     plt.close(fig)
     return out_png
 

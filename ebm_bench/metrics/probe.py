@@ -36,6 +36,17 @@ def _as_labels(y: Any) -> np.ndarray:
     return np.asarray(y).astype(np.int64).ravel()
 
 
+def probe_subset(n: int, max_train: int | None, seed: int = 0) -> np.ndarray:
+    """The training rows :func:`linear_probe` fits on: all ``n`` (``max_train`` None or
+    >= n), else ``max_train`` drawn without replacement by ``np.random.default_rng(seed)``,
+    sorted. Public so that a caller can compute features of these rows only (the probe
+    family: features of 50,000 training images for a fit on 5,000 would cost ten times
+    the network passes) and get the same fit."""
+    if max_train is None or n <= int(max_train):
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=int(max_train), replace=False))
+
+
 def linear_probe(
     f_train: Any,
     y_train: Any,
@@ -70,7 +81,7 @@ def linear_probe(
     if xtr.shape[1] != xte.shape[1]:
         raise ValueError(f"train/test feature dims differ: {xtr.shape[1]} vs {xte.shape[1]}")
     if max_train is not None and xtr.shape[0] > max_train:
-        idx = np.sort(np.random.default_rng(seed).choice(xtr.shape[0], size=int(max_train), replace=False))
+        idx = probe_subset(xtr.shape[0], max_train, seed)
         xtr, ytr = xtr[idx], ytr[idx]
 
     # sklearn >= 1.8 deprecates `penalty`; l1_ratio = 0 is the same L2 penalty

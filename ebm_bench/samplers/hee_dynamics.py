@@ -220,7 +220,7 @@ def linear_recursion(H: torch.Tensor, dt: float, tau_z: Tau, order: int, m: floa
     return M, B, K
 
 
-def _lyapunov(M: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+def lyapunov(M: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
     """S = M S M^T + Q by doubling (S = sum_k M^k Q M^kT); M must be stable."""
     s, a = Q.clone(), M.clone()
     for _ in range(64):
@@ -241,7 +241,7 @@ def stationary_cov_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order:
     ``order = 2`` the state is (z, v) and the (2n, 2n) covariance is returned.
     """
     M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
-    return _lyapunov(M, B @ B.T)
+    return lyapunov(M, B @ B.T)
 
 
 def lag_autocov_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, lags: list[int],
@@ -249,7 +249,7 @@ def lag_autocov_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: in
     """Stationary Cov(z_{t+k}, z_t) of the EM recursion for each lag k (in steps), exactly:
     the z-block of M^k S."""
     M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
-    S = _lyapunov(M, B @ B.T)
+    S = lyapunov(M, B @ B.T)
     n = precision.shape[0]
     return [(torch.linalg.matrix_power(M, k) @ S)[:n, :n] for k in lags]
 
@@ -260,7 +260,7 @@ def iact_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, w: t
     scalar w^T z under the EM recursion, exactly: dt (1 + 2 sum_{k>=1} rho_k) with
     sum_{k>=0} M^k S = (I - M)^{-1} S."""
     M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
-    S = _lyapunov(M, B @ B.T)
+    S = lyapunov(M, B @ B.T)
     n = precision.shape[0]
     wz = torch.zeros(M.shape[0], dtype=torch.float64)
     wz[:n] = w.double()

@@ -301,12 +301,19 @@ def tracked_param(stage):
 
 def dataset_job_spec(dataset):
     """The spec of the per-dataset jobs (download, classifier): the resolved dataset
-    (ebm_bench.config.dataset_spec) with where its files live and the device."""
-    return {
+    (ebm_bench.config.dataset_spec) with where its files live and the device, and the
+    config's `classifier` section where it has one. Only then: the schema gives that
+    section no default, so the tracked params of the classifier jobs of every existing
+    results folder stay what they were (a new key would retrain every classifier, and
+    with it rebuild every reference and evaluation)."""
+    spec = {
         "dataset": dataset_spec(config, dataset),
         "data_root": config["data_root"],
         "device": config["device"],
     }
+    if config.get("classifier"):
+        spec["classifier"] = dict(config["classifier"])
+    return spec
 
 
 def dataset_spec_param(w):
