@@ -171,7 +171,7 @@ def test_row_record_format(tmp_path):
     assert "| mnist | pcd | yes | 1.50 | 1200 |" in text and "| mnist | nnefh | NO |" in text
 
 
-def test_prepare_data_requires_the_raw_files_and_generates_image_folders(tmp_path):
+def test_prepare_data_requires_the_raw_files_and_generates_image_folders(tmp_path, monkeypatch):
     """MNIST-format datasets only from torchvision's raw files (one error naming what is
     missing, before anything runs); checksummed datasets from a generated image folder
     that the image_folder loader reads at the row's shape."""
@@ -191,11 +191,8 @@ def test_prepare_data_requires_the_raw_files_and_generates_image_folders(tmp_pat
         write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8) % 10)
     said = []
-    ps.FOLDER_SHAPES["flowers102"] = (3, 4, 2)  # small for the test (restored below)
-    try:
-        where = ps.prepare_data(paper, src, tmp_path / "d2", say=said.append)
-    finally:
-        ps.FOLDER_SHAPES["flowers102"] = (102, 3, 1)
+    monkeypatch.setitem(ps.FOLDER_SHAPES, "flowers102", (3, 4, 2))  # small for the test
+    where = ps.prepare_data(paper, src, tmp_path / "d2", say=said.append)
     assert "synthetic" in where["flowers102"] and "SYNTHETIC" in said[0]
     assert where["mnist"].startswith("torchvision raw files")
     m = load_dataset("mnist", {"size": 32}, tmp_path / "d2")

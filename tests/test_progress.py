@@ -219,6 +219,20 @@ def test_hee_eager_loop_prints_its_euler_steps(every_tick, capsys):
     assert re.search(r"chains 2/4 > hee joint Euler step 1/\d+", err)
 
 
+def test_hee_compiled_loop_prints_its_euler_steps(every_tick, capsys):
+    """The C loop ticks the simulation's task between its calls into the kernel."""
+    from ebm_bench.methods.hee import HEE
+    from ebm_bench.samplers import hee_compiled
+
+    if not hee_compiled.available()[0]:
+        pytest.skip(f"C kernel unavailable: {hee_compiled.available()[1]}")
+    m = HEE({**HEE.tiny, "inner_loop": "compiled", "sample_batch": 2}, DataInfo((2,), False), "cpu", 0)
+    assert m.loop == "compiled"
+    m.sample(4, generation="joint")
+    err = capsys.readouterr().err
+    assert re.search(r"chains 2/4 > hee joint Euler step \d+/\d+", err)
+
+
 def test_benchmarks_print_under_their_name(every_tick, monkeypatch, capsys):
     """``ebm-bench bench`` runs each benchmark in a scope named after it: the loops inside
     (cost_claim's updates, gmm_run's steps, gpu_check's rows and their samplers) print
