@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from ebm_bench.data.base import from_uint8, load_dataset
+from ebm_bench.data.idx import write_idx  # the project's idx-ubyte writer (read back by torchvision in test_paper_smoke)
 from ebm_bench.errors import ConfigError, DatasetMissing
 from ebm_bench.registry import DATASETS
 
@@ -280,12 +281,6 @@ def test_gmm_teacher_config_errors():
 
 
 # --------------------------------------------------------------------------- tiny on-disk datasets
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    """idx-ubyte: 0x0000, dtype code 0x08 (ubyte), ndim, big-endian int32 dims, data."""
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
-    path.write_bytes(header + arr.astype(np.uint8).tobytes())
-
-
 def _mnist_value(i: int, split: int) -> int:
     return (37 * i + 11 * split) % 256
 
@@ -298,8 +293,8 @@ def _make_mnist(root: Path, folder: str, n_train=30, n_test=12) -> None:
         # strip of 6 rows pins the orientation
         imgs = np.stack([np.full((28, 28), _mnist_value(i, split)) for i in range(n)])
         imgs[:, :6] = 0
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", imgs)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", imgs)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
 
 
 def _image_values(x: torch.Tensor) -> list[int]:

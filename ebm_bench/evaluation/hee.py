@@ -90,6 +90,8 @@ def hee_mixing(ctx):
 
 def _generation_exact_2d(ctx):
     """``hee_generation`` on a known 2D density: MMD^2 of joint and marginal generation."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN
+
     from ..metrics.mmd import median_bandwidth, mmd2_rbf
 
     method, data, p = ctx.method, ctx.data, ctx.method.params
@@ -120,7 +122,7 @@ def _generation_exact_2d(ctx):
             for out, tag in tags.items():
                 fake = outs[out].double().reshape(n, -1).numpy()
                 metrics[f"mmd_samples_{g}_{tag}"] = (
-                    float(mmd2_rbf(real, fake, sigma, kid_subsets(ctx.ev))["kernel_inception_distance_mean"])
+                    float(mmd2_rbf(real, fake, sigma, kid_subsets(ctx.ev))[KEY_METRIC_KID_MEAN])
                     if np.isfinite(fake).all() else None)
     finally:
         p.update(saved)
