@@ -20,10 +20,10 @@
     ebm-bench bench paper_smoke --data-root DIR --out OUT [--cores 2] [--datasets a,b] [--threads 1]
 
 train, sample, evaluate and classifier claim their GPU before CUDA starts
-(``ebm_bench.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
+(``ebm_bench.pipeline.gpu``): one card on ``device: cuda``, none on cpu, or ``--gpus N``. A job
 that SLURM placed on a card keeps that card. The card is printed to the job's log.
 
-``--spec`` is the JSON run spec made by ``ebm_bench.config.run_spec`` (the rules pass it);
+``--spec`` is the JSON run spec made by ``ebm_bench.pipeline.config.run_spec`` (the rules pass it);
 ``--spec @file.json`` reads it from a file. ``--threads N`` limits OpenMP/BLAS and torch
 to N threads; it is applied before numpy or torch is imported.
 
@@ -38,7 +38,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, DatasetMissing, WeightsMissing
+from ebm_bench.core.errors import ConfigError, DatasetMissing, WeightsMissing
 
 
 def _spec(text: str) -> dict:
@@ -51,7 +51,7 @@ def _spec(text: str) -> dict:
 
 
 def cmd_list(args) -> None:
-    from .registry import DATASETS, METHODS, NETWORKS
+    from ebm_bench.core.registry import DATASETS, METHODS, NETWORKS
 
     for reg in (DATASETS, NETWORKS, METHODS):
         print(f"{reg.kind}s:")
@@ -61,8 +61,8 @@ def cmd_list(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from . import runs
-    from .train import train
+    from ebm_bench.training import runs
+    from ebm_bench.training.loop import train
 
     spec = _spec(args.spec)
     runs.set_threads(args.threads)
@@ -79,13 +79,13 @@ def _gpu_status(args) -> dict | None:
 
 
 def cmd_sample(args) -> None:
-    from .stages import sample_stage
+    from ebm_bench.pipeline.stages import sample_stage
 
     sample_stage(_spec(args.spec), Path(args.run_dir), args.threads)
 
 
 def cmd_evaluate(args) -> None:
-    from .stages import evaluate_stage
+    from ebm_bench.pipeline.stages import evaluate_stage
 
     evaluate_stage(_spec(args.spec), Path(args.run_dir), Path(args.classifier) if args.classifier else None,
                    args.threads, reference=Path(args.reference) if args.reference else None)
@@ -95,8 +95,8 @@ def cmd_run(args) -> None:
     """train + sample + evaluate of one run in one process (combine_stages: true)."""
     import time
 
-    from .io import write_json
-    from .stages import evaluate_stage, sample_stage
+    from ebm_bench.core.io import write_json
+    from ebm_bench.pipeline.stages import evaluate_stage, sample_stage
 
     t0 = time.perf_counter()
     cmd_train(args)
@@ -115,26 +115,26 @@ def cmd_run(args) -> None:
 
 
 def cmd_reference(args) -> None:
-    from .stages import reference_stage
+    from ebm_bench.pipeline.stages import reference_stage
 
     reference_stage(_spec(args.spec), Path(args.classifier) if args.classifier else None, Path(args.out),
                     args.threads)
 
 
 def cmd_classifier(args) -> None:
-    from .stages import classifier_stage
+    from ebm_bench.pipeline.stages import classifier_stage
 
     classifier_stage(_spec(args.spec), Path(args.out), args.threads)
 
 
 def _write_flag(path: str, text: str) -> None:
-    from .io import atomic_write_bytes
+    from ebm_bench.core.io import atomic_write_bytes
 
     atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
 def cmd_download(args) -> None:
-    from .registry import DATASETS
+    from ebm_bench.core.registry import DATASETS
 
     if args.spec:
         spec = _spec(args.spec)
@@ -151,7 +151,7 @@ def cmd_download(args) -> None:
 
 
 def cmd_fetch_inception(args) -> None:
-    from .metrics.extractors import fetch_inception_weights
+    from ebm_bench.metrics.extractors import fetch_inception_weights
 
     path = fetch_inception_weights(Path(args.dest) if args.dest else None)
     print(path)
@@ -161,8 +161,8 @@ def cmd_fetch_inception(args) -> None:
 
 def cmd_tables(args) -> None:
     """Verdicts first (claims.md opens summary.md), then every table."""
-    from .claims import DEFAULT_CLAIMS, ClaimError, build_claims
-    from .tables import DEFAULT_REPORTED, build_tables
+    from ebm_bench.claims import DEFAULT_CLAIMS, ClaimError, build_claims
+    from ebm_bench.reports.tables import DEFAULT_REPORTED, build_tables
 
     reported = Path(args.reported) if args.reported else DEFAULT_REPORTED
     claims = Path(args.claims) if args.claims else DEFAULT_CLAIMS
@@ -180,7 +180,7 @@ def cmd_tables(args) -> None:
 
 def cmd_claims(args) -> None:
     """The verdicts alone, from every results folder the claims' designs name."""
-    from .claims import DEFAULT_CLAIMS, ClaimError, build_claims
+    from ebm_bench.claims import DEFAULT_CLAIMS, ClaimError, build_claims
 
     dirs = args.results_dir or ["results"]
     try:
@@ -193,14 +193,14 @@ def cmd_claims(args) -> None:
 
 
 def cmd_plot(args) -> None:
-    from .plots import training_curves
+    from ebm_bench.reports.plots import training_curves
 
     run_dir = Path(args.run_dir)
     training_curves(run_dir / "train_log.csv", run_dir / "train_curves.png")
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_benchmarks
+    from ebm_bench.bench.suite import run_benchmarks
 
     run_benchmarks(quick=args.quick, threads=args.threads, only=args.names or None, out=args.out,
                    reference_dir=args.reference_dir, method=args.method, updates=args.updates,
@@ -215,7 +215,7 @@ GPU_STAGES = ("train", "sample", "evaluate", "classifier", "reference", "run")
 
 def _claim_gpus(args):
     """Claim the job's cards before torch starts CUDA, and say which in the job's log."""
-    from . import gpu
+    from ebm_bench.pipeline import gpu
 
     n = args.gpus
     if n is None:
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     add("plot", cmd_plot, "run-dir")
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")
-    b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.BENCHMARKS)")
+    b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.suite.BENCHMARKS)")
     b.add_argument("--out", default=None, help="gpu: folder for gpu_check.json / .md; cost_claim: results folder "
                                                 "for its run records (runs/cifar10_cost/...)")
     b.add_argument("--reference-dir", default=None,
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.choices[name].add_argument("--gpus", type=int, default=None,
                                        help="cards to claim (default: 1 on device cuda, else 0)")
     args = parser.parse_args(argv)
-    from .threads import limit_threads
+    from ebm_bench.core.threads import limit_threads
 
     limit_threads(args.threads)  # before anything imports numpy or torch
     try:

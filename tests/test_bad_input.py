@@ -9,7 +9,7 @@ A row is ``Case(id, input, expect, stop)``:
 - ``expect``: a regular expression the message must match (``re.search``);
 - ``stop``: where it must stop, a key of ``STOPS``, whose runner returns the message:
 
-  ``config``   ``ebm_bench.config.check_config`` raises ConfigError: before any job
+  ``config``   ``ebm_bench.pipeline.config.check_config`` raises ConfigError: before any job
   ``dry_run``  ``snakemake -n`` on a tiny config fails: before any job
   ``load``     a dataset load raises (the job stops at its start, before any compute)
   ``train``    training goes on with a warning (corrupt checkpoint: restarts from step 0)
@@ -93,7 +93,7 @@ def _tiny_run(t: Path):
     from conftest import _tiny_vector_data
 
     from ebm_bench.methods.base import DataInfo
-    from ebm_bench.registry import METHODS
+    from ebm_bench.core.registry import METHODS
 
     data = _tiny_vector_data()
     cls = METHODS.get("short_run")
@@ -112,7 +112,7 @@ def _garbage_checkpoint(t: Path):
 
 
 def _truncated_checkpoint(t: Path):
-    from ebm_bench.train import train
+    from ebm_bench.training.loop import train
 
     make, data, run = _tiny_run(t)
     train(make(), data.x_train, {**TRAIN, "steps": 2}, run, "cid", 0)  # a real checkpoint at step 2
@@ -305,10 +305,10 @@ CASES: list[Case] = [
 
 def _evaluated_run(t: Path, corrupt: str):
     """A tiny trained and sampled rings run, broken as asked; returns (spec, run folder, env)."""
-    from ebm_bench import runs
-    from ebm_bench.config import run_spec
-    from ebm_bench.stages import sample_stage
-    from ebm_bench.train import train
+    from ebm_bench.training import runs
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.pipeline.stages import sample_stage
+    from ebm_bench.training.loop import train
 
     cfg = {"datasets": {"rings": {"type": "toy2d", "params": {"density": "rings", "n_train": 300, "n_test": 200},
                                   "variant_params": {"*": {"step_size": 0.01, "temperature": 1.0, "n_steps": 3}}}},
@@ -331,8 +331,8 @@ def _evaluated_run(t: Path, corrupt: str):
 def _stop_evaluate(case: Case, t: Path) -> str:
     """evaluate_stage never raises; every family without values says why, one line each
     ("family: status: message"), as the tables read it back."""
-    from ebm_bench.stages import evaluate_stage
-    from ebm_bench.tables import build_tables
+    from ebm_bench.pipeline.stages import evaluate_stage
+    from ebm_bench.reports.tables import build_tables
 
     spec, run, env, truncate = case.input(t)
     old = {k: os.environ.get(k) for k in env}
@@ -371,8 +371,8 @@ def _stop_evaluate(case: Case, t: Path) -> str:
 
 
 def _stop_config(case: Case, t: Path) -> str:
-    from ebm_bench.config import check_config
-    from ebm_bench.errors import ConfigError
+    from ebm_bench.pipeline.config import check_config
+    from ebm_bench.core.errors import ConfigError
 
     c = copy.deepcopy(BASE)
     case.input(c, t)
@@ -405,7 +405,7 @@ def _stop_dry_run(case: Case, t: Path) -> str:
 
 def _stop_load(case: Case, t: Path) -> str:
     from ebm_bench.data import load_dataset
-    from ebm_bench.errors import ConfigError, DatasetMissing
+    from ebm_bench.core.errors import ConfigError, DatasetMissing
 
     name, params, root = case.input(t)
     with pytest.raises((ConfigError, DatasetMissing)) as e:
@@ -414,8 +414,8 @@ def _stop_load(case: Case, t: Path) -> str:
 
 
 def _stop_train(case: Case, t: Path) -> str:
-    from ebm_bench.io import read_json
-    from ebm_bench.train import train
+    from ebm_bench.core.io import read_json
+    from ebm_bench.training.loop import train
 
     make, data, run = case.input(t)
     import contextlib
@@ -480,7 +480,7 @@ def test_the_table_is_large_and_unique() -> None:
 
 
 def _components():
-    from ebm_bench.registry import DATASETS, METHODS, NETWORKS
+    from ebm_bench.core.registry import DATASETS, METHODS, NETWORKS
 
     return [(reg.kind, name, cls) for reg in (DATASETS, NETWORKS, METHODS) for name, cls in reg.items()]
 
@@ -489,7 +489,7 @@ def _components():
 def test_declared_checks_fit_the_defaults(kind, name, cls) -> None:
     """Every declared check names a parameter, and every default passes its own check
     (and the class's cross-key rules): a wrong declaration fails here, not in a user's run."""
-    from ebm_bench import validation as V
+    from ebm_bench.core import validation as V
 
     defaults = V.defaults_of(cls)
     same_kind = set().union(*(V.defaults_of(c) for k, _, c in _components() if k == kind))
@@ -520,7 +520,7 @@ def test_list_shows_a_docstring_for_every_component() -> None:
 
 @pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", "config/gmm.yaml"])
 def test_shipped_configs_pass(path) -> None:
-    from ebm_bench.config import check_config
+    from ebm_bench.pipeline.config import check_config
 
     check_config(yaml.safe_load((ROOT / path).read_text()))
 

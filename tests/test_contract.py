@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from ebm_bench.io import load_torch
+from ebm_bench.core.io import load_torch
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
-from ebm_bench.train import train
+from ebm_bench.core.registry import METHODS
+from ebm_bench.training.loop import train
 
 TRAIN = {"steps": 6, "batch_size": 16, "checkpoint_every": 2, "log_every": 1}
 

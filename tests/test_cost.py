@@ -12,7 +12,7 @@ import pytest
 
 from ebm_bench.evaluation.cost import cost, sampler_steps_per_update, walkers_per_moved
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
+from ebm_bench.core.registry import METHODS
 
 INFO = DataInfo((2,), False, None)
 

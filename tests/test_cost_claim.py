@@ -1,4 +1,4 @@
-"""``ebm-bench bench cost_claim`` (ebm_bench/cost_claim.py): the --quick benchmark writes run
+"""``ebm-bench bench cost_claim`` (ebm_bench/bench/cost_claim.py): the --quick benchmark writes run
 records that the tables read as runs of config/paper_cpu.yaml and that a p003_cost-like
 claim judges as a paired comparison with its cost gates passing. No timing is asserted
 (timings never live in tests)."""
@@ -11,9 +11,9 @@ import pandas as pd
 import yaml
 
 from ebm_bench import claims as C
-from ebm_bench.bench import BENCHMARKS, run_benchmarks
-from ebm_bench.cost_claim import DATASET, PROVENANCE, QUICK, QUICK_SIZES
-from ebm_bench.tables import collect
+from ebm_bench.bench.suite import BENCHMARKS, run_benchmarks
+from ebm_bench.bench.cost_claim import DATASET, PROVENANCE, QUICK, QUICK_SIZES
+from ebm_bench.reports.tables import collect
 
 REPO_CLAIMS = Path(__file__).resolve().parents[1] / "config" / "claims.yaml"
 

@@ -21,8 +21,8 @@ import torch
 
 from ebm_bench.data.base import from_uint8, load_dataset
 from ebm_bench.data.idx import write_idx  # the project's idx-ubyte writer (read back by torchvision in test_paper_smoke)
-from ebm_bench.errors import ConfigError, DatasetMissing
-from ebm_bench.registry import DATASETS
+from ebm_bench.core.errors import ConfigError, DatasetMissing
+from ebm_bench.core.registry import DATASETS
 
 TESTED = {"digits", "digits_236", "toy2d", "gmm_teacher", "mnist", "mnist_236", "fashion_mnist", "cifar10",
           "celeba", "flowers102", "image_folder"}
@@ -47,7 +47,7 @@ def test_light_imports():
     """The registry and the embedded datasets import neither torchvision nor sklearn."""
     code = (
         "import sys\n"
-        "from ebm_bench.registry import DATASETS\n"
+        "from ebm_bench.core.registry import DATASETS\n"
         "DATASETS.names()\n"
         "from ebm_bench.data.base import from_uint8, load_dataset\n"
         "load_dataset('toy2d', {'n_train': 10, 'n_test': 10}, '.')\n"

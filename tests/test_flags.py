@@ -27,7 +27,7 @@ def test_fid_kid_on_three_logits_are_flagged(untrained_classifier, tmp_path: Pat
     from ebm_bench.evaluation import EvalContext
     from ebm_bench.evaluation.fid import fid
     from ebm_bench.metrics.extractors import DomainExtractor
-    from ebm_bench.stages import reference_stage
+    from ebm_bench.pipeline.stages import reference_stage
 
     flags = {}
     for name in ("digits", "digits_236"):
@@ -55,7 +55,7 @@ def test_model_modes_flagged_below_30_effective_chains(untrained_classifier, tmp
     from ebm_bench.evaluation.model_modes import MIN_EFFECTIVE_CHAINS, ess_flags, model_modes
     from ebm_bench.methods.base import DataInfo
     from ebm_bench.metrics.extractors import DomainExtractor
-    from ebm_bench.registry import METHODS
+    from ebm_bench.core.registry import METHODS
 
     assert ess_flags(float(MIN_EFFECTIVE_CHAINS), ["a"]) == {}
     low = ess_flags(MIN_EFFECTIVE_CHAINS - 0.1, ["a", "b"])

@@ -8,7 +8,7 @@ import torch
 from ebm_bench.data import from_uint8, to_uint8
 from ebm_bench.data.base import Dataset
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
+from ebm_bench.core.registry import METHODS
 
 
 def _data(x_train: torch.Tensor, image: bool) -> Dataset:

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from ebm_bench import runs
-from ebm_bench.config import check_config, run_spec
+from ebm_bench.training import runs
+from ebm_bench.pipeline.config import check_config, run_spec
 from ebm_bench.experiments import gmm_teacher as gt
-from ebm_bench.train import train
+from ebm_bench.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 GMM_YAML = ROOT / "config" / "gmm.yaml"
@@ -100,7 +100,7 @@ def test_paper_config_has_paper_003_settings_and_reported_numbers():
     """config/paper.yaml carries paper 003's Table 1 rows on CIFAR-10 and the MNIST 2/3/6
     runs at the paper's N, N', rate schedule, data noise and network, without changing the
     baselines' settings; config/reported.yaml holds Table 1 with its source."""
-    from ebm_bench.tables import load_reported
+    from ebm_bench.reports.tables import load_reported
 
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     check_config(paper)

@@ -1,4 +1,4 @@
-"""GPU placement on one machine (ebm_bench.gpu), with stand-in device ids on a CPU box.
+"""GPU placement on one machine (ebm_bench.pipeline.gpu), with stand-in device ids on a CPU box.
 
 Concurrent jobs that each hold a claim get distinct cards, every time; a job waits
 while every card is held and takes the one freed; a job killed with SIGKILL frees its
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ebm_bench import gpu
+from ebm_bench.pipeline import gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def _env(tmp_path: Path, ids: str = "0,1", **extra) -> dict:
 
 
 def _holder(env: dict, until: Path, n: int = 1) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ebm_bench.gpu", "hold", "--gpus", str(n), "--until", str(until)],
+    return subprocess.Popen([sys.executable, "-m", "ebm_bench.pipeline.gpu", "hold", "--gpus", str(n), "--until", str(until)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from ebm_bench.errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.methods.hee import HEE
 from ebm_bench.samplers import hee_dynamics as hd

@@ -20,7 +20,7 @@ import pytest
 import torch
 from scipy import stats
 
-from ebm_bench.errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods import hee as hee_mod
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.methods.hee import HEE

@@ -16,7 +16,7 @@ noise scale (observed ~1e-8; without interneurons ~1e-14)."""
 import pytest
 import torch
 
-from ebm_bench.errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.methods.hee import HEE
 from ebm_bench.samplers.counting import grad_evals
@@ -117,8 +117,8 @@ def test_long_jobs_print_progress_at_least_once_a_minute(tmp_path, monkeypatch, 
     """The training loop prints 'step k/n ... elapsed' whenever the progress interval has
     passed since the last line, whatever log_every (here: 0 s, so every step; log_every
     1000), and HEE's simulation inside a step prints its Euler step (nested)."""
-    from ebm_bench import progress
-    from ebm_bench import train as train_mod
+    from ebm_bench.core import progress
+    from ebm_bench.training import loop as train_mod
 
     monkeypatch.setattr(progress.CLOCK, "every_s", 0.0)
     m = HEE({**HEE.tiny, "present_time": 0.05}, INFO, "cpu", 0)

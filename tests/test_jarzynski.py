@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from ebm_bench.errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
+from ebm_bench.core.registry import METHODS
 from ebm_bench.samplers.smc import ess_fraction, log_mean_exp, resample_indices
 
 D = 2

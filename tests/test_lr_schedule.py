@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from ebm_bench.errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
+from ebm_bench.core.registry import METHODS
 
 INFO = DataInfo((2,), False, None)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebm_bench.tables import build_tables, collect
+from ebm_bench.reports.tables import build_tables, collect
 
 FP = "fp-domain-1000"
 
@@ -67,9 +67,10 @@ def _spec(name: str, **ev) -> dict:
 
 def test_reference_is_the_configured_split(untrained_classifier, tmp_path: Path) -> None:
     from ebm_bench.data import load_dataset, to_uint8
-    from ebm_bench.errors import ConfigError
+    from ebm_bench.core.errors import ConfigError
     from ebm_bench.metrics.extractors import DomainExtractor
-    from ebm_bench.stages import load_reference, reference_stage
+    from ebm_bench.core.artefacts import load_reference
+    from ebm_bench.pipeline.stages import reference_stage
 
     clf = untrained_classifier["digits"]
     d = load_dataset("digits", {}, "data")
@@ -90,7 +91,7 @@ def test_is_has_no_direction_on_imbalanced_data(untrained_classifier, tmp_path: 
     from ebm_bench.evaluation import EvalContext
     from ebm_bench.evaluation.fid import fid
     from ebm_bench.metrics.extractors import DomainExtractor
-    from ebm_bench.stages import reference_stage
+    from ebm_bench.pipeline.stages import reference_stage
 
     dirs = {}
     for name in ("digits", "digits_236"):
@@ -108,7 +109,7 @@ def test_is_has_no_direction_on_imbalanced_data(untrained_classifier, tmp_path: 
 
 
 def test_reproduction_row_checks_the_stated_protocol(tmp_path: Path) -> None:
-    from ebm_bench.tables import reproduction_table
+    from ebm_bench.reports.tables import reproduction_table
 
     res = tmp_path / "results"
     for s in range(2):

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ebm_bench.data.base import from_uint8, to_uint8
-from ebm_bench.errors import WeightsMissing
+from ebm_bench.core.errors import WeightsMissing
 from ebm_bench.metrics import exact, fid, modes, probe
 from ebm_bench.metrics import extractors as ex
 

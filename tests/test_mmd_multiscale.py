@@ -11,7 +11,8 @@ import torch
 
 from ebm_bench.data import load_dataset
 from ebm_bench.evaluation import EvalContext
-from ebm_bench.evaluation.exact_samples import MMD_SCALES, MMD_SEED, exact_samples, median_bandwidth
+from ebm_bench.evaluation.exact_samples import MMD_SCALES, exact_samples
+from ebm_bench.metrics.mmd import MMD_SEED, median_bandwidth
 
 SUBSETS = 3
 

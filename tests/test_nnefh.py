@@ -314,7 +314,7 @@ def n_trainable(method):
 def matched_specs(config_path, dataset):
     import yaml
 
-    from ebm_bench.config import run_spec
+    from ebm_bench.pipeline.config import run_spec
 
     cfg = yaml.safe_load(open(config_path))
     return {v: run_spec(cfg, dataset, v, 0) for v in ("nnefh", "ebm_free_energy", "ebm_matched")
@@ -346,7 +346,7 @@ def test_paper004_comparisons_are_matched(config_path, dataset):
     same except its linear read-out (fewer parameters)."""
     from pathlib import Path
 
-    from ebm_bench.runs import build_method
+    from ebm_bench.training.runs import build_method
 
     specs = matched_specs(Path(__file__).parent.parent / config_path, dataset)
     assert {"nnefh", "ebm_free_energy", "ebm_matched"} <= set(specs)
@@ -372,7 +372,7 @@ def test_batch_normalised_step_is_derived_from_train_batch_size():
 
     import yaml
 
-    from ebm_bench.config import run_spec
+    from ebm_bench.pipeline.config import run_spec
 
     cfg = yaml.safe_load(open(Path(__file__).parent.parent / "config/paper.yaml"))
     spec = run_spec(cfg, "cifar10", "nnefh", 0)
@@ -397,7 +397,7 @@ def test_probe_family_scores_both_probes_and_the_untrained_same_seed_control(mon
 
     from ebm_bench.evaluation import probe as fam
     from ebm_bench.metrics import probe as mp
-    from ebm_bench.runs import build_method
+    from ebm_bench.training.runs import build_method
 
     spec = {"method": "nnefh", "variant": "nnefh", "device": "cpu", "seed": 3,
             "method_params": {**NET, "n_hidden": 5, "gibbs_steps": 1, "langevin_steps": 2, "data_noise": 0.0}}

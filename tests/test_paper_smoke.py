@@ -1,4 +1,4 @@
-"""The CPU paper smoke (ebm_bench/paper_smoke.py, issue 20): its config derived from
+"""The CPU paper smoke (ebm_bench/bench/paper_smoke.py, issue 20): its config derived from
 config/paper.yaml (every row, network sizes untouched, loops shrunk), its per-row record,
 and the pieces it added (gpu_check.shrink_loops, the idx writer, the probe's feature
 subset, the classifier's epochs). The smoke itself is a benchmark
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from ebm_bench import paper_smoke as ps
-from ebm_bench.config import check_config, run_spec
-from ebm_bench.gpu_check import BURN_IN_KNOBS, FLOAT_KNOBS, KNOBS, NESTED_KNOBS, data_info, shrink_loops
+from ebm_bench.bench import paper_smoke as ps
+from ebm_bench.pipeline.config import check_config, run_spec
+from ebm_bench.bench.gpu_check import BURN_IN_KNOBS, FLOAT_KNOBS, KNOBS, NESTED_KNOBS, data_info, shrink_loops
 
 # keys a row's loop shortening may change besides the knobs (kept consistent with them)
 CONSISTENCY_KEYS = {"neg_burn_in", "learn_after"}
@@ -177,7 +177,7 @@ def test_prepare_data_requires_the_raw_files_and_generates_image_folders(tmp_pat
     that the image_folder loader reads at the row's shape."""
     from ebm_bench.data import load_dataset
     from ebm_bench.data.idx import write_idx
-    from ebm_bench.errors import ConfigError
+    from ebm_bench.core.errors import ConfigError
 
     paper = {"datasets": {"mnist": {"type": "mnist", "params": {"size": 32}},
                           "flowers102": {"type": "flowers102", "params": {"size": 32}}}, "variants": {"pcd": {}}}
@@ -257,7 +257,7 @@ def test_classifier_stage_takes_the_configs_epochs(tmp_path, monkeypatch):
 
     from ebm_bench.metrics import extractors
     from ebm_bench.metrics.extractors import load_classifier
-    from ebm_bench.stages import classifier_stage
+    from ebm_bench.pipeline.stages import classifier_stage
 
     spec = {"dataset": {"name": "digits", "type": "digits", "params": {}}, "data_root": str(tmp_path),
             "device": "cpu", "classifier": {"epochs": 1}}
@@ -276,7 +276,7 @@ def test_classifier_stage_takes_the_configs_epochs(tmp_path, monkeypatch):
 def test_bench_paper_smoke_needs_its_folders_and_runs_only_when_named(tmp_path, capsys):
     """`ebm-bench bench paper_smoke` without --data-root / --out: one error line, exit 2,
     before any compute; a bad --data-root likewise; `ebm-bench bench` alone skips it."""
-    from ebm_bench import bench
+    from ebm_bench.bench import suite as bench
     from ebm_bench.cli import main
 
     assert "paper_smoke" in bench.BENCHMARKS and "paper_smoke" in bench.EXPLICIT_ONLY

@@ -1,13 +1,13 @@
 """Speed work that must not change results: the analytic GMM student, ULA's move without
-temporaries, the precision policy (ebm_bench/precision.py) and sampler_compile's default."""
+temporaries, the precision policy (ebm_bench/core/precision.py) and sampler_compile's default."""
 
 import pytest
 import torch
 
-from ebm_bench import precision
-from ebm_bench.errors import ConfigError
+from ebm_bench.core import precision
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
+from ebm_bench.core.registry import METHODS
 from ebm_bench.samplers import ULA
 from ebm_bench.samplers import compiled
 
@@ -131,7 +131,7 @@ def test_energy_reg_with_fewer_chains_than_the_batch():
 
 
 def test_gmm_reference_trimming_checks_every_substitution(tmp_path):
-    from ebm_bench import gmm_reference as gr
+    from ebm_bench.bench import gmm_reference as gr
 
     with pytest.raises(ValueError, match="reference script changed"):
         gr.trimmed_reference("print('not the script')\n", 10)

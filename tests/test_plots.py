@@ -1,4 +1,4 @@
-"""ebm_bench.plots writes non-empty PNGs for every kind of sample and log it meets."""
+"""ebm_bench.reports.plots writes non-empty PNGs for every kind of sample and log it meets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ebm_bench import plots
+from ebm_bench.reports import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -90,6 +90,6 @@ def test_plots_do_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import ebm_bench.plots, ebm_bench.tables, sys; print('torch' in sys.modules)"
+    code = "import ebm_bench.reports.plots, ebm_bench.reports.tables, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,4 @@
-"""Progress lines of long jobs (ebm_bench/progress.py): one mechanism, every long loop.
+"""Progress lines of long jobs (ebm_bench/core/progress.py): one mechanism, every long loop.
 
 The rule (README, "Logs"): a long job prints ``[label] stage: what i/n ... (rate, elapsed,
 eta)`` on stderr at least every ~60 s, and no more often. Most tests here set the interval
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from ebm_bench import progress
+from ebm_bench.core import progress
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
+from ebm_bench.core.registry import METHODS
 
 
 class FakeClock:
@@ -128,9 +128,9 @@ def test_jarzynski_and_pcd_burn_in_print_their_ula_steps(every_tick, capsys):
 
 
 def _tiny_rings_run(tmp_path):
-    from ebm_bench import runs
-    from ebm_bench.config import run_spec
-    from ebm_bench.train import train
+    from ebm_bench.training import runs
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.training.loop import train
 
     cfg = {"datasets": {"rings": {"type": "toy2d", "params": {"density": "rings", "n_train": 300, "n_test": 200},
                                   "variant_params": {"*": {"step_size": 0.01, "temperature": 1.0, "n_steps": 3,
@@ -146,7 +146,7 @@ def _tiny_rings_run(tmp_path):
 
 
 def test_sample_stage_prints_chains_done_and_sampler_steps(tmp_path, every_tick, capsys):
-    from ebm_bench.stages import sample_stage
+    from ebm_bench.pipeline.stages import sample_stage
 
     spec, run = _tiny_rings_run(tmp_path)
     capsys.readouterr()
@@ -156,7 +156,7 @@ def test_sample_stage_prints_chains_done_and_sampler_steps(tmp_path, every_tick,
 
 
 def test_evaluate_stage_prints_the_family_it_is_in(tmp_path, every_tick, capsys, monkeypatch):
-    from ebm_bench.stages import evaluate_stage, sample_stage
+    from ebm_bench.pipeline.stages import evaluate_stage, sample_stage
 
     spec, run = _tiny_rings_run(tmp_path)
     sample_stage(spec, run)
@@ -237,7 +237,7 @@ def test_benchmarks_print_under_their_name(every_tick, monkeypatch, capsys):
     """``ebm-bench bench`` runs each benchmark in a scope named after it: the loops inside
     (cost_claim's updates, gmm_run's steps, gpu_check's rows and their samplers) print
     ``[bench] name: ...``."""
-    from ebm_bench import bench
+    from ebm_bench.bench import suite as bench
 
     def fake(quick):
         with progress.Task("step", 2) as t:

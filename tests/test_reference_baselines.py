@@ -1,4 +1,4 @@
-"""``bench reference --method grbm | short_run`` (ebm_bench/reference/grbm.py, short_run.py):
+"""``bench reference --method grbm | short_run`` (ebm_bench/bench/reference/grbm.py, short_run.py):
 the options that make our GRBM update the reference's (github.com/DSL-Lab/GRBM, Liao et al.
 2022), the recording of the references' draws, and, with a clone (EBM_BENCH_REFERENCE_DIR_GRBM,
 EBM_BENCH_REFERENCE_DIR_SHORT_RUN: github.com/enijkamp/short_run), the update-level match."""
@@ -11,7 +11,7 @@ import torch
 
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.methods.grbm import GRBM
-from ebm_bench.reference.common import Tape, recording, replaying
+from ebm_bench.bench.reference.common import Tape, recording, replaying
 from ebm_bench.samplers.gibbs_langevin import GibbsLangevin, sample_hidden
 
 INFO = DataInfo((3,), False)
@@ -44,8 +44,8 @@ def test_train_step_runs_at_the_scheduled_rate():
     for k in (1, 2, 3):
         m.train_step(x, k)
         assert m.opt.param_groups[0]["lr"] == pytest.approx(0.1 if k < 3 else 0.05)
-    from ebm_bench.errors import ConfigError
-    from ebm_bench.validation import check_value
+    from ebm_bench.core.errors import ConfigError
+    from ebm_bench.core.validation import check_value
 
     with pytest.raises(ConfigError, match="lr_schedule_every"):
         check_value(GRBM, "lr_schedule_every", 0, "variants.grbm_reference.lr_schedule_every")
@@ -77,7 +77,7 @@ def test_pixel_standardise_feeds_the_reference_pixels_and_maps_samples_back():
 
 
 def test_pixel_standardise_checks():
-    from ebm_bench.errors import ConfigError
+    from ebm_bench.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="pixel_mean"):
         GRBM.check_params({**GRBM.defaults, "pixel_mean": [0.1], "pixel_std": None})
@@ -121,7 +121,7 @@ def test_recorded_randn_like_is_fed_as_normal_draws(float64):
 
 # --- the side-by-side check -------------------------------------------------------------------
 def test_bench_reference_grbm_skips_without_a_checkout(monkeypatch, capsys):
-    from ebm_bench import reference as R
+    from ebm_bench.bench import reference as R
 
     monkeypatch.delenv("EBM_BENCH_REFERENCE_DIR_GRBM", raising=False)
     assert R.run("grbm", None, 3, None) is None
@@ -131,8 +131,8 @@ def test_bench_reference_grbm_skips_without_a_checkout(monkeypatch, capsys):
 @pytest.mark.skipif(not os.environ.get("EBM_BENCH_REFERENCE_DIR_GRBM"),
                     reason="EBM_BENCH_REFERENCE_DIR_GRBM unset: no clone of github.com/DSL-Lab/GRBM to compare with")
 def test_grbm_matches_the_reference(float64):
-    from ebm_bench.reference import TOL
-    from ebm_bench.reference.grbm import compare_grbm
+    from ebm_bench.bench.reference import TOL
+    from ebm_bench.bench.reference.grbm import compare_grbm
 
     # the reference's structure (every Gibbs state averaged, 10 cosine Langevin steps each) at
     # reduced sizes; bench reference --method grbm runs 4096 hidden units and 100 Gibbs steps
@@ -161,7 +161,7 @@ def test_recorded_uniform_and_random_draws(float64):
 
 def test_signed_copy_makes_the_scripts_f_the_negative_energy(float64):
     from ebm_bench.methods.short_run import ShortRun
-    from ebm_bench.reference.short_run import signed
+    from ebm_bench.bench.reference.short_run import signed
 
     m = ShortRun({"net": "convnet", "net_params": {"nf": 2}}, DataInfo((3, 32, 32), True, 10), "cpu", 0)
     twin = ShortRun({"net": "convnet", "net_params": {"nf": 2}}, DataInfo((3, 32, 32), True, 10), "cpu", 1)
@@ -175,8 +175,8 @@ def test_signed_copy_makes_the_scripts_f_the_negative_energy(float64):
 @pytest.mark.skipif(not os.environ.get("EBM_BENCH_REFERENCE_DIR_SHORT_RUN"),
                     reason="EBM_BENCH_REFERENCE_DIR_SHORT_RUN unset: no clone of github.com/enijkamp/short_run")
 def test_short_run_matches_the_reference(float64):
-    from ebm_bench.reference import TOL
-    from ebm_bench.reference.short_run import compare_short_run
+    from ebm_bench.bench.reference import TOL
+    from ebm_bench.bench.reference.short_run import compare_short_run
 
     r = compare_short_run(Path(os.environ["EBM_BENCH_REFERENCE_DIR_SHORT_RUN"]), updates=3, batch_size=2, n_steps=5,
                           n_data=16)

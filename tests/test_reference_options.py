@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from ebm_bench.errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.methods.jarzynski import Jarzynski
 from ebm_bench.methods.pcd import PCD
@@ -203,7 +203,7 @@ def test_burn_in_energy_start_offsets_the_weights(scheme):
 
 # --- the side-by-side check -------------------------------------------------------------------
 def test_bench_reference_skips_without_a_checkout(monkeypatch, capsys):
-    from ebm_bench import reference as R
+    from ebm_bench.bench import reference as R
 
     monkeypatch.delenv("EBM_BENCH_REFERENCE_DIR", raising=False)
     assert R.run("jarzynski_mnist", None, 3, None) is None
@@ -213,7 +213,7 @@ def test_bench_reference_skips_without_a_checkout(monkeypatch, capsys):
 @pytest.mark.skipif(not os.environ.get("EBM_BENCH_REFERENCE_DIR"),
                     reason="EBM_BENCH_REFERENCE_DIR unset: no clone of github.com/submissionx12/EBMs_Jarzynski to compare with")
 def test_jarzynski_mnist_matches_the_reference(tmp_path):
-    from ebm_bench import reference as R
+    from ebm_bench.bench import reference as R
 
     r = R.run("jarzynski_mnist", os.environ["EBM_BENCH_REFERENCE_DIR"], 3, str(tmp_path), quick=True)
     rows = r["methods"]["jarzynski_mnist"]["rows"]["reference options"]
@@ -334,7 +334,7 @@ def test_weights_aliased_positions_evaluates_both_kernels_at_the_new_position(fl
                     reason="EBM_BENCH_REFERENCE_DIR unset: no clone of github.com/submissionx12/EBMs_Jarzynski to compare with")
 @pytest.mark.parametrize("method", ["gmm", "jarzynski_cifar10", "pcd_cifar10"])
 def test_method_matches_the_reference(method, tmp_path):
-    from ebm_bench import reference as R
+    from ebm_bench.bench import reference as R
 
     r = R.run(method, os.environ["EBM_BENCH_REFERENCE_DIR"], 3, str(tmp_path), quick=True)
     rows = r["methods"][method]["rows"]["reference options"]

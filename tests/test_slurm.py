@@ -29,8 +29,8 @@ import pytest
 import torch
 import yaml
 
-from ebm_bench import gpu
-from ebm_bench.io import load_torch
+from ebm_bench.pipeline import gpu
+from ebm_bench.core.io import load_torch
 from test_workflow import TOY, tiny_config, wait_for_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

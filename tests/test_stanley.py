@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ebm_bench.methods.base import DataInfo
-from ebm_bench.registry import METHODS
+from ebm_bench.core.registry import METHODS
 from ebm_bench.samplers import ULA, energy_and_grad
 from ebm_bench.samplers.stanley_step import StanleyStep
 

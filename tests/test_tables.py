@@ -1,4 +1,4 @@
-"""ebm_bench.tables on fabricated run files: 2 datasets x 2 methods x 2 seeds, one
+"""ebm_bench.reports.tables on fabricated run files: 2 datasets x 2 methods x 2 seeds, one
 diverged run; every expected number is computed by hand here."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebm_bench.tables import TIDY_COLUMNS, build_tables, metric_direction
+from ebm_bench.reports.tables import TIDY_COLUMNS, build_tables, metric_direction
 
 # (dataset, method, seed) -> metric values; None marks the diverged run
 VALUES = {
@@ -230,7 +230,7 @@ def test_metric_directions() -> None:
 def test_collect_exposes_the_config_each_run_was_made_for(results: Path) -> None:
     """provenance.config of the metrics files (else of train_status.json) becomes the
     `config` column of the tidy and the runs frames; files without one give ""."""
-    from ebm_bench.tables import collect
+    from ebm_bench.reports.tables import collect
 
     for f in (results / "runs" / "rings" / "pcd" / "seed0" / "metrics").glob("*.json"):
         doc = json.loads(f.read_text())

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from ebm_bench.io import load_torch
+from ebm_bench.core.io import load_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow

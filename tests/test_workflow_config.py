@@ -138,7 +138,7 @@ def test_dataset_seeds_override_the_top_level_seeds(tmp_path: Path) -> None:
 def test_variant_train_overrides_apply_in_order() -> None:
     """train < datasets.X.train < variants.V.train < datasets.X.variant_params.V.train;
     other variants and datasets keep their own settings."""
-    from ebm_bench.config import check_config, run_spec
+    from ebm_bench.pipeline.config import check_config, run_spec
 
     config = {
         "seeds": [0],
@@ -171,8 +171,8 @@ def test_variant_train_overrides_apply_in_order() -> None:
     ids=["variant-train-key", "variant-params-train-type"],
 )
 def test_variant_train_errors_name_the_key(where, expected) -> None:
-    from ebm_bench.config import check_config
-    from ebm_bench.errors import ConfigError
+    from ebm_bench.pipeline.config import check_config
+    from ebm_bench.core.errors import ConfigError
 
     config = {"seeds": [0], "datasets": {"a": {"type": "digits"}}, "variants": {"pcd": {"method": "pcd"}}}
     where(config)
@@ -183,8 +183,8 @@ def test_variant_train_errors_name_the_key(where, expected) -> None:
 def test_reported_numbers_name_rows_of_the_paper_config() -> None:
     """Every number in config/reported.yaml has a source and belongs to a dataset table of
     config/paper.yaml; its row is run there unless the source says the paper cites it."""
-    from ebm_bench.config import check_config, run_spec
-    from ebm_bench.tables import load_reported
+    from ebm_bench.pipeline.config import check_config, run_spec
+    from ebm_bench.reports.tables import load_reported
 
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     check_config(paper)
@@ -207,8 +207,8 @@ def test_reported_numbers_name_rows_of_the_paper_config() -> None:
 def test_spec_names_its_config_file_without_changing_the_run() -> None:
     """run_spec(config_file=X) records X (provenance), and the training identity
     (runs.config_id) is the same whichever config file named the run."""
-    from ebm_bench.config import run_spec
-    from ebm_bench.runs import config_id, provenance
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.training.runs import config_id, provenance
 
     config = {"seeds": [0], "datasets": {"a": {"type": "digits"}}, "variants": {"pcd": {"method": "pcd"}}}
     a = run_spec(config, "a", "pcd", 0, config_file="config/claims_cpu.yaml")
@@ -244,8 +244,8 @@ def test_a_neutral_option_at_its_default_does_not_change_the_rerun_view() -> Non
     """Adding an option whose default is the old behaviour (a method's ``neutral`` keys)
     must not retrain finished runs: at that default the rerun view drops it, elsewhere
     it stays tracked. Every neutral key is one of its method's defaults."""
-    from ebm_bench.config import rerun_view, run_spec
-    from ebm_bench.registry import METHODS
+    from ebm_bench.pipeline.config import rerun_view, run_spec
+    from ebm_bench.core.registry import METHODS
 
     for name in METHODS.names():
         cls = METHODS.get(name)

@@ -1,6 +1,6 @@
 """Claims (config/claims.yaml) + the runs' metric files -> verdicts (claims.csv / claims.md).
 
-A pure reduction like the tables (it reads what :func:`ebm_bench.tables.collect` reads
+A pure reduction like the tables (it reads what :func:`ebm_bench.reports.tables.collect` reads
 and imports no torch), so the verdicts are rebuilt at any time without retraining:
 ``ebm-bench claims`` or ``python -m ebm_bench.claims``. It reads **every** results folder
 the claims' designs name (each design's config file says where its results go) plus the
@@ -21,9 +21,9 @@ from typing import Iterable
 
 import pandas as pd
 
-from .judge import COLUMNS, VERDICTS, adjust, judge
-from .report import claims_markdown, counts_markdown, csv_text
-from .spec import DEFAULT_CLAIMS, ClaimError, ClaimsFile, Design, Gate, load_claims
+from ebm_bench.claims.judge import COLUMNS, VERDICTS, adjust, judge
+from ebm_bench.claims.report import claims_markdown, counts_markdown, csv_text
+from ebm_bench.claims.spec import DEFAULT_CLAIMS, ClaimError, ClaimsFile, Design, Gate, load_claims
 
 __all__ = ["COLUMNS", "VERDICTS", "DEFAULT_CLAIMS", "ClaimError", "ClaimsFile", "Design", "Gate", "build_claims",
            "claims_table", "counts_markdown", "load_claims", "main", "results_dirs"]
@@ -54,7 +54,7 @@ def results_dirs(claims: ClaimsFile, given: Iterable[str | Path] = ()) -> list[P
 
 
 def _collect(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from ..tables import collect
+    from ebm_bench.reports.tables import collect
 
     tidy, runs = [], []
     for d in dirs:

@@ -2,6 +2,6 @@
 
 import sys
 
-from . import main
+from ebm_bench.claims import main
 
 sys.exit(main())

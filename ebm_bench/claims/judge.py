@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import stats
-from .spec import Design, Gate
+from ebm_bench.claims import stats
+from ebm_bench.claims.spec import Design, Gate
 
 STATISTICAL = ("holds", "contradicted", "inconclusive")
 VERDICTS = ("holds", "contradicted", "inconclusive", "regime not reached", "too few seeds", "not run",

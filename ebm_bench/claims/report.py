@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .judge import STATISTICAL, VERDICTS
-from .spec import ClaimsFile
+from ebm_bench.claims.judge import STATISTICAL, VERDICTS
+from ebm_bench.claims.spec import ClaimsFile
 
 SHORT = {"regime not reached": "not reached", "too few seeds": "too few seeds", "protocol mismatch": "mismatch"}
 

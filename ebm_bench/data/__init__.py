@@ -1,5 +1,5 @@
 """Datasets behind a registry: ``DATASETS.get(name).load(params, data_root, seed)``."""
 
-from .base import Dataset, DatasetSpec, from_uint8, load_dataset, register_dataset, to_uint8
+from ebm_bench.data.base import Dataset, DatasetSpec, from_uint8, load_dataset, register_dataset, to_uint8
 
 __all__ = ["Dataset", "DatasetSpec", "from_uint8", "load_dataset", "register_dataset", "to_uint8"]

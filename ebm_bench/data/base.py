@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from ..registry import DATASETS
+from ebm_bench.core.registry import DATASETS
 
 register_dataset = DATASETS.register
 
@@ -56,7 +56,7 @@ class DatasetSpec:
     ``default_net`` and ``default_net_params`` pick the energy network a method uses
     when its variant does not name one; ``embedded`` datasets need no download;
     ``labelled`` datasets have class labels; ``images`` datasets are images (Inception
-    features apply). ``checks`` (key -> :class:`ebm_bench.validation.Check`) says how a
+    features apply). ``checks`` (key -> :class:`ebm_bench.core.validation.Check`) says how a
     value of ``defaults`` is checked before any job (keys without one are checked by the
     default's type); ``check_params(params)`` checks rules that relate several keys;
     ``path_params`` names the params that are paths read under ``data_root`` (refused
@@ -87,7 +87,7 @@ class DatasetSpec:
 
     @classmethod
     def check_available(cls, params: dict[str, Any], data_root: Path) -> None:
-        """Raise :class:`~ebm_bench.errors.DatasetMissing` naming what to download."""
+        """Raise :class:`~ebm_bench.core.errors.DatasetMissing` naming what to download."""
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

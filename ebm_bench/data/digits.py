@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import validation as V
-from ..errors import ConfigError
-from .base import Dataset, DatasetSpec, register_dataset
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.data.base import Dataset, DatasetSpec, register_dataset
 
 
 def _load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:

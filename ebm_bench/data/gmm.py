@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import validation as V
-from ..errors import ConfigError
-from .base import Dataset, DatasetSpec, register_dataset
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.data.base import Dataset, DatasetSpec, register_dataset
 
 
 def teacher_log_density(a: torch.Tensor, b: torch.Tensor, z: float):

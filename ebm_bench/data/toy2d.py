@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import validation as V
-from ..errors import ConfigError
-from .base import Dataset, DatasetSpec, register_dataset
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.data.base import Dataset, DatasetSpec, register_dataset
 
 _LOG_2PI = math.log(2 * math.pi)
 # box half-width = (outermost radius + this many stds): the mass outside is < 1e-14

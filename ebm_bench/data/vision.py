@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .. import validation as V
-from ..errors import ConfigError, DatasetMissing
-from .base import Dataset, DatasetSpec, register_dataset
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError, DatasetMissing
+from ebm_bench.data.base import Dataset, DatasetSpec, register_dataset
 
 SIZES = (32, 64)
 _BATCH = 256  # images per DataLoader batch when decoding files

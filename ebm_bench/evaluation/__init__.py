@@ -2,7 +2,7 @@
 
 A family is a function registered with ``@register_family("name", order=N)`` in a module
 of this package (the registry imports every module here, so adding a file adds a
-family). The evaluate stage (:func:`ebm_bench.stages.evaluate_stage`) calls every family
+family). The evaluate stage (:func:`ebm_bench.pipeline.stages.evaluate_stage`) calls every family
 in ``order`` with one :class:`EvalContext` and writes what it returns to
 ``metrics/{name}.json``. A family
 
@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..registry import Registry
+from ebm_bench.core.registry import Registry
 
 FAMILIES: Registry[Any] = Registry("metric family", "ebm_bench.evaluation")
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from . import register_family
-from .exact_samples import RADIAL_BINS, radial_kl, radial_masses
+from ebm_bench.evaluation import register_family
+from ebm_bench.evaluation.exact_samples import RADIAL_BINS, radial_kl, radial_masses
 
 
 @register_family("chain_trace", order=36)

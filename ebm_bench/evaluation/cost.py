@@ -27,10 +27,10 @@ The cost structure a cost claim needs ("Jarzynski costs as much as PCD per updat
 
 from __future__ import annotations
 
-from . import register_family
+from ebm_bench.evaluation import register_family
 
 PIPELINE_TIMING = 0.0  # timed_quietly of a pipeline job (jobs share the machine)
-QUIET_TIMING = 1.0  # timed_quietly of a benchmark timed in one quiet process (ebm_bench/cost_claim.py)
+QUIET_TIMING = 1.0  # timed_quietly of a benchmark timed in one quiet process (ebm_bench/bench/cost_claim.py)
 
 
 def walkers_per_moved(method, params: dict, batch_size: int) -> float | None:
@@ -57,8 +57,8 @@ def sampler_steps_per_update(params: dict, per_iter: int | None) -> float | None
 
 @register_family("cost", order=90)
 def cost(ctx):
-    from ..io import read_json
-    from ..stages import load_sample_cost
+    from ebm_bench.core.io import read_json
+    from ebm_bench.core.artefacts import load_sample_cost
 
     train = read_json(ctx.run_dir / "train_status.json")
     sample = load_sample_cost(ctx.run_dir / "samples.npz")

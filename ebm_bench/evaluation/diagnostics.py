@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from . import register_family
+from ebm_bench.evaluation import register_family
 
 SKIP = {"step", "wall_time_s"}
 TAIL_UPDATES = 1000   # tail_mean_<x>: the mean over the last 1,000 updates (paper 003 App. B.1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import register_family
+from ebm_bench.evaluation import register_family
 
 
 @register_family("exact", order=30)
@@ -17,7 +17,7 @@ def exact(ctx):
     data, method = ctx.data, ctx.method
     if data.log_density is None:
         return None
-    from ..metrics.exact import gmm_exact_kl, grid_kl
+    from ebm_bench.metrics.exact import gmm_exact_kl, grid_kl
 
     temperature = float(method.params.get("temperature", 1.0))
     teacher = data.truth.get("teacher")

@@ -34,9 +34,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import kid_subsets, register_family
+from ebm_bench.evaluation import kid_subsets, register_family
 
-from ..metrics.mmd import MMD_SEED, MMD_SUBSET_SIZE, median_bandwidth, mmd2_rbf  # noqa: F401 (re-exported)
+from ebm_bench.metrics.mmd import MMD_SUBSET_SIZE, median_bandwidth, mmd2_rbf
 
 MMD_SUBSETS = 100
 MMD_SCALES = (0.1, 0.3, 1.0)  # mmd_samples_multiscale: bandwidths as multiples of the median

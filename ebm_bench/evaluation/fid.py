@@ -1,6 +1,6 @@
 """``fid``: FID, KID and IS of the generated samples against the dataset's reference
 statistics (computed once per dataset by the ``reference`` rule from the configured real
-split; :func:`ebm_bench.stages.reference_stage`).
+split; :func:`ebm_bench.pipeline.stages.reference_stage`).
 
 Names carry the feature space: ``fid_inception``/``kid_inception``/``is_inception`` with
 torch-fidelity's Inception-v3, ``fid_domain``/... with the dataset's domain classifier
@@ -28,7 +28,7 @@ Every flag begins with "unreliable: " (``ebm_bench.evaluation.unreliable``).
 
 from __future__ import annotations
 
-from . import kid_subsets, register_family, unreliable
+from ebm_bench.evaluation import kid_subsets, register_family, unreliable
 
 FID_CROSSCHECK_RTOL = 1e-3  # torch-fidelity vs pytorch-fid on identical statistics
 MIN_LOGIT_DIMS = 10         # FID/KID in a logits layer narrower than this are flagged
@@ -46,8 +46,8 @@ def _uniform(weights) -> bool:
 def fid(ctx):
     if ctx.reference is None:
         return None
-    from ..stages import load_reference
-    from ..metrics.fid import fid_from_statistics, fid_statistics, inception_score_from_logits, kid_from_features
+    from ebm_bench.core.artefacts import load_reference
+    from ebm_bench.metrics.fid import fid_from_statistics, fid_statistics, inception_score_from_logits, kid_from_features
 
     ref = load_reference(ctx.reference)
     meta = ref["meta"]
@@ -67,7 +67,7 @@ def fid(ctx):
     if not ctx.ok:
         return dict.fromkeys(keys), protocol
     if kind == "inception":
-        from ..metrics.extractors import InceptionExtractor
+        from ebm_bench.metrics.extractors import InceptionExtractor
 
         extractor = InceptionExtractor(weights_path=ctx.ev.get("inception_weights"), device=ctx.method.device)
     else:

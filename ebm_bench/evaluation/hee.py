@@ -38,9 +38,8 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import torch
 
-from . import kid_subsets, register_family
+from ebm_bench.evaluation import kid_subsets, register_family
 
 READINGS = {"first": (1, "literal", False), "literal": (2, "literal", True), "driven": (2, "driven", True)}
 
@@ -54,7 +53,7 @@ def hee_mixing(ctx):
     method = ctx.method
     if not _is_hee(method) or method.params.get("nonlinearity") != "linear" or method.full:
         return None
-    from .hee_moments import hee_linear_posterior, hee_mixing as mixing
+    from ebm_bench.evaluation.hee_moments import hee_linear_posterior, hee_mixing as mixing
 
     keys = [f"hee_{q}_{r}" for q in ("t_mean", "t_cov", "iact") for r in READINGS]
     p = method.params
@@ -92,7 +91,7 @@ def _generation_exact_2d(ctx):
     """``hee_generation`` on a known 2D density: MMD^2 of joint and marginal generation."""
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN
 
-    from ..metrics.mmd import median_bandwidth, mmd2_rbf
+    from ebm_bench.metrics.mmd import median_bandwidth, mmd2_rbf
 
     method, data, p = ctx.method, ctx.data, ctx.method.params
     keys = [f"mmd_samples_{g}_{o}" for o in ("avg", "last") for g in ("joint", "marginal")]
@@ -144,8 +143,9 @@ def hee_generation(ctx):
         if getattr(data, "log_density", None) is None or data.is_image or data.dim != 2:
             return None
         return _generation_exact_2d(ctx)
-    from ..metrics.fid import fid_from_statistics, fid_statistics, kid_from_features
-    from ..stages import load_reference, to_uint8
+    from ebm_bench.metrics.fid import fid_from_statistics, fid_statistics, kid_from_features
+    from ebm_bench.core.artefacts import load_reference
+    from ebm_bench.data import to_uint8
 
     ref = load_reference(ctx.reference)
     meta = ref["meta"]

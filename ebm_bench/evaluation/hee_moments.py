@@ -31,7 +31,7 @@ def moment_trajectory(H, c, tau, dt, order, m_adapt, tau_v_factor, n_steps, init
     N(0, init_std^2 I), v0 = 0 or, with ``v_stationary``, v0 ~ N(0, 4 m tau_z / tau_v)
     independent of z0), as (means, covs) lists. The recursion's matrices are read off the
     step functions (:func:`~ebm_bench.samplers.hee_dynamics.linear_recursion`)."""
-    from ..samplers.hee_dynamics import linear_recursion
+    from ebm_bench.samplers.hee_dynamics import linear_recursion
 
     nz = H.shape[0]
     M, Bn, K = linear_recursion(H, dt, tau, order, m_adapt, tau_v_factor, adaptation)
@@ -67,7 +67,7 @@ def hee_mixing(H, c, tau, dt, m_adapt=0.5, tau_v_factor=0.5, horizon=None, readi
     0.01 posterior sd and the covariance within 5% and 1% (relative Frobenius distance to
     the recursion's own stationary covariance), the integrated autocorrelation time of the
     slowest posterior direction (IACT, tau_x), and the O(dt) covariance bias."""
-    from ..samplers.hee_dynamics import lyapunov, linear_recursion
+    from ebm_bench.samplers.hee_dynamics import lyapunov, linear_recursion
 
     cov_post = torch.linalg.inv(-H)
     mu = cov_post @ c

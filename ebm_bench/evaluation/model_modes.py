@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import register_family, unreliable
+from ebm_bench.evaluation import register_family, unreliable
 
 MIN_EFFECTIVE_CHAINS = 30  # fewer effective AIS chains: the model's mode weights are flagged
 DEFAULTS = {"enabled": True, "n_chains": 500, "n_steps": 200, "step_factor": 1.0, "base_std": 0.5, "power": 4.0,
@@ -60,8 +60,8 @@ def model_modes(ctx):
     if domain is None or weights is None or not callable(energy) or "temperature" not in params \
             or not cfg["enabled"]:
         return None
-    from ..metrics.modes import mode_weights
-    from ..samplers.ais import ais
+    from ebm_bench.metrics.modes import mode_weights
+    from ebm_bench.samplers.ais import ais
 
     classes = data.class_names or [str(i) for i in range(len(weights))]
     weighted = ["model_mode_rel_error_mean", "model_mode_rel_error_max"] + [f"model_mode_weight_{c}" for c in classes]

@@ -3,7 +3,7 @@ classifier, and their relative error per class (paper 003, Fig. 3)."""
 
 from __future__ import annotations
 
-from . import register_family, unreliable
+from ebm_bench.evaluation import register_family, unreliable
 
 
 @register_family("modes", order=40)
@@ -14,7 +14,7 @@ def modes(ctx):
         weights = data.class_weights().tolist()
     if domain is None or weights is None:
         return None
-    from ..metrics.modes import mode_weights
+    from ebm_bench.metrics.modes import mode_weights
 
     classes = data.class_names or [str(i) for i in range(len(weights))]
     keys = (["mode_rel_error_mean", "mode_rel_error_max"] + [f"mode_weight_{c}" for c in classes]

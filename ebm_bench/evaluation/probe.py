@@ -10,7 +10,7 @@ Per feature ``f`` of ``method.features``:
   with the untrained control and for the raw pixels (other rows: standardised only);
 - ``probe_acc_{f}_untrained`` / ``probe_raw_acc_{f}_untrained``: the same two probes on the
   same network *at its initialisation* (same spec, same seed, not trained: built with
-  :func:`ebm_bench.runs.build_method`), for methods that declare
+  :func:`ebm_bench.training.runs.build_method`), for methods that declare
   ``probe_untrained_control`` (the NN-EFH, the matched EBMs, the GRBM). A learned
   representation means something only above this control.
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from ..progress import Task
-from . import register_family
+from ebm_bench.core.progress import Task
+from ebm_bench.evaluation import register_family
 
 
 def batched(fn, x: torch.Tensor, bs: int = 512) -> dict[str, torch.Tensor]:
@@ -58,7 +58,7 @@ def probe(ctx):
     data, method = ctx.data, ctx.method
     if data.y_train is None:
         return None
-    from ..metrics.probe import linear_probe, probe_subset
+    from ebm_bench.metrics.probe import linear_probe, probe_subset
 
     max_train = int(ctx.ev["probe_max_train"])
     control = bool(getattr(method, "probe_untrained_control", False))
@@ -71,7 +71,7 @@ def probe(ctx):
         return dict.fromkeys(metric_names(f_test, control)), protocol
     sets = [("", method)]
     if control:
-        from ..runs import build_method
+        from ebm_bench.training.runs import build_method
 
         untrained = build_method(ctx.spec, data)
         for net in (getattr(untrained, "model", None), getattr(untrained, "net", None)):

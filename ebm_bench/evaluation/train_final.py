@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 
-from . import register_family
+from ebm_bench.evaluation import register_family
 
 SKIP = {"step", "wall_time_s"}
 

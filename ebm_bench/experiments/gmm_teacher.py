@@ -60,7 +60,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .. import progress
+from ebm_bench.core import progress
 
 B1_TEACHER: dict[str, Any] = {"dim": 50, "a": -10.0, "b": 6.0, "mass_a": 0.25, "n_train": 10000, "n_test": 10000,
                               "split_seed": 0}
@@ -138,18 +138,18 @@ def _exact_ce_empirical(net, x: torch.Tensor) -> float:
 def run_one(cfg: dict[str, Any], dataset: str, variant: str, seed: int, eval_every: int,
             n_mc: int = 20000, n_mc_final: int = 100000, log=print) -> tuple[list[dict], dict]:
     """Train one (dataset, variant, seed) and evaluate the exact metrics every ``eval_every``."""
-    from .. import runs
-    from ..config import run_spec
-    from ..metrics.exact import gmm_exact_kl
-    from ..train import next_batch
+    from ebm_bench.training import runs
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.metrics.exact import gmm_exact_kl
+    from ebm_bench.training.loop import next_batch
 
     spec = run_spec(cfg, dataset, variant, seed)
     data = runs.load_data(spec)
     method = runs.build_method(spec, data)
     teacher = data.truth["teacher"]
-    x, n = data.x_train, len(data.x_train)
+    x = data.x_train
     steps, bs = int(spec["train"]["steps"]), int(spec["train"]["batch_size"])
-    batch_gen = torch.Generator().manual_seed(10_007 * seed + 1)  # as ebm_bench.train.train
+    batch_gen = torch.Generator().manual_seed(10_007 * seed + 1)  # as ebm_bench.training.loop.train
     weighted_smc = spec["method"] == "jarzynski" and spec["method_params"].get("weighted", True)
     rows: list[dict] = []
 
@@ -200,7 +200,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         fields += [k for k in r if k not in fields]
     import io
 
-    from ..io import atomic_write_bytes
+    from ebm_bench.core.io import atomic_write_bytes
 
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fields)
@@ -210,7 +210,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ..io import atomic_write_bytes
+    from ebm_bench.core.io import atomic_write_bytes
 
     atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
@@ -310,7 +310,7 @@ def plot(curves: list[dict], teacher_mass: float, out_png: Path, title: str,
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    from ..plots import save_figure
+    from ebm_bench.reports.plots import save_figure
 
     out_png = save_figure(fig, out_png)
     plt.close(fig)
@@ -345,8 +345,8 @@ def pipeline_figure(logs: Iterable[str | Path], dataset: dict[str, Any], out_png
     with mini-batches it is a batch estimate. The final exact (Monte Carlo over teacher
     draws) KL is in the evaluate stage's metrics/exact.json.
     """
-    from ..data.base import load_dataset
-    from ..metrics.exact import gmm_log_density
+    from ebm_bench.data.base import load_dataset
+    from ebm_bench.metrics.exact import gmm_log_density
 
     data = load_dataset(dataset["type"], dataset["params"], dataset.get("data_root", "data"))
     t = data.truth["teacher"]

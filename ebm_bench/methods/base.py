@@ -3,10 +3,10 @@
 A method is one class registered under its name with ``@register_method("name")``, with
 a one-line docstring (``ebm-bench list`` shows it). It declares every hyperparameter in
 ``defaults`` (the config may override only those keys), how their values are checked in
-``checks`` (key -> :class:`ebm_bench.validation.Check`; keys without one are checked by
+``checks`` (key -> :class:`ebm_bench.core.validation.Check`; keys without one are checked by
 the type of their default), rules relating several keys in the classmethod
 ``check_params`` (all run before any job), and a ``tiny`` override dict that the
-contract tests and the workflow test use to train it in seconds. The training loop (``ebm_bench.train``) calls only:
+contract tests and the workflow test use to train it in seconds. The training loop (``ebm_bench.training.loop``) calls only:
 
 - ``train_step(batch, step) -> dict[str, float]``: one parameter update, logged scalars;
 - ``sample(n) -> Tensor``: ``n`` samples in model space (shape ``(n, *data.shape)``);
@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..registry import METHODS
+from ebm_bench.core.registry import METHODS
 
 register_method = METHODS.register
 
@@ -58,7 +58,7 @@ class Method:
     tiny: ClassVar[dict[str, Any]] = {}
     # options added after results existed whose default reproduces the behaviour from
     # before: at that default they are left out of the rerun decision
-    # (ebm_bench.config.rerun_view), so adding an option does not retrain finished runs
+    # (ebm_bench.pipeline.config.rerun_view), so adding an option does not retrain finished runs
     neutral: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
@@ -82,7 +82,7 @@ class Method:
     @classmethod
     def resolve_params(cls, params: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
         """Hyperparameters derived from the run's training settings (``train``: batch_size,
-        steps, ...), applied by :func:`ebm_bench.config.run_spec` so the run spec records
+        steps, ...), applied by :func:`ebm_bench.pipeline.config.run_spec` so the run spec records
         the resolved value. Default: none."""
         return params
 

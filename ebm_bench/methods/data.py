@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .base import Method, register_method
+from ebm_bench.methods.base import Method, register_method
 
 
 @register_method("data")

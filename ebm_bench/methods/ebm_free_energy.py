@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from ..progress import Task
-from .base import register_method
-from .nnefh import NNEFH, NNEFH_DEFAULTS
+from ebm_bench.core.progress import Task
+from ebm_bench.methods.base import register_method
+from ebm_bench.methods.nnefh import NNEFH, NNEFH_DEFAULTS
 
 
 @register_method("ebm_free_energy")

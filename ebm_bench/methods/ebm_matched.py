@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from .. import validation as V
-from .base import DataInfo, register_method
-from .langevin import LANGEVIN_DEFAULTS
-from .nnefh import DEFAULT_BATCH, resolve_sampler_batch
-from .short_run import ShortRun
+from ebm_bench.core import validation as V
+from ebm_bench.methods.base import DataInfo, register_method
+from ebm_bench.methods.langevin import LANGEVIN_DEFAULTS
+from ebm_bench.methods.nnefh import DEFAULT_BATCH, resolve_sampler_batch
+from ebm_bench.methods.short_run import ShortRun
 
 
 @register_method("ebm_matched")

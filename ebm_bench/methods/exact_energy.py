@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 
-from ..data.toy2d import Toy2D
-from ..errors import ConfigError
-from ..progress import Task
-from ..samplers import ULA
-from .. import validation as V
-from ..samplers.stanley_step import MODES, StanleyStep
-from .base import DataInfo, Method, register_method
+from ebm_bench.data.toy2d import Toy2D
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers import ULA
+from ebm_bench.core import validation as V
+from ebm_bench.samplers.stanley_step import MODES, StanleyStep
+from ebm_bench.methods.base import DataInfo, Method, register_method
 
 
 @register_method("exact_energy")

@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
-from .. import validation as V
-from ..data import from_uint8, to_uint8
-from .base import Method, register_method
+from ebm_bench.core import validation as V
+from ebm_bench.data import from_uint8, to_uint8
+from ebm_bench.methods.base import Method, register_method
 
 
 @register_method("gaussian")

@@ -56,11 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import validation as V
-from ..progress import Task
-from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
-from .base import DataInfo, register_method
-from .harmonium import HarmoniumMethod
+from ebm_bench.core import validation as V
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers.gibbs_langevin import DataBank, GibbsLangevin
+from ebm_bench.methods.base import DataInfo, register_method
+from ebm_bench.methods.harmonium import HarmoniumMethod
 
 GRBM_DEFAULTS: dict[str, Any] = {
     "n_hidden": 4096,
@@ -147,12 +147,12 @@ class GRBM(HarmoniumMethod):
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         if int(params["neg_burn_in"]) >= int(params["gibbs_steps"]):
-            from ..errors import ConfigError
+            from ebm_bench.core.errors import ConfigError
 
             raise ConfigError(f"neg_burn_in = {params['neg_burn_in']}; expected < gibbs_steps = {params['gibbs_steps']}")
         mean, std = params.get("pixel_mean"), params.get("pixel_std")
         if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
-            from ..errors import ConfigError
+            from ebm_bench.core.errors import ConfigError
 
             raise ConfigError(f"pixel_mean = {mean}, pixel_std = {std}: expected both null or lists of one length")
     tiny = {"n_hidden": 8, "gibbs_steps": 2, "langevin_steps": 2, "sample_gibbs_steps": 2, "data_bank_size": 32}

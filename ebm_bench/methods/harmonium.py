@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Method
+from ebm_bench.methods.base import Method
 
 
 class HarmoniumMethod(Method):

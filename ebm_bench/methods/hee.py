@@ -113,17 +113,16 @@ from typing import Any
 
 import torch
 
-from .. import validation as V
-from ..progress import Task
-from ..errors import ConfigError
-from ..samplers.counting import count_grad_evals
-from ..samplers.hee_dynamics import (ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step,
-                                     interneuron_step_exact, second_order_step)
-from ..samplers.hee_compiled import available as compiled_available
-from ..samplers.hee_compiled import run_compiled
-from ..samplers.hee_compiled import unsupported_reason as compiled_unsupported
-from ..samplers.hee_fused import run_fused
-from .base import DataInfo, Method, register_method
+from ebm_bench.core import validation as V
+from ebm_bench.core.progress import Task
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.samplers.counting import count_grad_evals
+from ebm_bench.samplers.hee_dynamics import ADAPTATIONS, first_order_step, gaussian_family_drift, interneuron_step, interneuron_step_exact, second_order_step
+from ebm_bench.samplers.hee_compiled import available as compiled_available
+from ebm_bench.samplers.hee_compiled import run_compiled
+from ebm_bench.samplers.hee_compiled import unsupported_reason as compiled_unsupported
+from ebm_bench.samplers.hee_fused import run_fused
+from ebm_bench.methods.base import DataInfo, Method, register_method
 
 HEE_DEFAULTS: dict[str, Any] = {
     "layers": [10, 10, 10, 10, 10],  # n_1..n_L (Table 1, 2D synthetic: L = 5, n_l = 10)

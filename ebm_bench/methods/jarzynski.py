@@ -62,7 +62,7 @@ n_ancestors -> 1 (the population is then copies of a few walkers).
 
 Precision. The weights divide energy differences by T (5e-5 at paper scale): the walker
 energies and gradients that enter them are computed with TF32 / bfloat16 matmuls and
-convolutions off (:func:`~ebm_bench.samplers.precision.strict_float32`, whatever the
+convolutions off (:func:`~ebm_bench.core.precision.strict_float32`, whatever the
 global setting; ``weights_precision: native`` leaves the global setting in force) and the
 sums of Eq. 6 are accumulated in float64.
 
@@ -84,15 +84,14 @@ from typing import Any, Callable
 
 import torch
 
-from .. import validation as V
-from ..errors import ConfigError
-from ..progress import Task
-from ..samplers import energy_and_grad
-from ..samplers.precision import strict_float32
-from ..samplers.smc import (RESAMPLERS, alpha, alpha_reverse_rest, ess_fraction, flat_dot, log_mean_exp,
-                             normalized_weights, resample_indices)
-from .base import DataInfo, register_method
-from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers import energy_and_grad
+from ebm_bench.core.precision import strict_float32
+from ebm_bench.samplers.smc import RESAMPLERS, alpha, alpha_reverse_rest, ess_fraction, flat_dot, log_mean_exp, normalized_weights, resample_indices
+from ebm_bench.methods.base import DataInfo, register_method
+from ebm_bench.methods.langevin import LANGEVIN_DEFAULTS, LangevinEBM
 
 JARZYNSKI_DEFAULTS: dict[str, Any] = {
     **LANGEVIN_DEFAULTS,
@@ -146,7 +145,7 @@ def exact_sampler(net: torch.nn.Module, temperature: float) -> Callable[[int, to
     The Eq. 15 GMM student at T = 1 is the mixture p N(a, I) + (1 - p) N(b, I) with
     p = 1/(1 + e^{-z}) (paper 003 Sec. 4.1); App. B.1 starts the walkers there.
     """
-    from ..nets.gmm_energy import GMMEnergy
+    from ebm_bench.nets.gmm_energy import GMMEnergy
 
     if not isinstance(net, GMMEnergy) or temperature != 1.0:
         return None

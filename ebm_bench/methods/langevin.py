@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from .. import validation as V
-from ..errors import ConfigError
-from ..nets import build_net
-from .. import precision
-from ..progress import Task
-from ..samplers.compiled import make_sampler
-from .base import DataInfo, Method
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.nets import build_net
+from ebm_bench.core import precision
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers.compiled import make_sampler
+from ebm_bench.methods.base import DataInfo, Method
 
 LANGEVIN_DEFAULTS: dict[str, Any] = {
     "net": None,  # None: the dataset's default network
@@ -60,7 +60,7 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "chain_init": "noise",
     # speed (docs/performance.md): the K-step ULA loop compiled (none | torch_compile |
     # cuda_graph; samplers/compiled.py) and the training step's precision (fp32 | tf32 |
-    # bf16; ebm_bench/precision.py). Defaults: eager, full float32 (bit-identical to before).
+    # bf16; ebm_bench/core/precision.py). Defaults: eager, full float32 (bit-identical to before).
     "sampler_compile": "none",
     "train_precision": "fp32",
 }

@@ -45,12 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import validation as V
-from ..nets import build_net
-from ..progress import Task
-from ..samplers.gibbs_langevin import DataBank, GibbsLangevin
-from .base import DataInfo, register_method
-from .harmonium import HarmoniumMethod
+from ebm_bench.core import validation as V
+from ebm_bench.nets import build_net
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers.gibbs_langevin import DataBank, GibbsLangevin
+from ebm_bench.methods.base import DataInfo, register_method
+from ebm_bench.methods.harmonium import HarmoniumMethod
 
 NNEFH_DEFAULTS: dict[str, Any] = {
     "net": "attention",  # registered network whose penultimate layer is U(x; phi)

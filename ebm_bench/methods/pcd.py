@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from .. import validation as V
-from ..errors import ConfigError
-from .base import register_method
-from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.methods.base import register_method
+from ebm_bench.methods.langevin import LANGEVIN_DEFAULTS, LangevinEBM
 
 
 @register_method("pcd")

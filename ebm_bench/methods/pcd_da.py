@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import validation as V
-from .base import register_method
-from .pcd import PCD
+from ebm_bench.core import validation as V
+from ebm_bench.methods.base import register_method
+from ebm_bench.methods.pcd import PCD
 
 
 @register_method("pcd_da")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import register_method
-from .langevin import LangevinEBM
+from ebm_bench.methods.base import register_method
+from ebm_bench.methods.langevin import LangevinEBM
 
 
 @register_method("short_run")

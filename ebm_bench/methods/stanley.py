@@ -32,13 +32,13 @@ The MLE update (Eq. 7-8) is the shared contrastive loss of :class:`LangevinEBM`.
 
 from __future__ import annotations
 
-from .. import validation as V
-from ..errors import ConfigError
-from ..samplers.stanley_step import MODES, StanleyStep
-from .base import register_method
-from .langevin import LANGEVIN_DEFAULTS, LangevinEBM
-from .pcd import PCD
-from .short_run import ShortRun
+from ebm_bench.core import validation as V
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.samplers.stanley_step import MODES, StanleyStep
+from ebm_bench.methods.base import register_method
+from ebm_bench.methods.langevin import LANGEVIN_DEFAULTS, LangevinEBM
+from ebm_bench.methods.pcd import PCD
+from ebm_bench.methods.short_run import ShortRun
 
 CHAINS = ("short_run", "persistent")
 

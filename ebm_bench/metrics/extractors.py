@@ -13,7 +13,7 @@ Two implementations:
   TF1-compatible bilinear interpolation. Grayscale is repeated to 3 channels.
   Weights are never downloaded implicitly: a configured file, else torch hub's cache
   (``TORCH_HOME/hub/checkpoints/<file name from torch-fidelity's URL>``), else one
-  :class:`~ebm_bench.errors.WeightsMissing`. :func:`fetch_inception_weights` is the
+  :class:`~ebm_bench.core.errors.WeightsMissing`. :func:`fetch_inception_weights` is the
   download for a local (online) Snakemake rule.
 - :class:`DomainExtractor`: a small classifier (CNN for images, MLP for vectors) trained
   on the dataset's training split by :func:`train_domain_classifier`; its penultimate
@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,10 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.base import from_uint8, to_uint8
-from ..errors import WeightsMissing
-from ..io import atomic_write_bytes, file_sha256
-from ..progress import Task
+from ebm_bench.data.base import from_uint8, to_uint8
+from ebm_bench.core.errors import WeightsMissing
+from ebm_bench.core.io import atomic_write_bytes, file_sha256
+from ebm_bench.core.progress import Task
 
 DOMAIN_EXTRACTOR_NAME = "ebm-bench-domain"
 INCEPTION_NAME = "inception-v3-compat"
@@ -636,7 +635,7 @@ def build_extractor(kind: str, **kwargs: Any) -> FeatureExtractor:
         return InceptionExtractor(**kwargs)
     if kind == "domain":
         return DomainExtractor(**kwargs)
-    from ..errors import ConfigError
+    from ebm_bench.core.errors import ConfigError
 
     raise ConfigError(f"unknown feature extractor {kind!r} (config key evaluate.features); known: inception, domain")
 

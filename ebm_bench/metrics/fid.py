@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..progress import Task
+from ebm_bench.core.progress import Task
 
 
 def _features_2d(x: Any, what: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..progress import Task
+from ebm_bench.core.progress import Task
 
 PROBE_C = 1.0
 PROBE_MAX_ITER = 1000

@@ -5,6 +5,6 @@ proportional to ``exp(-U)``) and exposes ``features(x) -> (batch, d)``, the penu
 layer used by the linear probe.
 """
 
-from .base import EnergyNet, build_net
+from ebm_bench.nets.base import EnergyNet, build_net
 
 __all__ = ["EnergyNet", "build_net"]

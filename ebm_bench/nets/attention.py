@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import validation as V
-from .base import EnergyNet, register_net
+from ebm_bench.core import validation as V
+from ebm_bench.nets.base import EnergyNet, register_net
 
 
 LAYOUTS = ("suite", "three_conv")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..registry import NETWORKS
+from ebm_bench.core.registry import NETWORKS
 
 register_net = NETWORKS.register
 

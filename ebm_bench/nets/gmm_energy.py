@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from .. import validation as V
-from .base import EnergyNet, register_net
+from ebm_bench.core import validation as V
+from ebm_bench.nets.base import EnergyNet, register_net
 
 
 def _all_ones(g: torch.Tensor) -> bool:

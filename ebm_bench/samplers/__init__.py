@@ -1,5 +1,5 @@
 """Samplers over an energy ``U(x) -> (batch,)``, shared by every method that uses them."""
 
-from .ula import ULA, energy_and_grad
+from ebm_bench.samplers.ula import ULA, energy_and_grad
 
 __all__ = ["ULA", "energy_and_grad"]

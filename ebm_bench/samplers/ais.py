@@ -24,8 +24,8 @@ from typing import Callable
 
 import torch
 
-from ..progress import Task
-from .precision import strict_float32
+from ebm_bench.core.progress import Task
+from ebm_bench.core.precision import strict_float32
 
 
 @dataclass

@@ -26,10 +26,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import ConfigError
-from ..progress import Task
-from .counting import count_grad_evals
-from .ula import ULA
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers.counting import count_grad_evals
+from ebm_bench.samplers.ula import ULA
 
 COMPILE_MODES = ("none", "torch_compile", "cuda_graph")
 

@@ -51,8 +51,8 @@ from typing import Any, Protocol
 
 import torch
 
-from ..progress import Task
-from .ula import ULA
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers.ula import ULA
 
 
 class Harmonium(Protocol):

@@ -50,7 +50,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ from typing import Any
 
 import torch
 
-from .counting import count_grad_evals
+from ebm_bench.samplers.counting import count_grad_evals
 
 SOURCE = Path(__file__).with_name("hee_kernel.c")
 CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared")
@@ -186,7 +185,7 @@ def run_compiled(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor
                  avg_from: int | None, noise: torch.Tensor | None = None, task=None) -> dict[str, Any]:
     """The loop of :meth:`HEE.simulate` from its initial state (X, V, U), in C. Updates the
     model's W, bias and lam in place exactly when the eager loop would; ``task`` (the
-    caller's :class:`ebm_bench.progress.Task`) is ticked between calls into C. ``noise`` (tests):
+    caller's :class:`ebm_bench.core.progress.Task`) is ticked between calls into C. ``noise`` (tests):
     the Gaussians to use instead of the generator's, shape (n_steps, slots, N, Bp) with slots
     x, v (driven reading only), u (interneurons only) in this order, Bp = B rounded up to 64."""
     lib = load_kernel()

@@ -82,7 +82,7 @@ from typing import Callable
 
 import torch
 
-from .counting import count_grad_evals
+from ebm_bench.samplers.counting import count_grad_evals
 
 Tau = float | torch.Tensor
 ADAPTATIONS = ("literal", "driven")

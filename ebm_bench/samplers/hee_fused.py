@@ -36,8 +36,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..progress import Task
-from .counting import count_grad_evals
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers.counting import count_grad_evals
 
 
 def fast_tanh_(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ def run_fused(model, X: torch.Tensor, V: torch.Tensor | None, U: torch.Tensor | 
               avg_from: int | None, record: Callable | None, task: Task | None = None) -> dict[str, Any]:
     """The loop of :meth:`HEE.simulate` from its initial state (X, V, U), fused. Updates the
     model's W, bias and lam in place exactly when the eager loop would; ``task`` (the
-    simulation's :class:`~ebm_bench.progress.Task`) is ticked every step."""
+    simulation's :class:`~ebm_bench.core.progress.Task`) is ticked every step."""
     p = model.params
     B, N = X.shape
     dt, dtype = model.dt, X.dtype

@@ -34,7 +34,7 @@ def flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Measured: summing with ``dtype=torch.float64`` or on float64 copies of the N x d arrays
     made the App. B.1 GMM update 1.5-2x slower than the whole rest of it. The energies and
     gradients come from the network in float32 under
-    :func:`~ebm_bench.samplers.precision.strict_float32`."""
+    :func:`~ebm_bench.core.precision.strict_float32`."""
     return torch.linalg.vecdot(a.flatten(1), b.flatten(1)).double()
 
 

@@ -35,8 +35,8 @@ from typing import Callable
 
 import torch
 
-from ..progress import Task
-from .counting import count_grad_evals
+from ebm_bench.core.progress import Task
+from ebm_bench.samplers.counting import count_grad_evals
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
 StepRule = Callable[[torch.Tensor], torch.Tensor]

@@ -16,7 +16,7 @@ if _bin not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 
-# --- the package's view of the config (ebm_bench.config; _pkg_config in validate.smk)
+# --- the package's view of the config (ebm_bench.pipeline.config; _pkg_config in validate.smk)
 
 
 def _config_file():
@@ -167,7 +167,7 @@ def inception_flag(wildcards):
 
 def uses_classifier(dataset):
     """Whether the dataset gets a domain classifier (FID/IS features, mode reader): one
-    needs labels. ebm_bench.config.uses_classifier decides where the package has it
+    needs labels. ebm_bench.pipeline.config.uses_classifier decides where the package has it
     (CelebA has no labels); without it every dataset gets one."""
     fn = getattr(_pkg_config(), "uses_classifier", None)
     return True if fn is None else bool(fn(config, dataset))
@@ -234,7 +234,7 @@ def inception_dest_arg():
 
 # --- the spec passed to ebm-bench ---------------------------------------------------
 #
-# Every job gets the run's full resolved spec (ebm_bench.config.run_spec) as JSON in
+# Every job gets the run's full resolved spec (ebm_bench.pipeline.config.run_spec) as JSON in
 # `params.spec`, but the rerun decision looks at `params.tracked` only: the spec less
 # the sections a stage does not read. Without that split, changing evaluate.n_real
 # would retrain every model (Snakemake reruns a job whose params changed). The full
@@ -301,7 +301,7 @@ def tracked_param(stage):
 
 def dataset_job_spec(dataset):
     """The spec of the per-dataset jobs (download, classifier): the resolved dataset
-    (ebm_bench.config.dataset_spec) with where its files live and the device, and the
+    (ebm_bench.pipeline.config.dataset_spec) with where its files live and the device, and the
     config's `classifier` section where it has one. Only then: the schema gives that
     section no default, so the tracked params of the classifier jobs of every existing
     results folder stay what they were (a new key would retrain every classifier, and

@@ -1,8 +1,8 @@
 # Tables: a pure pandas reduction of the runs' metrics files (plus train_status.json
 # and the benchmark files for the cost columns). Rebuilding them never trains,
-# samples or evaluates anything: edit ebm_bench/tables.py and run
+# samples or evaluates anything: edit ebm_bench/reports/tables.py and run
 #   snakemake --forcerun tables
-# It runs `python -m ebm_bench.tables` rather than `ebm-bench tables`, so the job
+# It runs `python -m ebm_bench.reports.tables` rather than `ebm-bench tables`, so the job
 # does not import torch; only the configured datasets, variants and seeds are
 # tabulated, whatever else an older config left under results/runs/. A
 # config/reported.yaml (numbers the papers report, with their source) adds
@@ -91,7 +91,7 @@ rule tables:
     conda:
         CONDA_ENV
     shell:
-        "python -m ebm_bench.tables --results-dir {params.results_dir:q}"
+        "python -m ebm_bench.reports.tables --results-dir {params.results_dir:q}"
         " --out-dir {params.out_dir:q} --datasets {params.datasets:q}"
         " --variants {params.variants:q} --seeds {params.seeds:q} {params.reported}"
         " --claims-md {input.claims_md:q} > {log:q} 2>&1"

@@ -74,7 +74,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 
 def _pkg_config():
-    """ebm_bench.config, imported on first use: after the schema check, so that a
+    """ebm_bench.pipeline.config, imported on first use: after the schema check, so that a
     malformed config fails at once (importing it imports torch, ~3 s)."""
     import ebm_bench
 
@@ -82,15 +82,15 @@ def _pkg_config():
     if os.path.realpath(os.path.dirname(ebm_bench.__file__)) != here:
         raise WorkflowError(f"the workflow at {workflow.basedir} imported ebm_bench from "
                             f"{os.path.dirname(ebm_bench.__file__)}, not its own {here}")
-    import ebm_bench.config
+    import ebm_bench.pipeline.config
 
-    return ebm_bench.config
+    return ebm_bench.pipeline.config
 
 
 def check_config_or_fail(config):
-    """ebm_bench.config.check_config: registered datasets, methods, hyperparameter names
+    """ebm_bench.pipeline.config.check_config: registered datasets, methods, hyperparameter names
     and types, variant_params naming configured variants."""
-    from ebm_bench.errors import ConfigError
+    from ebm_bench.core.errors import ConfigError
 
     try:
         _pkg_config().check_config(config)

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .common import Tape, ablation_configs, compare_rows, load_py, notebook_cell, paper_params, recording, replaying
-from .lightning import LightningStub, gradient_clip_val, lightning_updates
+from ebm_bench.bench.reference.common import Tape, ablation_configs, compare_rows, load_py, notebook_cell, paper_params, recording, replaying
+from ebm_bench.bench.reference.lightning import LightningStub, gradient_clip_val, lightning_updates
 
 # the reference's CIFAR-10 updates (CIFAR-10_code/main_CIFAR_{Jarzynski,PCD}.ipynb) as options of
 # our methods; the values config/paper.yaml runs instead are the ablation rows
@@ -114,9 +114,9 @@ def _reference_cifar(ref: Path, notebook: str, ours0: list[torch.Tensor], nf: in
 
 
 def _ours_cifar(method: str, params: dict[str, Any], shape, batches, seed: int, tape: Tape | None):
-    from ..methods.base import DataInfo
-    from ..methods.jarzynski import Jarzynski
-    from ..methods.pcd import PCD
+    from ebm_bench.methods.base import DataInfo
+    from ebm_bench.methods.jarzynski import Jarzynski
+    from ebm_bench.methods.pcd import PCD
 
     ctx = replaying(tape, passthrough=("rand",) if method == "pcd" else ()) if tape is not None \
         else contextlib.nullcontext()
@@ -153,8 +153,8 @@ def compare_cifar(ref: Path, method: str, updates: int = 3, n_walkers: int = 8, 
     jar = method == "jarzynski"
     variant = "jarzynski_multinomial" if jar else "pcd_minibatch"
     options = CIFAR_JARZYNSKI_OPTIONS if jar else CIFAR_PCD_OPTIONS
-    from ..methods.jarzynski import Jarzynski
-    from ..methods.pcd import PCD
+    from ebm_bench.methods.jarzynski import Jarzynski
+    from ebm_bench.methods.pcd import PCD
 
     base = {**(Jarzynski if jar else PCD).defaults, **paper_params("cifar10", variant)}
     if jar:

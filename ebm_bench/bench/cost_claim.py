@@ -8,7 +8,7 @@ and network, so it is measured here in one process on one thread:
 - both methods are built from config/paper.yaml's CIFAR-10 rows (``jarzynski_systematic``
   and ``pcd_minibatch``: the short-run ConvNet with n_f = 128, N = 4096 chains, N' = 256
   drawn / moved per update, K = 60, the gradient over the moved walkers), resolved with
-  :func:`ebm_bench.config.run_spec`; Jarzynski's burn-in (unweighted ULA before training)
+  :func:`ebm_bench.pipeline.config.run_spec`; Jarzynski's burn-in (unweighted ULA before training)
   is set to 0: it is not part of an update;
 - the same random data batch (3 x 32 x 32, the row's batch size 512) feeds both;
 - per repeat r (seed r for both methods: the same initial network), W warm-up then U timed
@@ -38,10 +38,10 @@ from typing import Any
 
 import torch
 
-from . import progress
-from .errors import ConfigError
+from ebm_bench.core import progress
+from ebm_bench.core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER_CONFIG = ROOT / "config" / "paper.yaml"
 DATASET = "cifar10_cost"  # the records' dataset name (config/paper_cpu.yaml's comment block)
 PROVENANCE = "config/paper_cpu.yaml"  # the config the claim's design names
@@ -56,8 +56,8 @@ QUICK_SIZES = {"nf": 4, "n_walkers": 64, "n_moved": 8, "n_steps": 60, "batch_siz
 
 def method_specs(quick: bool, config_path: str | Path = PAPER_CONFIG) -> tuple[dict[str, dict], dict[str, Any]]:
     """{variant: run spec} of the two methods (seed 0) and facts of the setting."""
-    from .config import run_spec
-    from .gpu_check import data_info, load_config
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.bench.gpu_check import data_info, load_config
 
     cfg = load_config(config_path)
     specs = {v: run_spec(cfg, SOURCE_DATASET, row, 0, "config/paper.yaml") for v, row in ROWS.items()}
@@ -86,10 +86,10 @@ def method_specs(quick: bool, config_path: str | Path = PAPER_CONFIG) -> tuple[d
 
 def _record(out: Path, variant: str, seed: int, method, spec: dict, ms: float, warmup: int, updates: int) -> None:
     """train_status.json + metrics/cost.json of one (variant, repeat), as the pipeline writes them."""
-    from .evaluation.cost import QUIET_TIMING, sampler_steps_per_update, walkers_per_moved
-    from .io import write_json
-    from .stages import clean_metrics, fingerprint_id
-    from .train import n_trainable
+    from ebm_bench.evaluation.cost import QUIET_TIMING, sampler_steps_per_update, walkers_per_moved
+    from ebm_bench.core.io import write_json
+    from ebm_bench.core.artefacts import clean_metrics, fingerprint_id
+    from ebm_bench.training.loop import n_trainable
 
     run_dir = out / "runs" / DATASET / variant / f"seed{seed}"
     (run_dir / "metrics").mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def run(out: str | Path, quick: bool = False, repeats: int | None = None, warmup
     """Time both methods per repeat, write the records, print the table; returns the rows.
     Repeats run seeds ``first_seed`` .. ``first_seed + repeats - 1``, so a session can add
     repeats to earlier ones (one repeat at the paper's sizes is ~15 min on one core)."""
-    from .registry import METHODS
+    from ebm_bench.core.registry import METHODS
 
     base = QUICK if quick else DEFAULTS
     repeats = int(repeats or base["repeats"])

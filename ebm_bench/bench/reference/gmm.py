@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .common import Tape, diff_rows, replaying
+from ebm_bench.bench.reference.common import Tape, diff_rows, replaying
 
 def _gmm_hooks() -> list[tuple[str, str]]:
     """Literal substitutions (each checked to occur once) that let the script report its state:
@@ -36,7 +36,7 @@ def _reference_gmm(ref: Path, updates: int) -> tuple[dict[str, Any], list[dict[s
     import os
     import tempfile
 
-    from ..gmm_reference import trimmed_reference
+    from ebm_bench.bench.gmm_reference import trimmed_reference
 
     text = trimmed_reference((ref / "GMM_code" / "GMM.py").read_text(), updates)
     for old, new in _gmm_hooks():
@@ -72,8 +72,8 @@ def compare_gmm(ref: Path, updates: int = 3, seed: int = 0, ablations: bool = Tr
     """``gmm``: our App. B.1 Jarzynski update (Alg. 1, full batch, N = n = 1e4, d = 50, the
     pipeline's ``reference`` convention) against GMM_code/GMM.py, from the script's own
     initial parameters, walkers and data; its ULA noise fed to ours."""
-    from ..experiments.gmm_teacher import variant_params
-    from ..methods.jarzynski import Jarzynski
+    from ebm_bench.experiments.gmm_teacher import variant_params
+    from ebm_bench.methods.jarzynski import Jarzynski
 
     init, ref_snaps = _reference_gmm(ref, updates)
     base = dict(variant_params("reference")["jarzynski"])
@@ -98,8 +98,8 @@ GMM_REFERENCE_OPTIONS: dict[str, Any] = {
 
 def _ours_gmm(params: dict[str, Any], init: dict[str, Any], ref_snaps: list[dict[str, Any]], d: int,
               seed: int) -> dict[str, Any]:
-    from ..methods.base import DataInfo
-    from ..methods.jarzynski import Jarzynski
+    from ebm_bench.methods.base import DataInfo
+    from ebm_bench.methods.jarzynski import Jarzynski
 
     tape = Tape()
     tape.q["normal"] = deque(s_["noise"] for s_ in ref_snaps)

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from . import precision, progress
-from .io import atomic_write_bytes, load_torch, save_torch, write_json
-from .samplers.counting import grad_evals
+from ebm_bench.core import precision, progress
+from ebm_bench.core.io import atomic_write_bytes, load_torch, save_torch, write_json
+from ebm_bench.samplers.counting import grad_evals
 
 CHECKPOINT = "checkpoint.pt"
 PARTIAL_LOG = ".train_log.partial.csv"

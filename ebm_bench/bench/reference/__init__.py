@@ -41,7 +41,7 @@ otherwise loads CIFAR-10 and the FID network) run here, each checked to be in th
 (checked once each) that report its state; its ULA noise is read from its ``noise`` buffer.
 """
 
-from .common import TOL
-from .runner import COMPARISONS, METHODS, print_table, run
+from ebm_bench.bench.reference.common import TOL
+from ebm_bench.bench.reference.runner import COMPARISONS, METHODS, print_table, run
 
 __all__ = ["COMPARISONS", "METHODS", "TOL", "print_table", "run"]

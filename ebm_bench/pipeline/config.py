@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "steps": 300,
@@ -51,7 +51,7 @@ class _Section:
 
 
 def _sections():
-    from . import validation as V
+    from ebm_bench.core import validation as V
 
     class Train(_Section):
         defaults = TRAIN_DEFAULTS
@@ -80,7 +80,7 @@ _SIZE_REASONS = {
 
 
 def _check_section(cls, block: dict[str, Any], where: str) -> None:
-    from . import validation as V
+    from ebm_bench.core import validation as V
 
     try:
         V.check_block(cls, block or {}, where)
@@ -92,7 +92,7 @@ def _check_section(cls, block: dict[str, Any], where: str) -> None:
 
 
 def _method_params(config: dict, dataset: str, variant: str) -> tuple[str, dict[str, Any]]:
-    from .registry import METHODS
+    from ebm_bench.core.registry import METHODS
 
     vcfg = dict(config["variants"][variant] or {})
     method = vcfg.pop("method", variant)
@@ -150,14 +150,14 @@ def check_config(config: dict) -> None:
     """Registry-level checks; raises :class:`ConfigError` naming the bad key.
 
     Every value is checked against the rule its component declares
-    (:mod:`ebm_bench.validation`): dataset params, variant hyperparameters (in
+    (:mod:`ebm_bench.core.validation`): dataset params, variant hyperparameters (in
     ``variants``, in ``datasets.X.variant_params.V`` and in the ``"*"`` blocks), the
     network's constructor arguments, the train/sample/evaluate sections; then each run's
     merged parameters against the component's cross-key rules; paths a dataset reads
     must lie inside ``data_root``.
     """
-    from . import validation as V
-    from .registry import DATASETS, METHODS, NETWORKS
+    from ebm_bench.core import validation as V
+    from ebm_bench.core.registry import DATASETS, METHODS, NETWORKS
 
     Train, Sample, Evaluate = _sections()
     for section in ("datasets", "variants", "seeds"):
@@ -278,7 +278,7 @@ def check_config(config: dict) -> None:
 
 def dataset_spec(config: dict, dataset: str) -> dict[str, Any]:
     """Resolved dataset entry: registered type and params merged over its defaults."""
-    from .registry import DATASETS
+    from ebm_bench.core.registry import DATASETS
 
     if dataset not in config["datasets"]:
         raise ConfigError(f"unknown dataset {dataset!r}; configured: {', '.join(config['datasets'])}")
@@ -325,7 +325,7 @@ def is_embedded(config: dict, dataset: str) -> bool:
 
 def uses_classifier(config: dict, dataset: str) -> bool:
     """A domain classifier (FID features for non-natural data, mode reader) needs labels."""
-    from .registry import DATASETS
+    from ebm_bench.core.registry import DATASETS
 
     dcfg = config["datasets"][dataset] or {}
     return bool(DATASETS.get(dcfg.get("type", dataset)).labelled)
@@ -345,11 +345,11 @@ def run_spec(config: dict, dataset: str, variant: str, seed: int, config_file: s
     ``config_file``: the config file the run is made for, as the workflow names it
     (relative to the workflow folder, e.g. ``config/claims_cpu.yaml``; "" where unknown).
     Provenance only: the evaluate stage writes it into every metrics file (so a claim can
-    tell which design made a run), and neither :func:`ebm_bench.runs.config_id` nor the
+    tell which design made a run), and neither :func:`ebm_bench.training.runs.config_id` nor the
     workflow's rerun decision reads it, so the same run named by two config files is one
     training run.
     """
-    from .registry import METHODS
+    from ebm_bench.core.registry import METHODS
 
     if variant not in config["variants"]:
         raise ConfigError(f"unknown variant {variant!r}; configured: {', '.join(config['variants'])}")
@@ -361,7 +361,6 @@ def run_spec(config: dict, dataset: str, variant: str, seed: int, config_file: s
         params["net_params"] = {**ds["default_net_params"], **(params.get("net_params") or {})}
     train = _train_settings(config, dataset, variant)
     params = METHODS.get(method).resolve_params(params, train)
-    dcfg = config["datasets"][dataset] or {}
     evaluate = {**EVALUATE_DEFAULTS, **(config.get("evaluate") or {})}
     evaluate["use_inception"] = uses_inception(config, dataset)
     return {
@@ -383,7 +382,7 @@ def rerun_view(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` as the rerun decision sees it: the method's ``neutral`` options
     (:class:`ebm_bench.methods.base.Method`) are dropped where they sit at their default,
     which is the behaviour from before they existed; everything else is kept."""
-    from .registry import METHODS
+    from ebm_bench.core.registry import METHODS
 
     method, params = spec.get("method"), spec.get("method_params")
     if not method or not isinstance(params, dict) or method not in METHODS:

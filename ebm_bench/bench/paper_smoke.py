@@ -17,7 +17,7 @@ The smoke config is derived from paper.yaml by :func:`smoke_config`, which chang
   logging every update; batch sizes are the rows';
 - inner-loop lengths: each row's loop-length knobs (Langevin K, Gibbs sweeps, HEE's
   presentation / generation / feature times) cut to ``LOOP_STEPS`` steps and its burn-in
-  to ``BURN_IN_STEPS`` by :func:`ebm_bench.gpu_check.shrink_loops` (the knobs the GPU
+  to ``BURN_IN_STEPS`` by :func:`ebm_bench.bench.gpu_check.shrink_loops` (the knobs the GPU
   check already scales, ``gpu_check.KNOBS``, and the outer Gibbs loop of NN-EFH),
   written into ``datasets.X.variant_params.V``. Networks, hidden units, layer widths and
   step sizes are untouched;
@@ -74,14 +74,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER_CONFIG = ROOT / "config" / "paper.yaml"
 CONFIG_NAME = "paper_smoke_config.yaml"
 REPORT_NAME = "paper_smoke.json"
 
 STEPS = 2  # parameter updates per row
 LOOP_STEPS = 2  # inner-loop length per update / generation (gpu_check.shrink_loops)
-SAMPLE_N = 100  # generated samples per row (the config's floor: ebm_bench.config.MIN_SAMPLES)
+SAMPLE_N = 100  # generated samples per row (the config's floor: ebm_bench.pipeline.config.MIN_SAMPLES)
 N_REAL = 256  # reference rows: >= 2 x the domain classifier's 128 features, so FID uses its pool layer
 PROBE_MAX_TRAIN = 100  # the config's floor (MIN_PROBE_TRAIN)
 MAX_TEST = 1000  # test images of MNIST / FashionMNIST (the probe's features of every test image)
@@ -110,14 +110,14 @@ STAGE_OUTPUTS = {"train": ("train_status.json",), "sample": ("samples.npz",), "e
 
 
 def load_paper_config(path: str | Path = PAPER_CONFIG) -> dict[str, Any]:
-    from .gpu_check import load_config
+    from ebm_bench.bench.gpu_check import load_config
 
     return load_config(path)
 
 
 def rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Every (dataset, variant) row of a config, in its order."""
-    from .config import dataset_variants
+    from ebm_bench.pipeline.config import dataset_variants
 
     return [(d, v) for d in config["datasets"] for v in dataset_variants(config, d)]
 
@@ -134,9 +134,9 @@ def smoke_config(paper: dict[str, Any], data_root: str | Path, results_dir: str 
 
     ``inception_weights``: a usable Inception weight file (Inception features, as
     paper.yaml), or None (every dataset's domain classifier stands in)."""
-    from .config import dataset_spec, run_spec
-    from .gpu_check import shrink_loops
-    from .registry import DATASETS
+    from ebm_bench.pipeline.config import dataset_spec, run_spec
+    from ebm_bench.bench.gpu_check import shrink_loops
+    from ebm_bench.core.registry import DATASETS
 
     cfg = copy.deepcopy(paper)
     cfg.update(results_dir=str(results_dir), data_root=str(data_root), device="cpu", threads=int(threads), seeds=[0])
@@ -206,7 +206,7 @@ def write_config(cfg: dict[str, Any], path: Path) -> None:
             return True
 
     path.write_text("# written by ebm-bench bench paper_smoke from config/paper.yaml "
-                    "(ebm_bench/paper_smoke.py, smoke_config)\n"
+                    "(ebm_bench/bench/paper_smoke.py, smoke_config)\n"
                     + yaml.dump(cfg, Dumper=NoAliases, sort_keys=False, default_flow_style=None, width=120))
 
 
@@ -241,9 +241,9 @@ def prepare_data(paper: dict[str, Any], source: Path, dest: Path, say: Callable[
     """``dest``: the smoke's data root. Raw MNIST-format folders of ``source`` linked in
     (missing ones: one error naming them, before anything runs); image folders linked from
     ``source/<dataset>/image_folder`` or generated. Returns {dataset: where its data came from}."""
-    from .config import dataset_spec
-    from .errors import ConfigError, DatasetMissing
-    from .registry import DATASETS
+    from ebm_bench.pipeline.config import dataset_spec
+    from ebm_bench.core.errors import ConfigError, DatasetMissing
+    from ebm_bench.core.registry import DATASETS
 
     dest.mkdir(parents=True, exist_ok=True)
     where: dict[str, str] = {}
@@ -290,8 +290,8 @@ def prepare_data(paper: dict[str, Any], source: Path, dest: Path, say: Callable[
 
 def inception_weights_or_none(path: str | None) -> tuple[str | None, str]:
     """(a usable Inception weight file or None, what the report says about it)."""
-    from .errors import WeightsMissing
-    from .metrics.extractors import resolve_inception_weights
+    from ebm_bench.core.errors import WeightsMissing
+    from ebm_bench.metrics.extractors import resolve_inception_weights
 
     try:
         found = resolve_inception_weights(path)
@@ -487,7 +487,7 @@ def run(out: str | Path, data_root: str | Path, cores: int = 2, threads: int = T
         only: list[str] | None = None, say=print) -> dict[str, Any]:
     """Derive the config, prepare the data, run the DAG, write the report; returns it.
     ``only``: datasets to run (default all rows; a subset for a partial run, said so)."""
-    from .errors import ConfigError
+    from ebm_bench.core.errors import ConfigError
 
     t0 = time.perf_counter()
     out = Path(out).resolve()

@@ -13,10 +13,10 @@ from typing import Callable
 
 import torch
 
-from . import progress
-from .evaluation.hee_moments import READINGS, first_below, hee_linear_posterior, hee_mixing
-from .methods.base import DataInfo
-from .registry import METHODS
+from ebm_bench.core import progress
+from ebm_bench.evaluation.hee_moments import READINGS, first_below, hee_linear_posterior, hee_mixing
+from ebm_bench.methods.base import DataInfo
+from ebm_bench.core.registry import METHODS
 
 
 def _median_time(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -53,8 +53,8 @@ def bench_train_iteration(quick: bool = False) -> None:
 
 def bench_ula_vectorisation(quick: bool = False) -> None:
     """ULA over a batch of chains in one call vs the same chains stepped one at a time."""
-    from .nets import build_net
-    from .samplers import ULA
+    from ebm_bench.nets import build_net
+    from ebm_bench.samplers import ULA
 
     net = build_net("mlp", (2,), {"hidden": 64, "depth": 2})
     ula = ULA(step_size=0.01)
@@ -110,9 +110,9 @@ def bench_gmm_run(quick: bool = False) -> None:
     reference convention: 8,000 steps); quick: 100 steps, extrapolated."""
     import time
 
-    from . import runs
-    from .config import run_spec
-    from .experiments.gmm_teacher import pipeline_config
+    from ebm_bench.training import runs
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.experiments.gmm_teacher import pipeline_config
 
     cfg = pipeline_config("reference")
     steps = int(cfg["datasets"]["gmm_b1"]["train"]["steps"])
@@ -146,7 +146,7 @@ def bench_hee_inference(quick: bool = False) -> None:
     interneurons, simulated chains: RMS error of the chain mean against a long-run
     reference (both orders' chains, time-averaged over the second half). (3) ms per EM
     step of the method's inference loop (with learning), interleaved."""
-    from .methods.hee import HEE
+    from ebm_bench.methods.hee import HEE
 
     info = DataInfo((2,), False)
     g = torch.Generator().manual_seed(0)
@@ -159,9 +159,6 @@ def bench_hee_inference(quick: bool = False) -> None:
     lin.bias = (0.5 * torch.randn(lin.N, generator=g)).double()
     lin.lam = lin.lam.double()
     H, c = hee_linear_posterior(lin, x0)
-    cov_post = torch.linalg.inv(-H)
-    mu = cov_post @ c
-    sd = torch.sqrt(torch.diagonal(cov_post))
     tau = lin.tau_vec[lin.sizes[0]:].double()
     T = 60.0 if quick else 150.0
     print(f"HEE-L posterior, supp. Table 1 2D setting (L=5, n_l=10, tau_z=linspace(1,10), dt=0.01 tau_x), "
@@ -240,8 +237,8 @@ def bench_hee_inner_loop(quick: bool = False) -> None:
     import os
     import tempfile
 
-    from .methods.hee import HEE
-    from .samplers import hee_compiled
+    from ebm_bench.methods.hee import HEE
+    from ebm_bench.samplers import hee_compiled
 
     info = DataInfo((2,), False)
     g = torch.Generator().manual_seed(0)
@@ -281,23 +278,23 @@ def bench_hee_inner_loop(quick: bool = False) -> None:
 
 
 def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, **_) -> None:
-    """Paper 003 App. B.1 GMM update against the authors' script (ebm_bench/gmm_reference.py)."""
-    from .gmm_reference import bench_gmm_reference as run
+    """Paper 003 App. B.1 GMM update against the authors' script (ebm_bench/bench/gmm_reference.py)."""
+    from ebm_bench.bench.gmm_reference import bench_gmm_reference as run
 
     run(quick, reference_dir=reference_dir)
 
 
 def bench_reference(quick: bool = False, reference_dir: str | None = None, out: str | None = None,
                     method: str | None = None, updates: int | None = None, **_) -> None:
-    """Update-level equivalence with the authors' code (ebm_bench/reference/)."""
-    from .reference import run
+    """Update-level equivalence with the authors' code (ebm_bench/bench/reference/)."""
+    from ebm_bench.bench.reference import run
 
     run(method, reference_dir, updates, out or "results/benchmarks/reference", quick=quick)
 
 
 def bench_gpu(quick: bool = False, out: str | None = None, **_) -> None:
-    """The GPU check of every paper.yaml row (ebm_bench/gpu_check.py); --quick: CPU rehearsal."""
-    from .gpu_check import run
+    """The GPU check of every paper.yaml row (ebm_bench/bench/gpu_check.py); --quick: CPU rehearsal."""
+    from ebm_bench.bench.gpu_check import run
 
     if not quick and not torch.cuda.is_available():
         print("  skipped: no CUDA device (ebm-bench bench gpu --quick rehearses it on CPU at tiny sizes)")
@@ -309,8 +306,8 @@ def bench_cost_claim(quick: bool = False, out: str | None = None, repeats: int |
                      warmup: int | None = None, updates: int | None = None, threads: int | None = None,
                      first_seed: int = 0, **_) -> None:
     """Paper 003's cost claim as one update at the CIFAR-10 row's N, N', K and network, one
-    thread, written as run records for the claims layer (ebm_bench/cost_claim.py)."""
-    from .cost_claim import run
+    thread, written as run records for the claims layer (ebm_bench/bench/cost_claim.py)."""
+    from ebm_bench.bench.cost_claim import run
 
     run(out or ("results/benchmarks/cost_claim_quick" if quick else "results/paper_cpu"), quick=quick,
         repeats=repeats, warmup=warmup, updates=updates, threads=threads or 1,
@@ -321,9 +318,9 @@ def bench_paper_smoke(quick: bool = False, out: str | None = None, data_root: st
                       cores: int | None = None, datasets: list[str] | None = None, threads: int | None = None,
                       inception_weights: str | None = None, **_) -> None:
     """Every config/paper.yaml row end to end at full network size on CPU through the real
-    DAG (ebm_bench/paper_smoke.py); writes OUT/paper_smoke.json."""
-    from .errors import ConfigError
-    from .paper_smoke import THREADS, run
+    DAG (ebm_bench/bench/paper_smoke.py); writes OUT/paper_smoke.json."""
+    from ebm_bench.core.errors import ConfigError
+    from ebm_bench.bench.paper_smoke import THREADS, run
 
     if not out or not data_root:
         raise ConfigError("bench paper_smoke needs --data-root DIR (MNIST/raw, FashionMNIST/raw) and --out OUT")
@@ -352,7 +349,7 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
                    **options) -> None:
     """``options`` (``out``, ``reference_dir``, ...) go to the benchmarks that take them;
     those in ``EXPLICIT_ONLY`` run only when named."""
-    from .errors import ConfigError
+    from ebm_bench.core.errors import ConfigError
 
     unknown = sorted(set(only or ()) - set(BENCHMARKS))
     if unknown:

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .common import Tape, ablation_configs, compare_rows, paper_params, recording, replaying
+from ebm_bench.bench.reference.common import Tape, ablation_configs, compare_rows, paper_params, recording, replaying
 
 SCRIPT = "train_cifar10_minimal.py"
 
@@ -124,8 +124,8 @@ def reference_short_run(ref: Path, ours0: list[torch.Tensor], data: torch.Tensor
 
 
 def ours_short_run(params: dict[str, Any], shape, batches, seed: int, tape: Tape | None):
-    from ..methods.base import DataInfo
-    from ..methods.short_run import ShortRun
+    from ebm_bench.methods.base import DataInfo
+    from ebm_bench.methods.short_run import ShortRun
 
     m = ShortRun(params, DataInfo(tuple(shape), True, 10), "cpu", seed)
     negs: list[torch.Tensor] = []
@@ -145,7 +145,7 @@ def compare_short_run(ref: Path, updates: int = 3, batch_size: int = 8, n_steps:
                       n_data: int = 256, seed: int = 0, ablations: bool = True) -> dict[str, Any]:
     """Our ``short_run`` at config/paper.yaml's CIFAR-10 row (convnet n_f = 64, K = 100) against
     the script, at batch ``batch_size`` (script: m = 64) and K = ``n_steps`` (None: its 100)."""
-    from ..methods.short_run import ShortRun
+    from ebm_bench.methods.short_run import ShortRun
 
     shape = (3, 32, 32)
     base = {**ShortRun.defaults, **paper_params("cifar10", "short_run")}

@@ -199,17 +199,12 @@ def params_rel_diff(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> flo
 # --- what config/paper.yaml runs ------------------------------------------------------------
 def paper_params(dataset: str, variant: str) -> dict[str, Any]:
     """The method parameters config/paper.yaml runs for (dataset, variant)."""
-    from ..config import run_spec
+    from ebm_bench.pipeline.config import run_spec
 
-    text = (Path(__file__).resolve().parents[2] / "config" / "paper.yaml").read_text()
-    try:
-        import yaml
+    text = (Path(__file__).resolve().parents[3] / "config" / "paper.yaml").read_text()
+    import yaml
 
-        cfg = yaml.safe_load(text)
-    except ImportError:  # pragma: no cover
-        from .. import mini_yaml
-
-        cfg = mini_yaml.load(text)
+    cfg = yaml.safe_load(text)
     return dict(run_spec(cfg, dataset, variant, 0)["method_params"])
 
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .data import Dataset, load_dataset
-from .errors import ConfigError
-from .io import spec_hash
-from .methods.base import DataInfo, Method
-from .registry import METHODS
+from ebm_bench.data import Dataset, load_dataset
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.core.io import spec_hash
+from ebm_bench.methods.base import DataInfo, Method
+from ebm_bench.core.registry import METHODS
 
 
 def set_threads(threads: int | None) -> None:
     """Match torch's thread pool to the job's cores so parallel jobs do not oversubscribe."""
-    from .threads import limit_threads
+    from ebm_bench.core.threads import limit_threads
 
     if threads:
         limit_threads(threads)  # no-op for libraries already loaded: the CLI sets it first

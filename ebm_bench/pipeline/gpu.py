@@ -24,7 +24,7 @@ those ids may only be meaningful within it).
 Nothing here imports torch or asks CUDA for the device count: CUDA reads
 ``CUDA_VISIBLE_DEVICES`` once, when it starts, so the claim must come first.
 
-``python -m ebm_bench.gpu hold --gpus 1`` claims, prints the ids and holds them until
+``python -m ebm_bench.pipeline.gpu hold --gpus 1`` claims, prints the ids and holds them until
 stdin closes or ``--until FILE`` exists (used by the tests; handy to reserve a card).
 """
 
@@ -223,7 +223,7 @@ def claim(n: int, env=None, wait_s: float | None = None, poll_s: float = 0.5, sa
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebm_bench.gpu", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m ebm_bench.pipeline.gpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     h = sub.add_parser("hold", help="claim cards, print their ids, hold them")

@@ -5,7 +5,7 @@ how a value is checked comes from an optional ``checks`` class attribute (key ->
 :class:`Check`), merged along the class hierarchy, and for every other key is inferred
 from the default's type (see :func:`infer`). A class may also define a classmethod
 ``check_params(params)`` for rules that relate several keys; it receives the merged
-parameters and raises :class:`~ebm_bench.errors.ConfigError`.
+parameters and raises :class:`~ebm_bench.core.errors.ConfigError`.
 
 Networks declare their parameters as constructor keyword arguments: ``defaults`` of a
 network is read from its ``__init__`` signature.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 
 _TYPES = ("any", "int", "number", "str", "bool", "list", "dict")
 

@@ -24,7 +24,6 @@ interleaved (ours, reference, ours, ...) so machine load affects both alike. Our
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import statistics
@@ -80,7 +79,7 @@ def trimmed_reference(text: str, updates: int) -> str:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -111,10 +110,10 @@ def ours(updates: int) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from . import runs
-    from .config import run_spec
-    from .experiments.gmm_teacher import pipeline_config
-    from .train import next_batch
+    from ebm_bench.training import runs
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.experiments.gmm_teacher import pipeline_config
+    from ebm_bench.training.loop import next_batch
 
     spec = run_spec(pipeline_config("reference"), "gmm_b1", "jarzynski", 0)
     data = runs.load_data(spec)
@@ -127,7 +126,7 @@ def ours(updates: int) -> None:
     method.opt
     t, c = time.perf_counter(), time.process_time()
     for step in range(1, updates + 1):
-        method.train_step(next_batch(x, n, batch_gen), step)  # as ebm_bench.train does
+        method.train_step(next_batch(x, n, batch_gen), step)  # as ebm_bench.training.loop does
     print("BENCH_LOOP_S", time.perf_counter() - t)
     print("BENCH_LOOP_CPU_S", time.process_time() - c)
     print("BENCH_RESAMPLES", method.n_resamples)
@@ -147,7 +146,7 @@ def bench_gmm_reference(quick: bool = False, reference_dir: str | None = None, u
     ref_path = Path(tmp) / "GMM_trimmed.py"
     ref_path.write_text(trimmed_reference(script.read_text(), updates))
     cands = {
-        "ebm-bench": [sys.executable, "-c", f"from ebm_bench.gmm_reference import ours; ours({updates})"],
+        "ebm-bench": [sys.executable, "-c", f"from ebm_bench.bench.gmm_reference import ours; ours({updates})"],
         "reference": [sys.executable, str(ref_path)],
     }
     times: dict[str, list[dict[str, float]]] = {k: [] for k in cands}

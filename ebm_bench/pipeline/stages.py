@@ -7,7 +7,6 @@ the DAG completes and the tables say what happened.
 
 from __future__ import annotations
 
-import io as _io
 import json
 import os
 import time
@@ -17,28 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import progress, runs
-from .data import to_uint8
-from .errors import ConfigError
-from .samplers.counting import grad_evals
-from .io import atomic_write_bytes, load_torch, read_json, spec_hash, write_json
-
-
-def _save_npz(path: Path, **arrays: Any) -> None:
-    buf = _io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
-
-
-def load_samples(path: Path) -> tuple[np.ndarray, str]:
-    with np.load(path, allow_pickle=False) as z:
-        return z["samples"], str(z["status"])
-
-
-def load_sample_cost(path: Path) -> dict[str, Any]:
-    """The generation cost the sample stage recorded (grad evals, seconds); {} if none."""
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["cost"])) if "cost" in z.files else {}
+from ebm_bench.core import progress
+from ebm_bench.training import runs
+from ebm_bench.data import to_uint8
+from ebm_bench.core.errors import ConfigError
+from ebm_bench.samplers.counting import grad_evals
+from ebm_bench.core.artefacts import clean_metrics, fingerprint_id, load_samples, save_npz
+from ebm_bench.core.io import load_torch, read_json, write_json
 
 
 def load_trained(spec: dict[str, Any], run_dir: Path, data=None):
@@ -46,7 +30,7 @@ def load_trained(spec: dict[str, Any], run_dir: Path, data=None):
     (sampling image models then needs no dataset, and no scikit-learn import)."""
     state = load_torch(run_dir / "model.pt")
     if data is None:
-        from .methods.base import DataInfo
+        from ebm_bench.methods.base import DataInfo
 
         i = state["data_info"]
         data = DataInfo(tuple(i["shape"]), bool(i["is_image"]), i["num_classes"])
@@ -90,10 +74,10 @@ def sample_stage(spec: dict[str, Any], run_dir: Path, threads: int | None = None
                 print(f"[{label}] samples are not finite: recorded as diverged", flush=True)
             else:
                 samples = to_uint8(x).numpy() if data.is_image else x.float().numpy()
-    _save_npz(run_dir / "samples.npz", samples=samples, status=np.array(status), error=np.array(error),
+    save_npz(run_dir / "samples.npz", samples=samples, status=np.array(status), error=np.array(error),
               cost=np.array(json.dumps(cost)))
     try:
-        from .plots import sample_grid
+        from ebm_bench.reports.plots import sample_grid
 
         real = None if data.is_image else runs.load_data(spec).x_test[:2000].numpy()
         sample_grid(samples, run_dir / "samples.png", data.is_image, real=real)
@@ -111,8 +95,8 @@ CLASSIFIER_SEED = 0  # one classifier per dataset, shared by every method and se
 
 def classifier_stage(spec: dict[str, Any], out: Path, threads: int | None = None) -> None:
     """Train the dataset's domain classifier (FID/IS features and mode reader)."""
-    from .data import load_dataset
-    from .metrics.extractors import save_classifier, train_domain_classifier
+    from ebm_bench.data import load_dataset
+    from ebm_bench.metrics.extractors import save_classifier, train_domain_classifier
 
     runs.set_threads(threads)
     ds = spec["dataset"] if "dataset" in spec else spec
@@ -138,7 +122,7 @@ KID_MAX_REAL = 5000  # real feature rows kept for KID (torch-fidelity draws subs
 def build_extractor(spec: dict[str, Any], classifier: Path | None, device="cpu"):
     """The dataset's feature extractor: Inception for natural images, else its domain
     classifier; ``(kind, extractor)`` with extractor None where there is none."""
-    from .metrics.extractors import DomainExtractor, InceptionExtractor
+    from ebm_bench.metrics.extractors import DomainExtractor, InceptionExtractor
 
     ev = spec["evaluate"]
     if ev.get("use_inception"):
@@ -160,8 +144,8 @@ def reference_stage(spec: dict[str, Any], classifier: Path | None, out: Path, th
     file says which. Writes ``out`` (.npz: mu, sigma, KID rows, the real set's IS) and
     ``out`` with suffix .json (the protocol and its fingerprint).
     """
-    from .metrics.fid import fid_statistics, inception_score_from_logits
-    from .metrics.fid import protocol as fid_protocol
+    from ebm_bench.metrics.fid import fid_statistics, inception_score_from_logits
+    from ebm_bench.metrics.fid import protocol as fid_protocol
 
     runs.set_threads(threads)
     ev = spec["evaluate"]
@@ -204,33 +188,14 @@ def reference_stage(spec: dict[str, Any], classifier: Path | None, out: Path, th
         "class_weights": None if weights is None else [float(w) for w in weights],
         "fingerprint": fingerprint, **fid_protocol(),
     }
-    buf = _io.BytesIO()
-    np.savez_compressed(buf, mu=stats["mu"], sigma=stats["sigma"], kid_features=f[keep].astype(np.float32),
-                        logits=feats["logits"][: min(len(x), KID_MAX_REAL)].astype(np.float32))
-    atomic_write_bytes(out, lambda fh: fh.write(buf.getvalue()))
+    save_npz(Path(out), mu=stats["mu"], sigma=stats["sigma"], kid_features=f[keep].astype(np.float32),
+             logits=feats["logits"][: min(len(x), KID_MAX_REAL)].astype(np.float32))
     write_json(meta, Path(out).with_suffix(".json"))
     print(f"[{spec['dataset']['name']}] reference: layer {layer} ({f.shape[1]} dims), IS of the real set "
           f"{isc['is_mean']:.3f}; written to {out}", flush=True)
 
 
-def load_reference(path: Path) -> dict[str, Any]:
-    """A reference written by :func:`reference_stage` (arrays as data, no pickles)."""
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
-    out["meta"] = read_json(Path(path).with_suffix(".json"))
-    return out
-
-
 # --- evaluation ---------------------------------------------------------------------------
-
-
-def clean_metrics(metrics: dict) -> dict:
-    return {k: (None if v is None or (isinstance(v, float) and not np.isfinite(v)) else float(v))
-            for k, v in metrics.items()}
-
-
-def fingerprint_id(fp: dict | None) -> str | None:
-    return None if not fp else spec_hash(fp)[:12]
 
 
 def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None, threads: int | None = None,
@@ -243,7 +208,7 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
     A run whose training or sampling diverged gets every family's keys with null values
     and ``status: diverged``; unreadable samples give every family ``status: error``.
     """
-    from .evaluation import EvalContext, families, unreliable
+    from ebm_bench.evaluation import EvalContext, families, unreliable
 
     runs.set_threads(threads)
     label = runs.run_label(spec)
@@ -280,7 +245,7 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
         status = "error"
     domain = None
     if classifier is not None and Path(classifier).exists():
-        from .metrics.extractors import DomainExtractor
+        from ebm_bench.metrics.extractors import DomainExtractor
 
         domain = DomainExtractor(classifier)
     ctx = EvalContext(spec=spec, label=label, run_dir=run_dir, data=data, method=method, samples=samples,

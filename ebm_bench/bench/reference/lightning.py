@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .common import notebook_cell
+from ebm_bench.bench.reference.common import notebook_cell
 
 
 class LightningStub(torch.nn.Module):

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from typing import Any, Callable, Generic, TypeVar
 
-from .errors import ConfigError
+from ebm_bench.core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -1,16 +1,16 @@
 """The GPU check: every ``config/paper.yaml`` row timed on one CUDA device in under 4 minutes.
 
-    PYTHONPATH=. python3 -m ebm_bench.gpu_check --out DIR          # on the GPU machine
-    PYTHONPATH=. python3 -m ebm_bench.gpu_check --out DIR --quick  # CPU rehearsal, tiny sizes
+    PYTHONPATH=. python3 -m ebm_bench.bench.gpu_check --out DIR          # on the GPU machine
+    PYTHONPATH=. python3 -m ebm_bench.bench.gpu_check --out DIR --quick  # CPU rehearsal, tiny sizes
     ebm-bench bench gpu --out DIR [--quick]                         # the same, from the CLI
 
-Needs only torch (>= 2.1; written for 2.11+), numpy and this checkout: no snakemake, no
-scikit-learn, no dataset download (random data of each dataset's shape), PyYAML optional
-(:mod:`ebm_bench.mini_yaml` reads the config without it), torch-fidelity optional (the
-FID feature pass is skipped, saying so, without it).
+Needs only torch (>= 2.1; written for 2.11+), numpy, PyYAML (common on GPU images; it reads
+the config) and this checkout: no snakemake, no scikit-learn, no pandas, no torchvision, no
+dataset download (random data of each dataset's shape), torch-fidelity optional (the FID
+feature pass is skipped, saying so, without it).
 
 For every (dataset, variant) row of the config it resolves the run spec
-(:func:`ebm_bench.config.run_spec`), builds the method (:func:`ebm_bench.runs.build_method`)
+(:func:`ebm_bench.pipeline.config.run_spec`), builds the method (:func:`ebm_bench.training.runs.build_method`)
 and times, after a warm-up update, a few updates and one generation batch. Methods whose
 update is a long inner loop (K Langevin steps, Gibbs sweeps, HEE's presentation time) are
 timed at two reduced loop lengths and extrapolated linearly to the paper's (the report
@@ -41,9 +41,10 @@ from typing import Any
 
 import torch
 
-from . import progress
+from ebm_bench.core import progress
+from ebm_bench.core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "config" / "paper.yaml"
 BUDGET_S = 225.0  # of the 4 minutes: rows + FID pass + compile comparison (start-up is the rest)
 QUICK_BUDGET_S = 90.0
@@ -80,18 +81,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
     try:
         import yaml
     except ImportError:
-        from . import mini_yaml
-
-        return mini_yaml.load(text)
+        raise ConfigError(f"the GPU check reads {path} with PyYAML, which is not installed: pip install pyyaml") from None
     return yaml.safe_load(text)
 
 
 def data_info(config: dict, dataset: str):
     """The dataset's DataInfo without downloading it: image datasets from their channels and
     ``size``; embedded vector datasets (toys) are generated (cheap)."""
-    from .config import dataset_spec
-    from .methods.base import DataInfo
-    from .registry import DATASETS
+    from ebm_bench.pipeline.config import dataset_spec
+    from ebm_bench.methods.base import DataInfo
+    from ebm_bench.core.registry import DATASETS
 
     ds = dataset_spec(config, dataset)
     cls = DATASETS.get(ds["type"])
@@ -99,7 +98,7 @@ def data_info(config: dict, dataset: str):
     if hasattr(cls, "channels") and "size" in p:
         ch = int(p.get("channels", cls.channels))
         return DataInfo((ch, int(p["size"]), int(p["size"])), True, 10 if cls.labelled else None)
-    from .data import load_dataset
+    from ebm_bench.data import load_dataset
 
     data = load_dataset(ds["type"], p, Path(ds["data_root"]), 0)
     return DataInfo.of(data)
@@ -136,7 +135,7 @@ def shrink_loops(params: dict, method: str, steps: int = 2, burn_in: int = 1) ->
     ``dt``, an average never above its total (supp. Table 1's 300 tau_x presentation is
     30,000 steps). Knobs that are 0 ("off", or "= another knob") stay 0. Nothing else
     changes: network, populations (walkers, buffers, hidden units) and step sizes are the
-    row's. Used by the CPU paper smoke (ebm_bench/paper_smoke.py)."""
+    row's. Used by the CPU paper smoke (ebm_bench/bench/paper_smoke.py)."""
     p = dict(params)
     dt = float(p.get("dt", 1.0))
     limits = {**{k: steps for k in (*KNOBS.get(method, ()), *NESTED_KNOBS.get(method, ()))},
@@ -172,7 +171,7 @@ def _random_batch(info, n: int, device: torch.device, gen: torch.Generator) -> t
 
 def _time_point(cls, params: dict, info, device: torch.device, batch: torch.Tensor, gen_batch: int,
                 deadline: float, repeats: int) -> dict[str, float]:
-    from .samplers.counting import grad_evals
+    from ebm_bench.samplers.counting import grad_evals
 
     m = cls(params, info, device, 0)
     m.train_step(batch, 1)  # warm-up: lazy state (walkers, optimiser, cuDNN plans)
@@ -213,7 +212,7 @@ def _extrapolate(points: list[tuple[float, dict]], key: str) -> float:
 
 
 def time_row(spec: dict, info, device: torch.device, cap_s: float, quick: bool) -> dict[str, Any]:
-    from .registry import METHODS
+    from ebm_bench.core.registry import METHODS
 
     cls = METHODS.get(spec["method"])
     params = dict(spec["method_params"])
@@ -317,8 +316,8 @@ def _no_weights(cls):
 
 def compare_compile(config: dict, device: torch.device, deadline: float, quick: bool) -> dict[str, Any]:
     """The K-step Langevin loop of the first short_run row, eager vs sampler_compile."""
-    from .config import run_spec
-    from .registry import METHODS
+    from ebm_bench.pipeline.config import run_spec
+    from ebm_bench.core.registry import METHODS
 
     if device.type != "cuda":
         return {"status": "skipped: needs CUDA (torch.compile on CPU takes minutes; cuda_graph is CUDA-only)"}
@@ -355,14 +354,14 @@ def compare_compile(config: dict, device: torch.device, deadline: float, quick: 
 
 
 def _rows(config: dict) -> list[tuple[str, str]]:
-    from .config import dataset_variants
+    from ebm_bench.pipeline.config import dataset_variants
 
     return [(d, v) for d in config["datasets"] for v in dataset_variants(config, d)]
 
 
 def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFAULT_CONFIG,
         budget_s: float | None = None, device_name: str | None = None, say=print) -> dict[str, Any]:
-    from .config import dataset_seeds, run_spec
+    from ebm_bench.pipeline.config import dataset_seeds, run_spec
 
     start = time.perf_counter()
     device = torch.device(device_name or ("cpu" if quick else "cuda"))
@@ -410,6 +409,8 @@ def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFA
                     per_seed = entry["steps"] * entry["ms_per_update"] / 1e3 + entry["burn_in_s"] + entry["generation_s"] + eval_s
                     entry.update(status="ok", fid_pass_s=eval_s, gpu_hours_per_seed=per_seed / 3600,
                                  gpu_hours_all_seeds=len(dataset_seeds(config, ds)) * per_seed / 3600)
+            except ModuleNotFoundError as e:  # a method whose own library is absent (pcd_da: torchvision)
+                entry["status"] = f"skipped: needs {e.name} (not installed on this machine)"
             except Exception as e:  # noqa: BLE001 - one row's failure (OOM, bad spec) is reported, not fatal
                 entry["status"] = f"error: {type(e).__name__}: {str(e)[:300]}"
                 if device.type == "cuda":
@@ -431,7 +432,7 @@ def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFA
         "python": platform.python_version(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "seeds": seeds,
-        "precision": "fp32, TF32 off (the default policy, ebm_bench/precision.py)",
+        "precision": "fp32, TF32 off (the default policy, ebm_bench/core/precision.py)",
         "fid_feature_pass": fid,
         "sampler_compile": comp,
         "rows": results,
@@ -453,7 +454,7 @@ def run(out_dir: str | Path, quick: bool = False, config_path: str | Path = DEFA
 
 
 def _rows_of(config: dict, dataset: str) -> list[str]:
-    from .config import dataset_variants
+    from ebm_bench.pipeline.config import dataset_variants
 
     return dataset_variants(config, dataset)
 
@@ -513,7 +514,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ebm_bench.gpu_check", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m ebm_bench.bench.gpu_check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true", help="CPU, tiny sizes, same code (under 2 minutes)")
@@ -523,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         run(args.out, args.quick, args.config, args.budget_s, args.device)
-    except RuntimeError as e:
+    except (RuntimeError, ConfigError) as e:
         print(f"gpu check: {e}", file=sys.stderr)
         return 2
     return 0

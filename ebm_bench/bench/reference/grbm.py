@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from .common import Tape, ablation_configs, compare_rows, load_py, paper_params, recording, replaying
+from ebm_bench.bench.reference.common import Tape, ablation_configs, compare_rows, load_py, paper_params, recording, replaying
 
 MNIST_TRAIN_SIZE = 60000  # torchvision's MNIST training split (main.py: datasets.MNIST(train=True))
 # option groups that travel together in one ablation row (the first names the row)
@@ -225,8 +225,8 @@ def reference_grbm(ref: Path, cfg: dict[str, Any], ours0: list[torch.Tensor], ba
 
 
 def ours_grbm(params: dict[str, Any], shape, batches, seed: int, tape: Tape | None):
-    from ..methods.base import DataInfo
-    from ..methods.grbm import GRBM
+    from ebm_bench.methods.base import DataInfo
+    from ebm_bench.methods.grbm import GRBM
 
     m = GRBM(params, DataInfo(tuple(shape), True, 10), "cpu", seed)
     chains: list = []
@@ -255,7 +255,7 @@ def compare_grbm(ref: Path, updates: int = 3, batch_size: int = 64, n_hidden: in
     """``grbm``: our update at config/paper.yaml's MNIST ``grbm`` row with the reference's
     options against the reference's ``train`` at config/mnist.json (sizes as given: hidden
     units and Gibbs steps default to the json's 4096 and 100; B = ``batch_size``)."""
-    from ..methods.grbm import GRBM
+    from ebm_bench.methods.grbm import GRBM
 
     cfg = reference_config(ref, n_hidden, gibbs_steps)
     shape = (int(cfg["channel"]), int(cfg["height"]), int(cfg["width"]))

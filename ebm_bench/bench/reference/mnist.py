@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .common import Tape, ablation_configs, compare_rows, load_py, notebook_cell, paper_params, recording, replaying
-from .lightning import LightningStub, gradient_clip_val, lightning_updates
+from ebm_bench.bench.reference.common import Tape, ablation_configs, compare_rows, load_py, notebook_cell, paper_params, recording, replaying
+from ebm_bench.bench.reference.lightning import LightningStub, gradient_clip_val, lightning_updates
 
 # the reference's MNIST update (MNIST_code/main.ipynb) as options of our jarzynski method;
 # the values config/paper.yaml runs instead are the ablation rows
@@ -88,8 +88,8 @@ def _reference_mnist(ref: Path, ours0: list[torch.Tensor], batches: list[torch.T
 
 
 def _ours_mnist(params: dict[str, Any], shape, batches, seed: int, tape: Tape | None):
-    from ..methods.base import DataInfo
-    from ..methods.jarzynski import Jarzynski
+    from ebm_bench.methods.base import DataInfo
+    from ebm_bench.methods.jarzynski import Jarzynski
 
     m = Jarzynski(params, DataInfo(tuple(shape), True, 3), "cpu", seed)
     snaps = []

@@ -11,12 +11,12 @@ from typing import Any, Callable
 
 import torch
 
-from .cifar import compare_jarzynski_cifar10, compare_pcd_cifar10
-from .common import TOL, find_reference, reference_commit
-from .gmm import compare_gmm
-from .grbm import compare_grbm
-from .mnist import compare_jarzynski_mnist
-from .short_run import compare_short_run
+from ebm_bench.bench.reference.cifar import compare_jarzynski_cifar10, compare_pcd_cifar10
+from ebm_bench.bench.reference.common import TOL, find_reference, reference_commit
+from ebm_bench.bench.reference.gmm import compare_gmm
+from ebm_bench.bench.reference.grbm import compare_grbm
+from ebm_bench.bench.reference.mnist import compare_jarzynski_mnist
+from ebm_bench.bench.reference.short_run import compare_short_run
 
 PAPER_003 = "github.com/submissionx12/EBMs_Jarzynski"
 GRBM_LIAO = "github.com/DSL-Lab/GRBM"
@@ -48,7 +48,7 @@ def run(method: str | None, reference_dir: str | None, updates: int | None, out:
     names = [method] if method else list(COMPARISONS)
     unknown = [n for n in names if n not in COMPARISONS]
     if unknown:
-        from ..errors import ConfigError
+        from ebm_bench.core.errors import ConfigError
 
         raise ConfigError(f"bench reference: unknown --method {unknown[0]!r}; known: {', '.join(COMPARISONS)}")
     old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()

@@ -3,8 +3,8 @@
 matplotlib (Agg backend, no display needed) is imported inside the functions and
 nothing here imports torch, so plotting costs a second, not a torch start-up:
 
-    python -m ebm_bench.plots curves --logs RUN/train_log.csv ... --out RUN/train_curves.png ...
-    python -m ebm_bench.plots grid RUN/samples.npz RUN/samples.png
+    python -m ebm_bench.reports.plots curves --logs RUN/train_log.csv ... --out RUN/train_curves.png ...
+    python -m ebm_bench.reports.plots grid RUN/samples.npz RUN/samples.png
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def _run_title(path: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebm_bench.plots")
+    p = argparse.ArgumentParser(prog="python -m ebm_bench.reports.plots")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("curves", help="training curves, one PNG per train_log.csv")
     c.add_argument("--logs", nargs="+", required=True)
