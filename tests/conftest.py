@@ -35,7 +35,8 @@ def untrained_classifier(tmp_path_factory) -> dict[str, Path]:
     """An untrained (fixed random weights) domain classifier per digits dataset: its
     weights only need to be fixed, not good (the metric-protocol and flag tests)."""
     from ebm_bench.data import load_dataset
-    from ebm_bench.metrics.extractors import save_classifier, train_domain_classifier
+    from ebm_bench.nets.domain_classifier import save_classifier
+    from ebm_bench.training.classifier import train_domain_classifier
 
     out = {}
     for name in ("digits", "digits_236"):

@@ -21,6 +21,8 @@ from ebm_bench.data.base import from_uint8, to_uint8
 from ebm_bench.core.errors import WeightsMissing
 from ebm_bench.metrics import exact, fid, modes, probe
 from ebm_bench.metrics import extractors as ex
+from ebm_bench.nets import domain_classifier as dc
+from ebm_bench.training.classifier import train_domain_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,9 +260,9 @@ def _quadrant_images(n, seed):
 def image_classifier(tmp_path_factory):
     xtr, ytr = _quadrant_images(600, 0)
     xte, yte = _quadrant_images(200, 1)
-    ckpt, info = ex.train_domain_classifier(xtr, ytr, xte, yte, seed=0, epochs=4, width=8, hidden=32)
+    ckpt, info = train_domain_classifier(xtr, ytr, xte, yte, seed=0, epochs=4, width=8, hidden=32)
     path = tmp_path_factory.mktemp("clf") / "classifier.pt"
-    sha = ex.save_classifier(path, ckpt)
+    sha = dc.save_classifier(path, ckpt)
     return {"ckpt": ckpt, "info": info, "path": path, "sha": sha, "xte": xte, "yte": yte}
 
 
@@ -270,9 +272,9 @@ def test_domain_classifier_learns_saves_and_loads_safely(image_classifier):
     assert c["sha"] == hashlib.sha256(c["path"].read_bytes()).hexdigest()
     raw = torch.load(c["path"], weights_only=True)  # plain tensors/dicts only
     assert raw["arch"]["kind"] == "cnn" and raw["info"]["test_accuracy"] == c["info"]["test_accuracy"]
-    model = ex.load_classifier(c["path"])
+    model = dc.load_classifier(c["path"])
     assert model.sha256 == c["sha"]
-    fresh = ex.DomainClassifier(c["ckpt"]["arch"])
+    fresh = dc.DomainClassifier(c["ckpt"]["arch"])
     fresh.load_state_dict(c["ckpt"]["state_dict"])
     with torch.no_grad():
         assert torch.equal(model(c["xte"]), fresh.eval()(c["xte"]))
@@ -281,9 +283,9 @@ def test_domain_classifier_learns_saves_and_loads_safely(image_classifier):
 def test_domain_classifier_is_deterministic(image_classifier, tmp_path):
     xtr, ytr = _quadrant_images(600, 0)
     xte, yte = _quadrant_images(200, 1)
-    ckpt, _ = ex.train_domain_classifier(xtr, ytr, xte, yte, seed=0, epochs=4, width=8, hidden=32)
+    ckpt, _ = train_domain_classifier(xtr, ytr, xte, yte, seed=0, epochs=4, width=8, hidden=32)
     # same seed -> byte-identical checkpoint, whatever the file name
-    assert ex.save_classifier(tmp_path / "other_name.pt", ckpt) == image_classifier["sha"]
+    assert dc.save_classifier(tmp_path / "other_name.pt", ckpt) == image_classifier["sha"]
     assert not list(tmp_path.glob(".*.tmp"))  # no temp file left behind
 
 
@@ -292,9 +294,9 @@ def test_domain_classifier_mlp_on_vectors():
     centres = torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
     y = torch.randint(0, 3, (1500,), generator=g)
     x = centres[y] + 0.5 * torch.randn(1500, 2, generator=g)
-    ckpt, info = ex.train_domain_classifier(x[:1000], y[:1000], x[1000:], y[1000:], seed=1, epochs=5, hidden=32)
+    ckpt, info = train_domain_classifier(x[:1000], y[:1000], x[1000:], y[1000:], seed=1, epochs=5, hidden=32)
     assert info["kind"] == "mlp" and info["test_accuracy"] > 0.97
-    feats = ex.DomainExtractor(ex.DomainClassifier(ckpt["arch"]).eval()).extract(x[:10])
+    feats = ex.DomainExtractor(dc.DomainClassifier(ckpt["arch"]).eval()).extract(x[:10])
     assert feats["pool"].shape == (10, 32) and feats["logits"].shape == (10, 3)
 
 

@@ -255,8 +255,8 @@ def test_probe_computes_features_of_the_fitted_rows_only(monkeypatch):
 def test_classifier_stage_takes_the_configs_epochs(tmp_path, monkeypatch):
     import inspect
 
-    from ebm_bench.metrics import extractors
-    from ebm_bench.metrics.extractors import load_classifier
+    from ebm_bench.nets.domain_classifier import load_classifier
+    from ebm_bench.training import classifier as extractors
     from ebm_bench.pipeline.stages import classifier_stage
 
     spec = {"dataset": {"name": "digits", "type": "digits", "params": {}}, "data_root": str(tmp_path),

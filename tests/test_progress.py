@@ -94,7 +94,7 @@ def test_heartbeat_prints_while_an_opaque_call_runs(every_tick, monkeypatch, cap
 def test_domain_classifier_prints_epoch_batch_and_loss(every_tick, capsys):
     """The user's report: 13 silent minutes per dataset. Now: a line at the start, then
     'epoch e/E > batch b/B loss=...' at least once a minute."""
-    from ebm_bench.metrics.extractors import train_domain_classifier
+    from ebm_bench.training.classifier import train_domain_classifier
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 3, generator=g), torch.arange(40) % 2
@@ -107,7 +107,7 @@ def test_domain_classifier_prints_epoch_batch_and_loss(every_tick, capsys):
 
 
 def test_domain_classifier_prints_only_its_start_line_within_a_minute(capsys):
-    from ebm_bench.metrics.extractors import train_domain_classifier
+    from ebm_bench.training.classifier import train_domain_classifier
 
     x, y = torch.randn(40, 3), torch.arange(40) % 2
     train_domain_classifier(x, y, x, y, epochs=2, batch_size=16, hidden=8)

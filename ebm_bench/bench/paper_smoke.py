@@ -45,7 +45,7 @@ The smoke config is derived from paper.yaml by :func:`smoke_config`, which chang
 - features: with torch-fidelity's Inception weights present (``--inception-weights`` or
   torch hub's cache) ``evaluate.features: auto`` (Inception on the image datasets, as
   paper.yaml); without them (offline machines) ``evaluate.features: domain``: every
-  dataset's small domain classifier (ebm_bench.metrics.extractors.DomainClassifier, the
+  dataset's small domain classifier (ebm_bench.nets.domain_classifier.DomainClassifier, the
   extractor also registered in torch-fidelity as ``ebm-bench-domain``) stands in for
   Inception through the same FeatureExtractor interface (``extract`` -> pool features for
   FID/KID, logits for IS), and the report says so (``extractor``).

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 
 from ebm_bench.core.registry import DATASETS
@@ -98,6 +99,13 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 def from_uint8(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float32 model space in [-1, 1]."""
     return x.float() / 127.5 - 1.0
+
+
+def as_tensor(x: Any) -> torch.Tensor:
+    """A tensor on the CPU, detached (arrays are wrapped without a copy where possible)."""
+    if torch.is_tensor(x):
+        return x.detach().cpu()
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 def load_dataset(name: str, params: dict[str, Any], data_root: Path | str, seed: int = 0) -> Dataset:

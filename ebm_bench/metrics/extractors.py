@@ -15,57 +15,34 @@ Two implementations:
   (``TORCH_HOME/hub/checkpoints/<file name from torch-fidelity's URL>``), else one
   :class:`~ebm_bench.core.errors.WeightsMissing`. :func:`fetch_inception_weights` is the
   download for a local (online) Snakemake rule.
-- :class:`DomainExtractor`: a small classifier (CNN for images, MLP for vectors) trained
-  on the dataset's training split by :func:`train_domain_classifier`; its penultimate
+- :class:`DomainExtractor`: a small classifier (CNN for images, MLP for vectors,
+  :mod:`ebm_bench.nets.domain_classifier`) trained on the dataset's training split by
+  :func:`ebm_bench.training.classifier.train_domain_classifier`; its penultimate
   activations are the FID features, its logits give IS and the mode weights. It is also
   registered in torch-fidelity as the feature extractor ``'ebm-bench-domain'``
   (:func:`register_torch_fidelity_domain_extractor`): torch-fidelity only asks a feature
   extractor for a tensor batch in and a tuple of 2-D tensors out, so 1x8x8 uint8 images and
   float vectors both work through ``torch_fidelity.calculate_metrics``.
-
-Checkpoints are plain dicts of tensors / numbers / strings, saved atomically and loaded with
-``torch.load(weights_only=True)`` so a checkpoint from someone else never runs code.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import time
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from torch import nn
 
-from ebm_bench.data.base import from_uint8, to_uint8
+from ebm_bench.data.base import as_tensor, to_uint8
 from ebm_bench.core.errors import WeightsMissing
-from ebm_bench.core.io import atomic_write_bytes, file_sha256
+from ebm_bench.core.io import file_sha256
+from ebm_bench.nets.domain_classifier import DomainClassifier, load_classifier
 from ebm_bench.core.progress import Task
 
 DOMAIN_EXTRACTOR_NAME = "ebm-bench-domain"
 INCEPTION_NAME = "inception-v3-compat"
-CLASSIFIER_FORMAT = "ebm-bench/domain-classifier"
-CLASSIFIER_FORMAT_VERSION = 1
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-sha256_file = file_sha256  # re-exported: the protocol's weight hash
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, lambda f: f.write(data))
-
-
-def _as_tensor(x: Any) -> torch.Tensor:
-    if torch.is_tensor(x):
-        return x.detach().cpu()
-    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 # --------------------------------------------------------------------------- interface
@@ -94,7 +71,7 @@ class FeatureExtractor:
         return x
 
     def extract(self, x: Any, batch_size: int | None = None) -> dict[str, np.ndarray]:
-        x = self._prepare(_as_tensor(x))
+        x = self._prepare(as_tensor(x))
         bs = int(batch_size or self.batch_size)
         pools, logits = [], []
         # a feature pass over a training split (the reference statistics) takes minutes
@@ -231,7 +208,7 @@ class InceptionExtractor(FeatureExtractor):
                 f"{self.weights_path} is not a plain tensor state dict "
                 f"(torch.load weights_only=True failed: {e}); re-download {inception_weights_url()}"
             ) from e
-        self.weights_sha256 = sha256_file(self.weights_path)
+        self.weights_sha256 = file_sha256(self.weights_path)
         if expected_sha256 is not None and self.weights_sha256 != expected_sha256:
             raise WeightsMissing(
                 f"{self.weights_path} has sha256 {self.weights_sha256}, not the pinned {expected_sha256}: "
@@ -283,218 +260,6 @@ class InceptionExtractor(FeatureExtractor):
             "feature_extractor": INCEPTION_NAME,
             "feature_extractor_weights_path": str(self.weights_path),
         }
-
-
-# --------------------------------------------------------------------------- domain classifier
-
-
-class DomainClassifier(nn.Module):
-    """Small classifier on model-space data. ``arch`` (plain dict) fully determines it.
-
-    kind 'cnn' (images (C, H, W) in [-1, 1]): conv3x3 C->w, conv3x3/2 w->2w, conv3x3 2w->2w
-    (stride 2 when H, W >= 16), adaptive avg-pool to 4x4, linear -> hidden (the "pool"
-    features), linear -> classes. kind 'mlp' (vectors (D,)): D -> hidden -> hidden -> classes.
-    Inputs are standardised with training-set statistics stored as buffers.
-    """
-
-    def __init__(self, arch: dict[str, Any]):
-        super().__init__()
-        self.arch = dict(arch)
-        shape = tuple(int(s) for s in arch["input_shape"])
-        k, hidden = int(arch["num_classes"]), int(arch["hidden"])
-        if arch["kind"] == "cnn":
-            c, h, w = shape
-            width = int(arch["width"])
-            s3 = 2 if min(h, w) >= 16 else 1
-            self.body = nn.Sequential(
-                nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(2 * width, 2 * width, 3, stride=s3, padding=1), nn.ReLU(),
-                nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-                nn.Linear(2 * width * 16, hidden), nn.ReLU(),
-            )  # fmt: skip
-            stat_shape: tuple[int, ...] = (c, 1, 1)
-        elif arch["kind"] == "mlp":
-            (d,) = shape
-            self.body = nn.Sequential(
-                nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
-            )
-            stat_shape = (d,)
-        else:
-            raise ValueError(f"unknown classifier kind {arch['kind']!r}")
-        self.head = nn.Linear(hidden, k)
-        self.register_buffer("in_mean", torch.zeros(stat_shape))
-        self.register_buffer("in_std", torch.ones(stat_shape))
-
-    @property
-    def is_image(self) -> bool:
-        return self.arch["kind"] == "cnn"
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 images -> [-1, 1]; anything else -> float32 as is."""
-        if x.dtype == torch.uint8:
-            x = from_uint8(x)
-        return x.float()
-
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(penultimate activations, logits) for a prepared batch."""
-        h = self.body((x - self.in_mean) / self.in_std)
-        return h, self.head(h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)[1]
-
-
-def _default_arch(x: torch.Tensor, num_classes: int, width: int, hidden: int) -> dict[str, Any]:
-    shape = list(x.shape[1:])
-    if len(shape) == 3:
-        kind = "cnn"
-    elif len(shape) == 1:
-        kind = "mlp"
-    else:
-        raise ValueError(f"domain classifier needs images (N,C,H,W) or vectors (N,D), got {tuple(x.shape)}")
-    return {"kind": kind, "input_shape": shape, "num_classes": int(num_classes), "width": int(width), "hidden": int(hidden)}
-
-
-def _accuracy(model: DomainClassifier, x: torch.Tensor, y: torch.Tensor, bs: int = 1024) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, x.shape[0], bs):
-            correct += int((model(x[i : i + bs]).argmax(1) == y[i : i + bs]).sum())
-    return correct / max(int(x.shape[0]), 1)
-
-
-def train_domain_classifier(
-    x_train: Any,
-    y_train: Any,
-    x_test: Any,
-    y_test: Any,
-    seed: int = 0,
-    epochs: int = 20,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    width: int = 16,
-    hidden: int = 128,
-    num_classes: int | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the domain classifier on the training split; deterministic on CPU for a seed.
-
-    Images (N, C, H, W) in [-1, 1] (or uint8) get the small CNN, vectors (N, D) the MLP.
-    Adam, cross-entropy, data order from a seeded ``torch.Generator``; initialisation from
-    ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` so the caller's global RNG
-    state is untouched. Returns ``(checkpoint, info)``: checkpoint is a plain dict
-    {"format", "format_version", "arch", "state_dict", "info"} for :func:`save_classifier`;
-    info has "test_accuracy", "train_accuracy", "n_train", "n_test", "num_classes",
-    "feature_dim", "num_params", the hyper-parameters, and "train_seconds" (wall time, kept
-    out of the checkpoint so the saved file is byte-identical for a seed).
-    """
-    xtr = _as_tensor(x_train)
-    xte = _as_tensor(x_test)
-    if xtr.dtype == torch.uint8:
-        xtr, xte = from_uint8(xtr), from_uint8(xte)
-    xtr, xte = xtr.float(), xte.float()
-    ytr = _as_tensor(y_train).long()
-    yte = _as_tensor(y_test).long()
-    k = int(num_classes) if num_classes is not None else int(max(ytr.max(), yte.max())) + 1
-    arch = _default_arch(xtr, k, width, hidden)
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DomainClassifier(arch)
-        # standardise inputs: per channel for images, per coordinate for vectors
-        dims = (0, 2, 3) if model.is_image else (0,)
-        model.in_mean.copy_(xtr.mean(dim=dims).reshape(model.in_mean.shape))
-        model.in_std.copy_(xtr.std(dim=dims).clamp_min(1e-6).reshape(model.in_std.shape))
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-        gen = torch.Generator().manual_seed(seed)
-        n = xtr.shape[0]
-        n_batches = -(-n // batch_size)
-        # ~13 min per dataset at paper size on CPU: a line at the start, then one a minute
-        # ("epoch e/E > batch b/B loss=...", with the rate, elapsed time and eta in epochs)
-        with Task("epoch", epochs) as task:
-            task.tick(0, f"({n} rows, batch {batch_size})", force=True)
-            for e in range(epochs):
-                model.train()
-                perm = torch.randperm(n, generator=gen)
-                with Task("batch", n_batches) as inner:
-                    for b, i in enumerate(range(0, n, batch_size)):
-                        idx = perm[i : i + batch_size]
-                        loss = nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        # the loss is read (a device sync) only when a line is printed
-                        inner.tick(b + 1, lambda v=loss.detach(): f"loss={float(v):.4g}")
-                task.tick(e + 1, "")
-    model.eval()
-    info: dict[str, Any] = {
-        "test_accuracy": _accuracy(model, xte, yte),
-        "train_accuracy": _accuracy(model, xtr, ytr),
-        "n_train": int(xtr.shape[0]),
-        "n_test": int(xte.shape[0]),
-        "num_classes": k,
-        "feature_dim": int(hidden),
-        "num_params": int(sum(p.numel() for p in model.parameters())),
-        "kind": arch["kind"],
-        "input_shape": list(arch["input_shape"]),
-        "seed": int(seed),
-        "epochs": int(epochs),
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "weight_decay": float(weight_decay),
-        "optimizer": "adam",
-        "torch_version": str(torch.__version__),
-    }
-    ckpt = {
-        "format": CLASSIFIER_FORMAT,
-        "format_version": CLASSIFIER_FORMAT_VERSION,
-        "arch": arch,
-        "state_dict": {k_: v.detach().clone() for k_, v in model.state_dict().items()},
-        "info": dict(info),
-    }
-    info["train_seconds"] = time.perf_counter() - t0
-    return ckpt, info
-
-
-def save_classifier(path: str | os.PathLike, checkpoint: dict[str, Any]) -> str:
-    """Save a checkpoint from :func:`train_domain_classifier` atomically; return its sha256.
-
-    Serialised to memory first: ``torch.save`` to a file name embeds that name in the zip,
-    which would make the bytes (and the hash) depend on the temp file name.
-    """
-    buf = io.BytesIO()
-    torch.save(checkpoint, buf)
-    data = buf.getvalue()
-    _atomic_write_bytes(Path(path), data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_classifier(path: str | os.PathLike) -> DomainClassifier:
-    """Load a saved classifier with ``torch.load(weights_only=True)`` (never runs code).
-
-    The returned module is in eval mode with attributes ``info`` (training record incl.
-    test accuracy), ``path`` and ``sha256`` (of the file).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsMissing(
-            f"domain classifier {path} not found; it is trained from the dataset's training "
-            f"split by the evaluation workflow (train_domain_classifier + save_classifier)"
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CLASSIFIER_FORMAT:
-        raise ValueError(f"{path} is not an ebm-bench domain classifier checkpoint")
-    if int(ckpt.get("format_version", -1)) != CLASSIFIER_FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported classifier format version {ckpt.get('format_version')}")
-    model = DomainClassifier(ckpt["arch"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval().requires_grad_(False)
-    model.info = dict(ckpt.get("info", {}))  # type: ignore[assignment]
-    model.path = str(path)  # type: ignore[assignment]
-    model.sha256 = sha256_file(path)  # type: ignore[assignment]
-    return model
 
 
 class DomainExtractor(FeatureExtractor):
@@ -619,7 +384,7 @@ class TensorSamples(torch.utils.data.Dataset):
     """A tensor as a torch-fidelity input (its loader wants one tensor per item, no label)."""
 
     def __init__(self, x: Any):
-        self.x = _as_tensor(x)
+        self.x = as_tensor(x)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -628,33 +393,17 @@ class TensorSamples(torch.utils.data.Dataset):
         return self.x[i]
 
 
-def build_extractor(kind: str, **kwargs: Any) -> FeatureExtractor:
-    """'inception' -> :class:`InceptionExtractor` (kwargs weights_path, batch_size, device);
-    'domain' -> :class:`DomainExtractor` (kwargs classifier, batch_size, device)."""
-    if kind == "inception":
-        return InceptionExtractor(**kwargs)
-    if kind == "domain":
-        return DomainExtractor(**kwargs)
-    from ebm_bench.core.errors import ConfigError
-
-    raise ConfigError(f"unknown feature extractor {kind!r} (config key evaluate.features); known: inception, domain")
 
 
 __all__: Sequence[str] = (
     "FeatureExtractor",
     "InceptionExtractor",
-    "DomainClassifier",
     "DomainExtractor",
     "TensorSamples",
-    "build_extractor",
     "fetch_inception_weights",
     "inception_weights_url",
     "inception_weights_filename",
     "inception_cache_dir",
-    "load_classifier",
     "register_torch_fidelity_domain_extractor",
     "resolve_inception_weights",
-    "save_classifier",
-    "sha256_file",
-    "train_domain_classifier",
 )

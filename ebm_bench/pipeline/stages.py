@@ -96,7 +96,8 @@ CLASSIFIER_SEED = 0  # one classifier per dataset, shared by every method and se
 def classifier_stage(spec: dict[str, Any], out: Path, threads: int | None = None) -> None:
     """Train the dataset's domain classifier (FID/IS features and mode reader)."""
     from ebm_bench.data import load_dataset
-    from ebm_bench.metrics.extractors import save_classifier, train_domain_classifier
+    from ebm_bench.nets.domain_classifier import save_classifier
+    from ebm_bench.training.classifier import train_domain_classifier
 
     runs.set_threads(threads)
     ds = spec["dataset"] if "dataset" in spec else spec
