@@ -13,7 +13,7 @@ import yaml
 from ebm_bench import claims as C
 from ebm_bench.bench.suite import BENCHMARKS, run_benchmarks
 from ebm_bench.bench.cost_claim import DATASET, PROVENANCE, QUICK, QUICK_SIZES
-from ebm_bench.reports.tables import collect
+from ebm_bench.reports.collect import collect
 
 REPO_CLAIMS = Path(__file__).resolve().parents[1] / "config" / "claims.yaml"
 

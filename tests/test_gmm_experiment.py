@@ -100,7 +100,7 @@ def test_paper_config_has_paper_003_settings_and_reported_numbers():
     """config/paper.yaml carries paper 003's Table 1 rows on CIFAR-10 and the MNIST 2/3/6
     runs at the paper's N, N', rate schedule, data noise and network, without changing the
     baselines' settings; config/reported.yaml holds Table 1 with its source."""
-    from ebm_bench.reports.tables import load_reported
+    from ebm_bench.reports.collect import load_reported
 
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     check_config(paper)

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebm_bench.reports.tables import build_tables, collect
+from ebm_bench.reports.collect import collect
+from ebm_bench.reports.tables import build_tables
 
 FP = "fp-domain-1000"
 
@@ -109,7 +110,7 @@ def test_is_has_no_direction_on_imbalanced_data(untrained_classifier, tmp_path: 
 
 
 def test_reproduction_row_checks_the_stated_protocol(tmp_path: Path) -> None:
-    from ebm_bench.reports.tables import reproduction_table
+    from ebm_bench.reports.reduce import reproduction_table
 
     res = tmp_path / "results"
     for s in range(2):

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebm_bench.reports.tables import TIDY_COLUMNS, build_tables, metric_direction
+from ebm_bench.reports.schema import TIDY_COLUMNS, metric_direction
+from ebm_bench.reports.tables import build_tables
 
 # (dataset, method, seed) -> metric values; None marks the diverged run
 VALUES = {
@@ -230,7 +231,7 @@ def test_metric_directions() -> None:
 def test_collect_exposes_the_config_each_run_was_made_for(results: Path) -> None:
     """provenance.config of the metrics files (else of train_status.json) becomes the
     `config` column of the tidy and the runs frames; files without one give ""."""
-    from ebm_bench.reports.tables import collect
+    from ebm_bench.reports.collect import collect
 
     for f in (results / "runs" / "rings" / "pcd" / "seed0" / "metrics").glob("*.json"):
         doc = json.loads(f.read_text())

@@ -184,7 +184,7 @@ def test_reported_numbers_name_rows_of_the_paper_config() -> None:
     """Every number in config/reported.yaml has a source and belongs to a dataset table of
     config/paper.yaml; its row is run there unless the source says the paper cites it."""
     from ebm_bench.pipeline.config import check_config, run_spec
-    from ebm_bench.reports.tables import load_reported
+    from ebm_bench.reports.collect import load_reported
 
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     check_config(paper)

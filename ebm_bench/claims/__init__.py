@@ -1,6 +1,6 @@
 """Claims (config/claims.yaml) + the runs' metric files -> verdicts (claims.csv / claims.md).
 
-A pure reduction like the tables (it reads what :func:`ebm_bench.reports.tables.collect` reads
+A pure reduction like the tables (it reads what :func:`ebm_bench.reports.collect.collect` reads
 and imports no torch), so the verdicts are rebuilt at any time without retraining:
 ``ebm-bench claims`` or ``python -m ebm_bench.claims``. It reads **every** results folder
 the claims' designs name (each design's config file says where its results go) plus the
@@ -54,7 +54,7 @@ def results_dirs(claims: ClaimsFile, given: Iterable[str | Path] = ()) -> list[P
 
 
 def _collect(dirs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from ebm_bench.reports.tables import collect
+    from ebm_bench.reports.collect import collect
 
     tidy, runs = [], []
     for d in dirs:
