@@ -9,10 +9,18 @@
     ebm-bench run      --spec JSON --run-dir DIR [--classifier PATH] [--reference PATH]   train+sample+evaluate
     ebm-bench download (--spec JSON | --dataset NAME) --data-root DIR [--flag FILE]
     ebm-bench fetch-inception --dest DIR [--flag FILE]
-    ebm-bench tables   --results-dir results --out-dir results/tables [--claims config/claims.yaml]
+    ebm-bench tables   --results-dir results [--out-dir DIR] [--claims config/claims.yaml | --claims-md FILE]
+                       [--datasets a,b --variants x,y --seeds 0,1] [--reported config/reported.yaml]
     ebm-bench claims   [--results-dir DIR ...] [--out-dir DIR] [--claims config/claims.yaml]
                        one report of every claim at every scale that ran (all results folders)
-    ebm-bench plot     --run-dir DIR
+    ebm-bench plot curves (--run-dir DIR | --logs LOG ... --out PNG ...)
+    ebm-bench plot grid SAMPLES.npz OUT.png
+    ebm-bench gpu {hold --gpus N [--until FILE] | show}       claim / show GPU cards (ebm_bench.pipeline.gpu)
+    ebm-bench gpu-check --out DIR [--quick] [--config FILE] [--budget-s S] [--device D]
+                       every paper.yaml row timed on one GPU (needs only torch, numpy, PyYAML:
+                       ``PYTHONPATH=. python3 -m ebm_bench.cli gpu-check ...`` without installing)
+    ebm-bench write-idx --npz FILE --dataset {mnist,fashion_mnist} --data-root DIR
+                       MNIST-format arrays as torchvision's raw idx files (offline machines)
     ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
     ebm-bench bench reference --method NAME --reference-dir DIR [--updates K] --out OUT
                       (NAME: jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm)
@@ -29,6 +37,10 @@ to N threads; it is applied before numpy or torch is imported.
 
 Errors meant for the user (bad config, missing dataset or weights, a failed download)
 print one line and exit with status 2.
+
+This is the project's one command line: every subcommand imports what it needs when it
+runs, so ``ebm-bench tables`` / ``claims`` / ``plot`` never start torch and ``gpu-check``
+imports nothing beyond torch, numpy and PyYAML.
 """
 
 from __future__ import annotations
@@ -159,21 +171,33 @@ def cmd_fetch_inception(args) -> None:
         _write_flag(args.flag, f"{path}\n")
 
 
+def _csv_list(text: str | None) -> list[str] | None:
+    return None if text is None else [t for t in text.split(",") if t]
+
+
 def cmd_tables(args) -> None:
-    """Verdicts first (claims.md opens summary.md), then every table."""
-    from ebm_bench.claims import DEFAULT_CLAIMS, ClaimError, build_claims
+    """Verdicts first (claims.md opens summary.md), then every table. With ``--claims-md``
+    (the workflow, whose claims rule wrote it) the verdicts are not judged again."""
     from ebm_bench.reports.tables import DEFAULT_REPORTED, build_tables
 
-    reported = Path(args.reported) if args.reported else DEFAULT_REPORTED
-    claims = Path(args.claims) if args.claims else DEFAULT_CLAIMS
-    written = {}
-    if claims.is_file():
-        try:
-            written.update(build_claims(Path(args.results_dir), Path(args.out_dir), claims))
-        except ClaimError as e:
-            raise ConfigError(str(e)) from None
-    written.update(build_tables(Path(args.results_dir), Path(args.out_dir), reported=reported,
-                                claims_md=written.get("claims.md")))
+    results = Path(args.results_dir)
+    out_dir = Path(args.out_dir) if args.out_dir else results / "tables"
+    written: dict = {}
+    claims_md = Path(args.claims_md) if args.claims_md else None
+    if claims_md is None:
+        from ebm_bench.claims import DEFAULT_CLAIMS, ClaimError, build_claims
+
+        claims = Path(args.claims) if args.claims else DEFAULT_CLAIMS
+        if claims.is_file():
+            try:
+                written.update(build_claims(results, out_dir, claims))
+            except ClaimError as e:
+                raise ConfigError(str(e)) from None
+        claims_md = written.get("claims.md")
+    seeds = _csv_list(args.seeds)
+    written.update(build_tables(results, out_dir, reported=Path(args.reported) if args.reported else DEFAULT_REPORTED,
+                                datasets=_csv_list(args.datasets), methods=_csv_list(args.variants),
+                                seeds=None if seeds is None else [int(x) for x in seeds], claims_md=claims_md))
     for p in written.values():
         print(p)
 
@@ -193,10 +217,53 @@ def cmd_claims(args) -> None:
 
 
 def cmd_plot(args) -> None:
-    from ebm_bench.reports.plots import training_curves
+    from ebm_bench.reports import plots
 
-    run_dir = Path(args.run_dir)
-    training_curves(run_dir / "train_log.csv", run_dir / "train_curves.png")
+    if args.what == "grid":
+        import numpy as np
+
+        with np.load(args.npz, allow_pickle=False) as z:
+            s = z["samples"]
+        plots.sample_grid(s, args.out_png, is_image=s.ndim >= 3, title=None)
+        print(args.out_png)
+        return
+    if args.run_dir:
+        logs, outs = [Path(args.run_dir) / "train_log.csv"], [Path(args.run_dir) / "train_curves.png"]
+    else:
+        logs, outs = [Path(x) for x in args.logs or []], [Path(x) for x in args.out or []]
+        if not logs or len(logs) != len(outs):
+            raise ConfigError(f"plot curves: {len(logs)} --logs but {len(outs)} --out (or give --run-dir)")
+    for log, out in zip(logs, outs):
+        plots.training_curves(log, out, title=plots.run_title(log))
+        print(out)
+
+
+def cmd_gpu(args) -> None:
+    from ebm_bench.pipeline import gpu
+
+    if args.what == "show":
+        gpu.show()
+    else:
+        gpu.hold(args.gpus, args.until)
+
+
+def cmd_gpu_check(args) -> None:
+    from ebm_bench.bench.gpu_check import DEFAULT_CONFIG, run
+
+    try:
+        run(args.out, args.quick, args.config or str(DEFAULT_CONFIG), args.budget_s, args.device)
+    except RuntimeError as e:
+        raise ConfigError(str(e)) from None
+
+
+def cmd_write_idx(args) -> None:
+    from ebm_bench.data.idx import write_raw
+
+    try:
+        raw = write_raw(args.npz, args.dataset, args.data_root)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    print(f"wrote {raw}/ (train-*, t10k-* idx-ubyte)")
 
 
 def cmd_bench(args) -> None:
@@ -238,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         for opt in opts:
-            p.add_argument(f"--{opt}", required=opt in ("run-dir", "out", "data-root") or (opt == "spec" and name != "download"))
+            p.add_argument(f"--{opt}", required=opt in ("run-dir", "out", "data-root", "npz") or (opt == "spec" and name != "download"))
         p.add_argument("--threads", type=int, default=None)
         return p
 
@@ -253,11 +320,31 @@ def main(argv: list[str] | None = None) -> int:
     add("classifier", cmd_classifier, "spec", "out")
     add("download", cmd_download, "spec", "dataset", "data-root", "flag")
     add("fetch-inception", cmd_fetch_inception, "dest", "flag")
-    add("tables", cmd_tables, "results-dir", "out-dir", "reported", "claims")
+    t = add("tables", cmd_tables, "out-dir", "reported", "claims", "claims-md", "datasets", "variants", "seeds")
+    t.add_argument("--results-dir", default="results")
     c = add("claims", cmd_claims, "out-dir", "claims")
     c.add_argument("--results-dir", action="append", default=None,
                    help="a results folder (repeatable; default results); the designs' configs' folders are read too")
-    add("plot", cmd_plot, "run-dir")
+    pl = add("plot", cmd_plot)
+    what = pl.add_subparsers(dest="what", required=True)
+    cv = what.add_parser("curves", help="training curves, one PNG per train_log.csv")
+    cv.add_argument("--run-dir", default=None)
+    cv.add_argument("--logs", nargs="+", default=None)
+    cv.add_argument("--out", nargs="+", default=None)
+    gr = what.add_parser("grid", help="picture of a samples.npz")
+    gr.add_argument("npz")
+    gr.add_argument("out_png")
+    g = add("gpu", cmd_gpu)
+    gw = g.add_subparsers(dest="what", required=True)
+    h = gw.add_parser("hold", help="claim cards, print their ids, hold them")
+    h.add_argument("--gpus", type=int, default=1)
+    h.add_argument("--until", default=None, help="release when this file exists (default: when stdin closes)")
+    gw.add_parser("show", help="the pool, the lock dir and who holds which card")
+    gc = add("gpu-check", cmd_gpu_check, "out", "config", "device")
+    gc.add_argument("--quick", action="store_true", help="CPU, tiny sizes, same code (under 2 minutes)")
+    gc.add_argument("--budget-s", type=float, default=None)
+    w = add("write-idx", cmd_write_idx, "npz", "data-root")
+    w.add_argument("--dataset", required=True, choices=["fashion_mnist", "mnist"])
     b = add("bench", cmd_bench)
     b.add_argument("--quick", action="store_true", help="fewer repeats and cases")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all; see ebm_bench.bench.suite.BENCHMARKS)")

@@ -32,7 +32,7 @@ def _env(tmp_path: Path, ids: str = "0,1", **extra) -> dict:
 
 
 def _holder(env: dict, until: Path, n: int = 1) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ebm_bench.pipeline.gpu", "hold", "--gpus", str(n), "--until", str(until)],
+    return subprocess.Popen([sys.executable, "-m", "ebm_bench.cli", "gpu", "hold", "--gpus", str(n), "--until", str(until)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

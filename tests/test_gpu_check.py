@@ -34,8 +34,8 @@ class Block:
             return importlib.machinery.ModuleSpec(name, Absent(), origin=None)
         return None
 sys.meta_path.insert(0, Block())
-sys.argv = sys.argv[2:]
-runpy.run_module("ebm_bench.bench.gpu_check", run_name="__main__")
+sys.argv = ["ebm-bench"] + sys.argv[2:]
+runpy.run_module("ebm_bench.cli", run_name="__main__")
 """
 
 
@@ -43,7 +43,7 @@ def test_quick_gpu_check_without_optional_packages(tmp_path):
     out = tmp_path / "gpu"
     env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _RUNNER, ",".join(BLOCKED), "gpu_check", "--out", str(out), "--quick"],
+    r = subprocess.run([sys.executable, "-c", _RUNNER, ",".join(BLOCKED), "gpu-check", "--out", str(out), "--quick"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - t
     assert r.returncode == 0, r.stderr[-3000:]
@@ -78,7 +78,7 @@ def test_quick_gpu_check_without_optional_packages(tmp_path):
 
 def test_without_pyyaml_the_check_says_so_in_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
-    r = subprocess.run([sys.executable, "-c", _RUNNER, "yaml", "gpu_check", "--out", str(tmp_path), "--quick"],
+    r = subprocess.run([sys.executable, "-c", _RUNNER, "yaml", "gpu-check", "--out", str(tmp_path), "--quick"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].endswith("not installed: pip install pyyaml")

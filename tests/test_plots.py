@@ -73,13 +73,16 @@ def test_training_curves_degenerate_logs(tmp_path: Path) -> None:
     assert _is_png(plots.training_curves(one, tmp_path / "c2.png"))
 
 
-def test_plot_module_cli(tmp_path: Path) -> None:
+def test_plot_cli(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "rings" / "pcd" / "seed0"
     run.mkdir(parents=True)
     log = _log(run / "train_log.csv")
     np.savez(run / "samples.npz", samples=np.random.default_rng(0).normal(size=(100, 2)))
-    assert plots.main(["curves", "--logs", str(log), "--out", str(run / "train_curves.png")]) == 0
-    assert plots.main(["grid", str(run / "samples.npz"), str(run / "samples.png")]) == 0
+    from ebm_bench.cli import main
+
+    assert main(["plot", "curves", "--logs", str(log), "--out", str(run / "train_curves.png")]) == 0
+    assert main(["plot", "grid", str(run / "samples.npz"), str(run / "samples.png")]) == 0
+    assert main(["plot", "curves", "--logs", str(log)]) == 2  # one --out per log, said in one line
     assert _is_png(run / "train_curves.png") and _is_png(run / "samples.png")
     (run / "samples.png").unlink()
     written = plots.plot_run(run)
@@ -90,6 +93,8 @@ def test_plots_do_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import ebm_bench.reports.plots, ebm_bench.reports.tables, sys; print('torch' in sys.modules)"
+    # the CLI and what its tables / claims / plot subcommands import
+    code = ("import ebm_bench.cli, ebm_bench.reports.plots, ebm_bench.reports.tables, ebm_bench.claims, sys; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

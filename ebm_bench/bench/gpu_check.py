@@ -1,8 +1,8 @@
 """The GPU check: every ``config/paper.yaml`` row timed on one CUDA device in under 4 minutes.
 
-    PYTHONPATH=. python3 -m ebm_bench.bench.gpu_check --out DIR          # on the GPU machine
-    PYTHONPATH=. python3 -m ebm_bench.bench.gpu_check --out DIR --quick  # CPU rehearsal, tiny sizes
-    ebm-bench bench gpu --out DIR [--quick]                         # the same, from the CLI
+    PYTHONPATH=. python3 -m ebm_bench.cli gpu-check --out DIR          # on the GPU machine (no install)
+    PYTHONPATH=. python3 -m ebm_bench.cli gpu-check --out DIR --quick  # CPU rehearsal, tiny sizes
+    ebm-bench gpu-check --out DIR [--quick] / ebm-bench bench gpu       # the same, installed
 
 Needs only torch (>= 2.1; written for 2.11+), numpy, PyYAML (common on GPU images; it reads
 the config) and this checkout: no snakemake, no scikit-learn, no pandas, no torchvision, no
@@ -28,13 +28,11 @@ torch_compile when time allows). Outputs ``gpu_check.json`` and ``gpu_check.md``
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -511,24 +509,3 @@ def markdown(report: dict) -> str:
               "them. `extrapolated`: timed at the loop lengths shown (fractions of the paper's K / Gibbs sweeps / "
               "presentation time) and extended linearly; peak memory is at the timed length."]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ebm_bench.bench.gpu_check", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--quick", action="store_true", help="CPU, tiny sizes, same code (under 2 minutes)")
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
-    ap.add_argument("--budget-s", type=float, default=None)
-    ap.add_argument("--device", default=None)
-    args = ap.parse_args(argv)
-    try:
-        run(args.out, args.quick, args.config, args.budget_s, args.device)
-    except (RuntimeError, ConfigError) as e:
-        print(f"gpu check: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

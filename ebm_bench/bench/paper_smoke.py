@@ -34,7 +34,7 @@ The smoke config is derived from paper.yaml by :func:`smoke_config`, which chang
   jobs side by side);
 - data: MNIST and FashionMNIST (and paper 003's biased MNIST 2/3/6, read from MNIST) from
   torchvision's raw files under ``--data-root`` (``MNIST/raw/*-ubyte``,
-  ``FashionMNIST/raw/*-ubyte``; ``python -m ebm_bench.data.idx`` writes them from arrays),
+  ``FashionMNIST/raw/*-ubyte``; ``ebm-bench write-idx`` writes them from arrays),
   linked into ``OUT/data``; required, checked before anything runs. CIFAR-10, CelebA and
   Flowers-102, whose torchvision loaders check md5 sums (so no file of another content
   passes), run as ``type: image_folder`` of the same image shape: ``DATA_ROOT/<dataset>/
@@ -284,7 +284,7 @@ def prepare_data(paper: dict[str, Any], source: Path, dest: Path, say: Callable[
             missing.append(f"{d}: the smoke has no data plan for dataset type {ds['type']!r}")
     if missing:
         raise ConfigError("paper smoke: data missing under --data-root " + str(source) + ": " + "; ".join(missing)
-                          + " (write MNIST / FashionMNIST raw files with python -m ebm_bench.data.idx)")
+                          + " (write MNIST / FashionMNIST raw files with ebm-bench write-idx)")
     return where
 
 

@@ -2,7 +2,7 @@
 
 A pure reduction like the tables (it reads what :func:`ebm_bench.reports.collect.collect` reads
 and imports no torch), so the verdicts are rebuilt at any time without retraining:
-``ebm-bench claims`` or ``python -m ebm_bench.claims``. It reads **every** results folder
+``ebm-bench claims``. It reads **every** results folder
 the claims' designs name (each design's config file says where its results go) plus the
 ones given, and writes **one** report: each claim once, its verdict at every scale that
 ran. A design is judged only from the runs its own config file made (the provenance in
@@ -14,8 +14,6 @@ Modules: :mod:`.spec` (the claims file), :mod:`.stats` (intervals and tests),
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -100,23 +98,3 @@ def build_claims(results_dir: str | Path | Iterable[str | Path], out_dir: str | 
         tmp.replace(path)
         written[name] = path
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebm_bench.claims", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results-dir", action="append", default=None,
-                   help="a results folder to read (repeatable; default: results); the designs' configs' "
-                        "results folders are always read too")
-    p.add_argument("--out-dir", default=None, help="default: the first results folder's tables/")
-    p.add_argument("--claims", default=str(DEFAULT_CLAIMS))
-    a = p.parse_args(argv)
-    dirs = a.results_dir or ["results"]
-    try:
-        written = build_claims(dirs, a.out_dir or Path(dirs[0]) / "tables", a.claims)
-    except ClaimError as e:
-        print(f"claims: error: {e}", file=sys.stderr)
-        return 2
-    for path in written.values():
-        print(path)
-    return 0

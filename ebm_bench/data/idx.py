@@ -1,6 +1,6 @@
 """Write MNIST-format arrays in torchvision's raw on-disk format (idx-ubyte files).
 
-    python -m ebm_bench.data.idx --npz mnist.npz --dataset mnist --data-root DIR
+    ebm-bench write-idx --npz mnist.npz --dataset mnist --data-root DIR
 
 writes ``DIR/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (``FashionMNIST/raw``
 for ``--dataset fashion_mnist``) from an ``.npz`` holding ``x_train`` (N, 28, 28),
@@ -17,8 +17,6 @@ big-endian int32 per dimension; then the data in C order.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,23 +60,3 @@ def write_raw(npz: str | Path, dataset: str, data_root: str | Path) -> Path:
         write_idx(raw / f"{prefix}-images-idx3-ubyte", arrays[f"x_{split}"])
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", arrays[f"y_{split}"])
     return raw
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ebm_bench.data.idx", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--npz", required=True)
-    ap.add_argument("--dataset", required=True, choices=sorted(FOLDERS))
-    ap.add_argument("--data-root", required=True)
-    args = ap.parse_args(argv)
-    try:
-        raw = write_raw(args.npz, args.dataset, args.data_root)
-    except (OSError, ValueError) as e:
-        print(f"ebm_bench.data.idx: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {raw}/ (train-*, t10k-* idx-ubyte)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

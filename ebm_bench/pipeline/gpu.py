@@ -24,13 +24,13 @@ those ids may only be meaningful within it).
 Nothing here imports torch or asks CUDA for the device count: CUDA reads
 ``CUDA_VISIBLE_DEVICES`` once, when it starts, so the claim must come first.
 
-``python -m ebm_bench.pipeline.gpu hold --gpus 1`` claims, prints the ids and holds them until
-stdin closes or ``--until FILE`` exists (used by the tests; handy to reserve a card).
+``ebm-bench gpu hold --gpus 1`` claims, prints the ids and holds them until stdin closes or
+``--until FILE`` exists (used by the tests; handy to reserve a card); ``ebm-bench gpu show``
+says who holds which card.
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import fcntl
 import os
@@ -222,40 +222,31 @@ def claim(n: int, env=None, wait_s: float | None = None, poll_s: float = 0.5, sa
     return c
 
 
-def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebm_bench.pipeline.gpu", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    h = sub.add_parser("hold", help="claim cards, print their ids, hold them")
-    h.add_argument("--gpus", type=int, default=1)
-    h.add_argument("--until", help="release when this file exists (default: when stdin closes)")
-    sub.add_parser("show", help="the pool, the lock dir and who holds which card")
-    args = p.parse_args(argv)
-    if args.cmd == "show":
-        devices, origin = pool()
-        folder = lock_dir()
-        print(f"pool: {devices} ({origin}); locks: {folder}")
-        for dev in devices:
-            path = _lock_path(folder, dev)
-            fd = _open_lock(folder, dev)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                print(f"  {dev}: free")
-            except OSError:
-                print(f"  {dev}: held by {path.read_text().strip()}")
-            finally:
-                os.close(fd)
-        return 0
-    c = claim(args.gpus)
+def show() -> None:
+    """Print the pool, the lock dir and who holds which card (``ebm-bench gpu show``)."""
+    devices, origin = pool()
+    folder = lock_dir()
+    print(f"pool: {devices} ({origin}); locks: {folder}")
+    for dev in devices:
+        path = _lock_path(folder, dev)
+        fd = _open_lock(folder, dev)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            print(f"  {dev}: free")
+        except OSError:
+            print(f"  {dev}: held by {path.read_text().strip()}")
+        finally:
+            os.close(fd)
+
+
+def hold(n: int, until: str | None = None) -> None:
+    """Claim ``n`` cards, print their ids and hold them until ``until`` exists, else until
+    stdin closes (``ebm-bench gpu hold``; used by the tests, handy to reserve a card)."""
+    c = claim(n)
     print(c.devices and ",".join(c.devices) or "-", flush=True)
     print(c.describe(), file=sys.stderr, flush=True)
-    if args.until:
-        while not os.path.exists(args.until):
+    if until:
+        while not os.path.exists(until):
             time.sleep(0.05)
     else:
         sys.stdin.read()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

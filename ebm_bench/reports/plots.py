@@ -3,16 +3,14 @@
 matplotlib (Agg backend, no display needed) is imported inside the functions and
 nothing here imports torch, so plotting costs a second, not a torch start-up:
 
-    python -m ebm_bench.reports.plots curves --logs RUN/train_log.csv ... --out RUN/train_curves.png ...
-    python -m ebm_bench.reports.plots grid RUN/samples.npz RUN/samples.png
+    ebm-bench plot curves --logs RUN/train_log.csv ... --out RUN/train_curves.png ...
+    ebm-bench plot grid RUN/samples.npz RUN/samples.png
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -213,35 +211,7 @@ def plot_run(run_dir) -> list[Path]:
     return out
 
 
-def _run_title(path: Path) -> str | None:
+def run_title(path: Path) -> str | None:
     """results/runs/D/V/seedS/x -> 'D / V / seedS'."""
     parts = path.parent.parts
     return " / ".join(parts[-3:]) if len(parts) >= 3 else None
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebm_bench.reports.plots")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("curves", help="training curves, one PNG per train_log.csv")
-    c.add_argument("--logs", nargs="+", required=True)
-    c.add_argument("--out", nargs="+", required=True)
-    g = sub.add_parser("grid", help="picture of a samples.npz")
-    g.add_argument("npz")
-    g.add_argument("out")
-    a = p.parse_args(argv)
-    if a.cmd == "curves":
-        if len(a.logs) != len(a.out):
-            p.error(f"{len(a.logs)} --logs but {len(a.out)} --out")
-        for log, out in zip(a.logs, a.out):
-            training_curves(log, out, title=_run_title(Path(log)))
-            print(out)
-    else:
-        with np.load(a.npz, allow_pickle=False) as z:
-            s = z["samples"]
-        sample_grid(s, a.out, is_image=s.ndim >= 3, title=None)
-        print(a.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

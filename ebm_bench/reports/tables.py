@@ -4,7 +4,7 @@ Three steps, one module each: :mod:`.collect` (files -> tidy table), :mod:`.redu
 table -> one row per method), :mod:`.render` (rows -> Markdown / LaTeX / summary page);
 :mod:`.schema` holds what they share. A pure reduction of the files the runs leave behind; nothing here trains, samples or
 imports torch, so tables can be rebuilt at any time (``snakemake --forcerun tables``,
-``ebm-bench tables`` or ``python -m ebm_bench.reports.tables``). Inputs, all parsed as data
+``ebm-bench tables``). Inputs, all parsed as data
 only (JSON / TSV / YAML text, never pickles), under ``results_dir``:
 
     runs/{dataset}/{variant}/seed{seed}/metrics/*.json   one file per metric family:
@@ -28,8 +28,6 @@ hyperparameters), as in the results folders.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -106,36 +104,3 @@ def build_tables(
         )
         write("reproduction.md", text)
     return written
-
-def _split(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [t for t in text.split(",") if t]
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ebm_bench.reports.tables", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results-dir", default="results")
-    p.add_argument("--out-dir", default=None, help="default: RESULTS_DIR/tables")
-    p.add_argument("--reported", default=None, help=f"reported numbers (default {DEFAULT_REPORTED} if present)")
-    p.add_argument("--datasets", default=None, help="comma-separated; default: every dataset found")
-    p.add_argument("--variants", default=None, help="comma-separated; default: every variant found")
-    p.add_argument("--seeds", default=None, help="comma-separated; default: every seed found")
-    p.add_argument("--claims-md", default=None, help="verdict table (ebm_bench.claims) to open summary.md with")
-    a = p.parse_args(argv)
-    seeds = _split(a.seeds)
-    written = build_tables(
-        a.results_dir,
-        a.out_dir or Path(a.results_dir) / "tables",
-        reported=a.reported or DEFAULT_REPORTED,
-        datasets=_split(a.datasets),
-        methods=_split(a.variants),
-        seeds=None if seeds is None else [int(s) for s in seeds],
-        claims_md=a.claims_md,
-    )
-    for path in written.values():
-        print(path)
-    return 0
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,7 @@ rule training_curves:
     conda:
         CONDA_ENV
     shell:
-        "python -m ebm_bench.reports.plots curves --logs {input.logs:q} --out {output.curves:q}"
+        "ebm-bench plot curves --logs {input.logs:q} --out {output.curves:q}"
         " > {log:q} 2>&1"
 
 

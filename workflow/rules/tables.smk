@@ -2,8 +2,7 @@
 # and the benchmark files for the cost columns). Rebuilding them never trains,
 # samples or evaluates anything: edit ebm_bench/reports/tables.py and run
 #   snakemake --forcerun tables
-# It runs `python -m ebm_bench.reports.tables` rather than `ebm-bench tables`, so the job
-# does not import torch; only the configured datasets, variants and seeds are
+# `ebm-bench tables` imports pandas, not torch (the CLI's subcommands import lazily); only the configured datasets, variants and seeds are
 # tabulated, whatever else an older config left under results/runs/. A
 # config/reported.yaml (numbers the papers report, with their source) adds
 # reproduction.md, ours beside theirs.
@@ -35,7 +34,7 @@ rule claims:
     conda:
         CONDA_ENV
     shell:
-        "python -m ebm_bench.claims --results-dir {params.results_dir:q}"
+        "ebm-bench claims --results-dir {params.results_dir:q}"
         " --out-dir {params.out_dir:q} --claims {input.claims:q} > {log:q} 2>&1"
 
 
@@ -91,7 +90,7 @@ rule tables:
     conda:
         CONDA_ENV
     shell:
-        "python -m ebm_bench.reports.tables --results-dir {params.results_dir:q}"
+        "ebm-bench tables --results-dir {params.results_dir:q}"
         " --out-dir {params.out_dir:q} --datasets {params.datasets:q}"
         " --variants {params.variants:q} --seeds {params.seeds:q} {params.reported}"
         " --claims-md {input.claims_md:q} > {log:q} 2>&1"
