@@ -107,10 +107,10 @@ class LangevinEBM(Method):
         if params.get("lr_schedule", "constant") != "constant" and int(params.get("lr_decay_steps", 0)) <= 0:
             raise ConfigError(f"lr_schedule = {params['lr_schedule']!r} needs lr_decay_steps >= 1, "
                               f"got {params.get('lr_decay_steps')}")
-        bad = {k: v for k, v in (params.get("param_lr") or {}).items()
-               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0}
+        rate = V.positive()
+        bad = {k: v for k, v in (params.get("param_lr") or {}).items() if rate.problem(v) is not None}
         if bad:
-            raise ConfigError(f"param_lr: rates must be numbers > 0, got {bad}")
+            raise ConfigError(f"param_lr: rates must be finite numbers > 0, got {bad}")
 
     @classmethod
     def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
