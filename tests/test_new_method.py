@@ -10,7 +10,9 @@ columns do not read 0.
 Mutations tried (each failed these tests, then restored): ``LangevinEBM.__init__`` reading
 ``p["n_steps"]`` unconditionally (KeyError at construction); the count removed from
 ``samplers.counting.energy_and_grad`` (grad_evals_train 0); a raw ``torch.autograd.grad``
-added to ``ebm_bench/methods/short_run.py`` (the repository scan names the file).
+added to ``ebm_bench/methods/short_run.py`` (the repository scan names the file); the
+sampler built from every sampler key, declared or not (KeyError), or built for a method
+declaring none (a sampler where there should be none).
 """
 
 from __future__ import annotations
@@ -126,3 +128,26 @@ def test_methods_take_grad_x_u_only_through_the_counting_function() -> None:
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "ebm_bench" / "methods").glob("*.py"))
             for i, line in enumerate(p.read_text().splitlines(), 1) if raw.search(line)]
     assert hits == [], f"grad_x U taken outside samplers.counting.energy_and_grad (uncounted): {hits}"
+
+
+def test_only_declared_sampler_keys_are_read() -> None:
+    """A LangevinEBM subclass declaring some sampler keys gets a sampler with the others at
+    their defaults; one declaring none has no sampler (it generates otherwise)."""
+    from ebm_bench.methods.base import DataInfo
+    from ebm_bench.methods.langevin import EBM_DEFAULTS, SAMPLER_KEYS, LangevinEBM
+
+    info = DataInfo((2,), False, 2)
+    net = {"net": "mlp", "net_params": {"hidden": 8, "depth": 1}}
+    trainer = {k: v for k, v in EBM_DEFAULTS.items() if k not in SAMPLER_KEYS}
+
+    class StepAndTemperatureOnly(LangevinEBM):
+        defaults = {**trainer, "step_size": 0.2, "temperature": 0.5}
+
+    class NoSampler(LangevinEBM):
+        defaults = trainer
+
+    m = StepAndTemperatureOnly(net, info, "cpu", 0)
+    assert (m.sampler.step_size, m.sampler.temperature) == (0.2, 0.5)
+    assert m.sampler.grad_clip is None and not m.sampler.metropolis and m.sampler.clamp is None
+    assert m.sampler_steps_per_iter == 0
+    assert NoSampler(net, info, "cpu", 0).sampler is None
