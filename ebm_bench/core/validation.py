@@ -19,6 +19,7 @@ Every message is one line that starts with the config key path::
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ def _is_number(v: Any) -> bool:
 class Check:
     """How one parameter value is checked.
 
-    ``kind``: one of any, int, number (int or float), str, bool, list, dict.
+    ``kind``: one of any, int, number (a finite int or float: nan, inf and -inf are
+    refused), str, bool, list, dict.
     ``ge``/``gt``/``le``/``lt``: bounds of a number; ``choices``: allowed values;
     ``nullable``: ``None`` is allowed; ``item``: check of every element of a list,
     ``min_len``/``length`` its size; ``alt``: a second accepted form (e.g. a number or a
@@ -126,6 +128,9 @@ class Check:
             return f"{value!r} has type {type(value).__name__}; expected {self.describe()}"
         if self.choices is not None and value not in self.choices:
             return f"{value!r} is not one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "number" and isinstance(value, float) and not math.isfinite(value):
+            # nan passes no comparison and inf passes every lower bound; neither is a setting
+            return f"{value!r} is not finite; expected {self.describe()}"
         if _is_number(value) and self.kind in ("int", "number"):
             ok = ((self.gt is None or value > self.gt) and (self.ge is None or value >= self.ge)
                   and (self.lt is None or value < self.lt) and (self.le is None or value <= self.le))
@@ -198,7 +203,7 @@ def either(first: Check, second: Check, nullable: bool = False) -> Check:
 
 def infer(default: Any) -> Check:
     """The check of a key that declares none, from its default: its type (an int default
-    takes integers, a float default any number, a list default a list of its first
+    takes integers, a float default any finite number, a list default a list of its first
     element's type); a default of None accepts anything."""
     if isinstance(default, bool):
         return Check("bool")
@@ -268,6 +273,16 @@ def check_cross(cls: Any, params: dict[str, Any], path: str) -> None:
         hook(params)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def checked(cls: Any, params: dict[str, Any], path: str) -> dict[str, Any]:
+    """``params`` checked key by key (:func:`check_block`), then merged over the
+    defaults and checked by the class's cross-key rules (:func:`check_cross`); returns
+    the merged parameters. The config check and a dataset load both run this."""
+    check_block(cls, params, path)
+    merged = {**defaults_of(cls), **params}
+    check_cross(cls, merged, path)
+    return merged
 
 
 # --- containment --------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
+from ebm_bench.core import validation as V
 from ebm_bench.core.registry import DATASETS
 
 register_dataset = DATASETS.register
@@ -109,7 +110,11 @@ def as_tensor(x: Any) -> torch.Tensor:
 
 
 def load_dataset(name: str, params: dict[str, Any], data_root: Path | str, seed: int = 0) -> Dataset:
-    """Load a registered dataset type with params merged over its defaults."""
+    """Load a registered dataset type with params merged over its defaults.
+
+    The params are checked first, by the dataset's declared ``checks`` and
+    ``check_params`` (the config check's rules, for a load that did not come through a
+    checked config), so a dataset's ``load`` receives valid params and re-checks nothing."""
     spec = DATASETS.get(name)
-    merged = {**spec.defaults, **params}
+    merged = V.checked(spec, params, f"dataset {name!r} params")
     return spec.load(merged, Path(data_root), seed)

@@ -27,13 +27,6 @@ def _load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return x, d.target.astype(np.int64)
 
 
-def _check_fraction(params: dict[str, Any]) -> float:
-    f = float(params["test_fraction"])
-    if not 0.0 < f < 1.0:
-        raise ConfigError(f"dataset param 'test_fraction' must be in (0, 1), got {f}")
-    return f
-
-
 def _dataset(name: str, x: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray,
              num_classes: int, class_names: list[str], truth: dict[str, Any]) -> Dataset:
     return Dataset(
@@ -69,10 +62,9 @@ class Digits(DatasetSpec):
         from sklearn.model_selection import train_test_split
 
         p = {**cls.defaults, **params}
-        frac = _check_fraction(p)
         x, y = _load_sklearn_digits()
         tr, te = train_test_split(
-            np.arange(len(y)), test_size=frac, stratify=y, random_state=int(p["split_seed"])
+            np.arange(len(y)), test_size=float(p["test_fraction"]), stratify=y, random_state=int(p["split_seed"])
         )
         tr, te = np.sort(tr), np.sort(te)
         return _dataset(cls.name, x, y, tr, te, 10, [str(i) for i in range(10)], {})
@@ -102,21 +94,14 @@ class Digits236(DatasetSpec):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        cls._validate({**cls.defaults, **params})
-
-    @classmethod
-    def _validate(cls, p: dict[str, Any]) -> tuple[list[int], list[float]]:
-        digits = [int(d) for d in p["digits"]]
-        weights = [float(w) for w in p["weights"]]
-        if not digits or len(set(digits)) != len(digits) or any(not 0 <= d <= 9 for d in digits):
-            raise ConfigError(f"dataset param 'digits' must be distinct digits 0..9, got {p['digits']}")
-        if len(weights) != len(digits):
+        """What ``checks`` cannot say: distinct digits, one weight per digit."""
+        p = {**cls.defaults, **params}
+        if len(set(p["digits"])) != len(p["digits"]):
+            raise ConfigError(f"dataset param 'digits' must be distinct digits, got {p['digits']}")
+        if len(p["weights"]) != len(p["digits"]):
             raise ConfigError(
-                f"dataset param 'weights' must have one entry per digit ({len(digits)}), got {p['weights']}"
+                f"dataset param 'weights' must have one entry per digit ({len(p['digits'])}), got {p['weights']}"
             )
-        if any(not w > 0 for w in weights):
-            raise ConfigError(f"dataset param 'weights' must be positive, got {p['weights']}")
-        return digits, weights
 
     @classmethod
     def counts(cls, available: list[int], weights: list[float], test_fraction: float) -> tuple[list[int], list[int]]:
@@ -139,12 +124,11 @@ class Digits236(DatasetSpec):
     @classmethod
     def load(cls, params: dict[str, Any], data_root: Path, seed: int = 0) -> Dataset:
         p = {**cls.defaults, **params}
-        digits, weights = cls._validate(p)
-        frac = _check_fraction(p)
+        digits, weights = [int(d) for d in p["digits"]], [float(w) for w in p["weights"]]
         x, y = _load_sklearn_digits()
         rng = np.random.default_rng(int(p["split_seed"]))
         pools = [rng.permutation(np.flatnonzero(y == d)) for d in digits]
-        n_train, n_test = cls.counts([len(q) for q in pools], weights, frac)
+        n_train, n_test = cls.counts([len(q) for q in pools], weights, float(p["test_fraction"]))
         tr = np.concatenate([q[:a] for q, a in zip(pools, n_train)])
         te = np.concatenate([q[a:a + b] for q, a, b in zip(pools, n_train, n_test)])
         tr, te = np.sort(tr), np.sort(te)

@@ -110,28 +110,17 @@ class Toy2D(DatasetSpec):
 
     @classmethod
     def _components(cls, p: dict[str, Any]) -> tuple[str, np.ndarray, float, np.ndarray]:
-        """(density, centres or radii, std, normalised weights), validated."""
+        """(density, centres or radii, std, normalised weights) of params whose keys
+        passed ``checks``; the one rule relating keys (one weight per component) is checked here."""
         density = p["density"]
         if density == "rings":
             locs = np.asarray([float(r) for r in p["radii"]], dtype=np.float64)
             std = float(p["ring_std"])
-            if locs.size == 0 or np.any(locs < 0):
-                raise ConfigError(f"dataset param 'radii' must be a non-empty list of radii >= 0, got {p['radii']}")
-            if not std > 0:
-                raise ConfigError(f"dataset param 'ring_std' must be > 0, got {p['ring_std']}")
-        elif density == "gmm":
+        else:  # gmm
             k = int(p["n_modes"])
             std = float(p["mode_std"])
-            if k < 1:
-                raise ConfigError(f"dataset param 'n_modes' must be >= 1, got {p['n_modes']}")
-            if not std > 0:
-                raise ConfigError(f"dataset param 'mode_std' must be > 0, got {p['mode_std']}")
-            if not float(p["radius"]) >= 0:
-                raise ConfigError(f"dataset param 'radius' must be >= 0, got {p['radius']}")
             ang = 2 * math.pi * np.arange(k) / k
             locs = float(p["radius"]) * np.stack([np.cos(ang), np.sin(ang)], 1)
-        else:
-            raise ConfigError(f"dataset param 'density' must be 'rings' or 'gmm', got {density!r}")
         n = len(locs)
         if p["weights"] is None:
             w = np.full(n, 1.0 / n)
@@ -143,9 +132,6 @@ class Toy2D(DatasetSpec):
                     f"{'ring' if density == 'rings' else 'mode'}), got {p['weights']}"
                 )
             w = w / w.sum()
-        for key in ("n_train", "n_test"):
-            if int(p[key]) < 1:
-                raise ConfigError(f"dataset param {key!r} must be >= 1, got {p[key]}")
         return density, locs, std, w
 
     @staticmethod

@@ -39,11 +39,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ebm_bench.core import validation as V
 from ebm_bench.evaluation import register_family, unreliable
 
 MIN_EFFECTIVE_CHAINS = 30  # fewer effective AIS chains: the model's mode weights are flagged
 DEFAULTS = {"enabled": True, "n_chains": 500, "n_steps": 200, "step_factor": 1.0, "base_std": 0.5, "power": 4.0,
             "seed": 0}
+# how evaluate.model_modes values are checked before any job (ebm_bench.pipeline.config);
+# "enabled" by its default's type
+CHECKS = {"n_chains": V.count(), "n_steps": V.count(), "step_factor": V.positive(), "base_std": V.positive(),
+          "power": V.positive(), "seed": V.count(0)}
 
 
 def settings(ev: dict) -> dict:

@@ -18,8 +18,10 @@ contract tests and the workflow test use to train it in seconds. The training lo
 - optionally ``bind_data(dataset, real_split)``: called by the sample stage before
   ``sample`` for methods that generate from the data itself (the ``data`` reference row).
 
-Gradient evaluations (grad_x U at one point) are counted where they happen
-(:mod:`ebm_bench.samplers.counting`); the cost columns read the counter.
+Gradient evaluations (grad_x U at one point) are counted by the function that takes
+them, :func:`ebm_bench.samplers.counting.energy_and_grad` (every ULA step uses it; a
+method's own loss of the gradient calls it with ``create_graph=True``); the cost columns
+read the counter, so a method counts nothing itself.
 
 Randomness: a method draws only from ``self.gen`` (a seeded ``torch.Generator`` on the
 method's device), never from torch's global RNG, so a resumed run repeats an

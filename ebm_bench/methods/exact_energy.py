@@ -54,6 +54,13 @@ class ExactEnergy(Method):
     tiny = {"n_steps": 3, "trace_steps": [1, 3]}
 
     @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """``target``: toy2d params, checked by the toy2d dataset's own checks."""
+        target = params["target"]
+        if target.get("density") != "standard_normal":
+            V.checked(Toy2D, target, "target")
+
+    @classmethod
     def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
         if tuple(data.shape) != (2,) or data.is_image:
             return {**cls.tiny, "target": {"density": "standard_normal"}}

@@ -5,6 +5,12 @@ Eq. 4): grad_theta [ mean U(x_data) - mean U(x_model) ], the negatives coming fr
 shared :class:`~ebm_bench.samplers.ULA` at temperature T. Subclasses differ only in where
 the chains start and whether they persist (``negatives``), which is the whole difference
 between short-run, PCD and CD.
+
+A method with another loss (a score-matching one, no chains in training) subclasses
+:class:`LangevinEBM` with ``EBM_DEFAULTS`` (everything but ``n_steps``) and overrides
+``train_step``: it keeps the network, optimiser, schedule, checkpointing and generation
+sampler, and reports 0 sampler steps per update. Only the sampler keys a method declares
+are read.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from ebm_bench.core.progress import Task
 from ebm_bench.samplers.compiled import make_sampler
 from ebm_bench.methods.base import DataInfo, Method
 
-LANGEVIN_DEFAULTS: dict[str, Any] = {
+# Everything an energy network trained by gradient steps declares: the network, its
+# optimiser and schedule, data noise, the Langevin sampler it generates with. Not the chain
+# length per update: a method that runs no chains during training (a score-matching loss)
+# declares no ``n_steps`` and builds on these.
+EBM_DEFAULTS: dict[str, Any] = {
     "net": None,  # None: the dataset's default network
     "net_params": {},
     "lr": 1e-4,  # Adam, Nijkamp et al.
     "adam_beta1": 0.9,
     "step_size": 1.0,  # ULA step h; with T = 5e-5 this is Nijkamp's "step 1, noise 0.01"
     "temperature": 5e-5,
-    "n_steps": 100,  # K Langevin steps per update
     "grad_clip": None,  # optional clamp of grad_x U in Langevin (paper 003's CIFAR runs)
     "metropolis": False,  # Metropolis-adjust every Langevin move (MALA; STANLEY + MH): samplers/ula.py
     "clamp": False,  # keep image chains in [-1, 1] after each step (clamp_rule says how)
@@ -64,6 +73,10 @@ LANGEVIN_DEFAULTS: dict[str, Any] = {
     "sampler_compile": "none",
     "train_precision": "fp32",
 }
+# the Langevin sampler's settings; a method that declares none of them has no sampler
+SAMPLER_KEYS = ("step_size", "temperature", "grad_clip", "metropolis", "clamp", "clamp_rule", "sampler_compile")
+# the maximum-likelihood EBMs: the negatives of an update come from K = n_steps Langevin steps
+LANGEVIN_DEFAULTS: dict[str, Any] = {**EBM_DEFAULTS, "n_steps": 100}
 
 
 LANGEVIN_CHECKS: dict[str, V.Check] = {
@@ -107,10 +120,10 @@ class LangevinEBM(Method):
         if params.get("lr_schedule", "constant") != "constant" and int(params.get("lr_decay_steps", 0)) <= 0:
             raise ConfigError(f"lr_schedule = {params['lr_schedule']!r} needs lr_decay_steps >= 1, "
                               f"got {params.get('lr_decay_steps')}")
-        bad = {k: v for k, v in (params.get("param_lr") or {}).items()
-               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0}
+        rate = V.positive()
+        bad = {k: v for k, v in (params.get("param_lr") or {}).items() if rate.problem(v) is not None}
         if bad:
-            raise ConfigError(f"param_lr: rates must be numbers > 0, got {bad}")
+            raise ConfigError(f"param_lr: rates must be finite numbers > 0, got {bad}")
 
     @classmethod
     def tiny_params(cls, data: DataInfo) -> dict[str, Any]:
@@ -129,17 +142,25 @@ class LangevinEBM(Method):
         self.net = precision.network_forward(self.net, p["train_precision"], self.device)
         self.check_optimizer_params()
         self.chains_seeded = False
-        self.sampler = make_sampler(
-            p["sampler_compile"],
+        self.sampler = self.make_langevin_sampler() if any(k in self.defaults for k in SAMPLER_KEYS) else None
+        # sampler steps per update (the cost columns): K, or 0 for a method without chains in training
+        self.sampler_steps_per_iter = int(p["n_steps"]) if "n_steps" in self.defaults else 0
+
+    def make_langevin_sampler(self):
+        """The ULA of the method's declared sampler keys; an undeclared one (a method
+        declaring only ``step_size`` and ``temperature``) keeps its default in EBM_DEFAULTS."""
+        s = {**{k: EBM_DEFAULTS[k] for k in SAMPLER_KEYS}, **{k: self.params[k] for k in SAMPLER_KEYS
+                                                               if k in self.defaults}}
+        return make_sampler(
+            s["sampler_compile"],
             self.device,
-            step_size=p["step_size"],
-            temperature=p["temperature"],
-            grad_clip=p["grad_clip"],
-            clamp=(-1.0, 1.0) if p["clamp"] else None,
-            clamp_rule=p["clamp_rule"],
-            metropolis=bool(p["metropolis"]),
+            step_size=s["step_size"],
+            temperature=s["temperature"],
+            grad_clip=s["grad_clip"],
+            clamp=(-1.0, 1.0) if s["clamp"] else None,
+            clamp_rule=s["clamp_rule"],
+            metropolis=bool(s["metropolis"]),
         )
-        self.sampler_steps_per_iter = int(p["n_steps"])
 
     def check_optimizer_params(self) -> None:
         """Optimiser and schedule keys, checked at construction (the optimiser itself is

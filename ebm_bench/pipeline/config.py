@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ebm_bench.core import validation as V
 from ebm_bench.core.errors import ConfigError
 
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -43,33 +44,49 @@ MIN_REAL = 100
 MIN_PROBE_TRAIN = 100
 
 
-class _Section:
-    """A config section checked like a component (``defaults`` + ``checks``)."""
+class Section:
+    """A config section checked like a component: ``defaults`` (every key it takes, with
+    its default) and ``checks`` (key -> :class:`ebm_bench.core.validation.Check`). These
+    are the one source of the sections' defaults and ranges: the workflow's JSON schema
+    repeats them for Snakemake, and tests/test_config_schema.py holds the two equal."""
 
     defaults: dict[str, Any] = {}
-    checks: dict[str, Any] = {}
+    checks: dict[str, V.Check] = {}
 
 
-def _sections():
-    from ebm_bench.core import validation as V
+class Train(Section):
+    defaults = TRAIN_DEFAULTS
+    checks = {"steps": V.count(), "batch_size": V.count(), "checkpoint_every": V.count(),
+              "log_every": V.count(), "diverge_above": V.positive()}
 
-    class Train(_Section):
-        defaults = TRAIN_DEFAULTS
-        checks = {"steps": V.count(), "batch_size": V.count(), "checkpoint_every": V.count(),
-                  "log_every": V.count(), "diverge_above": V.positive()}
 
-    class Sample(_Section):
-        defaults = SAMPLE_DEFAULTS
-        checks = {"n": V.count(MIN_SAMPLES)}
+class Sample(Section):
+    defaults = SAMPLE_DEFAULTS
+    checks = {"n": V.count(MIN_SAMPLES)}
 
-    class Evaluate(_Section):
-        defaults = EVALUATE_DEFAULTS
-        checks = {"features": V.choice("auto", "inception", "domain"), "real_split": V.choice("train", "test"),
-                  "n_real": V.count(MIN_REAL, nullable=True), "min_real_per_dim": V.nonnegative(),
-                  "min_classifier_accuracy": V.probability(), "kid_subsets": V.count(1), "probe_max_train": V.count(MIN_PROBE_TRAIN),
-                  "inception_weights": V.Check("str", nullable=True)}
 
-    return Train, Sample, Evaluate
+class Evaluate(Section):
+    defaults = EVALUATE_DEFAULTS
+    checks = {"features": V.choice("auto", "inception", "domain"), "real_split": V.choice("train", "test"),
+              "n_real": V.count(MIN_REAL, nullable=True), "min_real_per_dim": V.nonnegative(),
+              "min_classifier_accuracy": V.probability(), "kid_subsets": V.count(1),
+              "probe_max_train": V.count(MIN_PROBE_TRAIN), "inception_weights": V.Check("str", nullable=True)}
+
+
+def model_modes_section() -> type[Section]:
+    """``evaluate.model_modes``: the model_modes family declares its settings itself
+    (imported here, when a config is checked: the family imports torch)."""
+    from ebm_bench.evaluation import model_modes
+
+    class ModelModes(Section):
+        defaults = model_modes.DEFAULTS
+        checks = model_modes.CHECKS
+
+    return ModelModes
+
+
+# the sections of a config, by their key (evaluate.model_modes: model_modes_section)
+SECTIONS: dict[str, type[Section]] = {"train": Train, "sample": Sample, "evaluate": Evaluate}
 
 
 _SIZE_REASONS = {
@@ -80,8 +97,6 @@ _SIZE_REASONS = {
 
 
 def _check_section(cls, block: dict[str, Any], where: str) -> None:
-    from ebm_bench.core import validation as V
-
     try:
         V.check_block(cls, block or {}, where)
     except ConfigError as e:
@@ -156,10 +171,8 @@ def check_config(config: dict) -> None:
     merged parameters against the component's cross-key rules; paths a dataset reads
     must lie inside ``data_root``.
     """
-    from ebm_bench.core import validation as V
     from ebm_bench.core.registry import DATASETS, METHODS, NETWORKS
 
-    Train, Sample, Evaluate = _sections()
     for section in ("datasets", "variants", "seeds"):
         if not config.get(section):
             raise ConfigError(f"config key {section!r} is missing or empty")
@@ -179,10 +192,7 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"datasets.{name}.{sorted(unknown)[0]}: unknown key; known: {V.known_keys(DATASET_KEYS)}")
         dtype = dcfg.get("type", name)
         spec = DATASETS.get(dtype, key=f"datasets.{name}.type")
-        params = dcfg.get("params") or {}
-        V.check_block(spec, params, f"datasets.{name}.params")
-        merged = {**spec.defaults, **params}
-        V.check_cross(spec, merged, f"datasets.{name}.params")
+        merged = V.checked(spec, dcfg.get("params") or {}, f"datasets.{name}.params")
         for key in getattr(spec, "path_params", ()):
             if merged.get(key) is not None:
                 V.inside(data_root, merged[key], f"datasets.{name}.params.{key}")
@@ -265,6 +275,8 @@ def check_config(config: dict) -> None:
     _check_section(Train, config.get("train") or {}, "train")
     _check_section(Sample, config.get("sample") or {}, "sample")
     _check_section(Evaluate, config.get("evaluate") or {}, "evaluate")
+    _check_section(model_modes_section(), (config.get("evaluate") or {}).get("model_modes") or {},
+                   "evaluate.model_modes")
     features = (config.get("evaluate") or {}).get("features", "auto")
     for dname, dcfg in config["datasets"].items():
         spec = DATASETS.get((dcfg or {}).get("type", dname))

@@ -2,7 +2,7 @@
 
 x' = x - h * gamma(grad) * grad U(x) + sqrt(2 h gamma(grad) T) * xi,   xi ~ N(0, I)
 
-With gamma = 1 this is ULA with step h targeting exp(-U/T) (METHODS.md notation: a chain
+With gamma = 1 this is ULA with step h targeting exp(-U/T) (a chain
 with noise std sigma and step h targets T = sigma^2 / (2h)). Nijkamp et al.'s short-run
 setting "x <- x + grad f + 0.01 xi" is h = 1, T = 5e-5. The temperature is explicit so
 that anything reweighting the chain (Jarzynski weights) uses U/T, the law actually run.
@@ -19,10 +19,11 @@ invariant exactly, for any step rule (without the correction a position-dependen
 leaves it invariant only to O(h), and STANLEY's gamma makes that bias O(1) where it
 bites: docs/stanley.md). With ``clamp`` the target is exp(-U / T) restricted to the box:
 proposals outside it are rejected, not projected. Cost: the proposal's energy and
-gradient come from one autograd pass, counted as one gradient evaluation per chain
-(:func:`energy_and_grad`); :meth:`ULA.run` reuses the current point's energy and gradient
-across steps, so K MH steps cost K + 1 gradient evaluations per chain against K for ULA
-(a lone :meth:`ULA.step` costs 2). ``n_proposed`` / ``n_accepted`` count proposals and
+gradient come from one autograd pass, counted as one gradient evaluation per chain by
+:func:`~ebm_bench.samplers.counting.energy_and_grad`; :meth:`ULA.run` reuses the current
+point's energy and gradient across steps, so K MH steps cost K + 1 gradient evaluations
+per chain against K for ULA (a lone :meth:`ULA.step` costs 2). ``n_proposed`` /
+``n_accepted`` count proposals and
 acceptances (per chain) since the last :meth:`reset_acceptance`; :attr:`accept_rate` is
 what the Langevin methods log.
 """
@@ -36,20 +37,10 @@ from typing import Callable
 import torch
 
 from ebm_bench.core.progress import Task
-from ebm_bench.samplers.counting import count_grad_evals
+from ebm_bench.samplers.counting import energy_and_grad
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
 StepRule = Callable[[torch.Tensor], torch.Tensor]
-
-
-def energy_and_grad(energy: Energy, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """U(x) per sample and grad_x U(x), without touching parameter gradients."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        u = energy(x)
-        (g,) = torch.autograd.grad(u.sum(), x)
-    count_grad_evals(x.shape[0] if x.dim() else 1)
-    return u.detach(), g.detach()
 
 
 @dataclass
