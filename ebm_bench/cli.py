@@ -19,6 +19,7 @@
     ebm-bench gpu-check --out DIR [--quick] [--config FILE] [--budget-s S] [--device D]
                        every paper.yaml row timed on one GPU (needs only torch, numpy, PyYAML:
                        ``PYTHONPATH=. python3 -m ebm_bench.cli gpu-check ...`` without installing)
+    ebm-bench hee-mixing [--quick]   how fast HEE's inference readings reach the posterior (paper 000)
     ebm-bench write-idx --npz FILE --dataset {mnist,fashion_mnist} --data-root DIR
                        MNIST-format arrays as torchvision's raw idx files (offline machines)
     ebm-bench bench    [--quick] [NAME ...] [--out DIR] [--reference-dir DIR]   (gpu: the GPU check)
@@ -256,6 +257,12 @@ def cmd_gpu_check(args) -> None:
         raise ConfigError(str(e)) from None
 
 
+def cmd_hee_mixing(args) -> None:
+    from ebm_bench.experiments.hee_mixing import run
+
+    run(quick=args.quick)
+
+
 def cmd_write_idx(args) -> None:
     from ebm_bench.data.idx import write_raw
 
@@ -343,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     gc = add("gpu-check", cmd_gpu_check, "out", "config", "device")
     gc.add_argument("--quick", action="store_true", help="CPU, tiny sizes, same code (under 2 minutes)")
     gc.add_argument("--budget-s", type=float, default=None)
+    add("hee-mixing", cmd_hee_mixing).add_argument("--quick", action="store_true", help="shorter horizons, fewer chains")
     w = add("write-idx", cmd_write_idx, "npz", "data-root")
     w.add_argument("--dataset", required=True, choices=["fashion_mnist", "mnist"])
     b = add("bench", cmd_bench)

@@ -14,6 +14,7 @@ import torch
 from ebm_bench.core.errors import ConfigError
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.methods.hee import HEE
+from ebm_bench.evaluation import hee_moments as hmo
 from ebm_bench.samplers import hee_dynamics as hd
 
 # a correlated 3-D Gaussian "posterior" N(mu, P^-1), eigenvalues of P in [1, 4]
@@ -41,7 +42,7 @@ def test_em_stationary_law_of_second_order_tends_to_posterior_times_gaussian_v(a
     (halving dt halves it): both discretisations are consistent (Eq. 12-13)."""
     errs = []
     for dt in (0.02, 0.01, 0.005):
-        s = hd.stationary_cov_linear(PREC, dt, tau_z=1.0, order=2, m=0.5, tau_v_factor=0.5, adaptation=adaptation)
+        s = hmo.stationary_cov_linear(PREC, dt, tau_z=1.0, order=2, m=0.5, tau_v_factor=0.5, adaptation=adaptation)
         err_z = (s[:3, :3] - COV).abs().max() / COV.abs().max()
         err_v = (s[3:, 3:] - 4 * 0.5 / 0.5 * torch.eye(3, dtype=torch.float64)).abs().max() / 4.0
         err_zv = s[:3, 3:].abs().max() / math.sqrt(COV.abs().max() * 4.0)
@@ -59,7 +60,7 @@ def test_second_order_dynamics_leave_gaussian_posterior_invariant(adaptation):
     the slow direction), a wrong noise scale in either equation, v's drift sign."""
     n, dt, tau = 6000, 0.01, 1.0
     g = torch.Generator().manual_seed(0)
-    s = hd.stationary_cov_linear(PREC, dt, tau_z=tau, order=2, adaptation=adaptation)
+    s = hmo.stationary_cov_linear(PREC, dt, tau_z=tau, order=2, adaptation=adaptation)
     chol = torch.linalg.cholesky(s)
     zv = torch.randn(n, 6, generator=g, dtype=torch.float64) @ chol.T
     z0, v0 = zv[:, :3] + MU, zv[:, 3:]
@@ -80,7 +81,7 @@ def test_dynamics_converge_to_posterior_from_rest(order):
     n, dt = 4000, 0.01
     g = torch.Generator().manual_seed(1)
     z, _ = hd.run_langevin(gauss_score, torch.zeros(n, 3, dtype=torch.float64), 2000, dt, 1.0, g, order=order)
-    s = hd.stationary_cov_linear(PREC, dt, tau_z=1.0, order=order)[:3, :3]
+    s = hmo.stationary_cov_linear(PREC, dt, tau_z=1.0, order=order)[:3, :3]
     assert ((z.mean(0) - MU).abs() < 4 * torch.sqrt(torch.diagonal(s) / n)).all()
     assert ((torch.cov(z.T) - s).abs() < 4 * cov_se(s, n)).all()
 
@@ -88,6 +89,24 @@ def test_dynamics_converge_to_posterior_from_rest(order):
 def _slow_direction():
     evals, evecs = torch.linalg.eigh(PREC)
     return evecs[:, 0]  # eigenvalue 1: the slowest posterior direction
+
+
+def test_stationary_covariance_and_iact_of_an_ar1_recursion_are_its_closed_forms():
+    """The analysis primitives on the one case with a closed form: s' = a s + sqrt(q) n has
+    stationary variance q / (1 - a^2) and integrated autocorrelation time (1 + a) / (1 - a)
+    steps; and on a random stable 3x3 recursion S solves S = M S M^T + Q.
+    Mutations caught: the IACT's "- 1" term (-> - 0.9), S scaled by 1.01, M transposed
+    in the Lyapunov call."""
+    a, q, dt = 0.9, 0.3, 0.25
+    M, Q = torch.tensor([[a]], dtype=torch.float64), torch.tensor([[q]], dtype=torch.float64)
+    S = hmo.lyapunov(M, Q)
+    assert abs(float(S) - q / (1 - a * a)) < 1e-12
+    assert abs(hmo.iact(M, S, torch.ones(1), dt) - dt * (1 + a) / (1 - a)) < 1e-12
+    g = torch.Generator().manual_seed(0)
+    M = 0.4 * torch.randn(3, 3, generator=g, dtype=torch.float64)
+    B = torch.randn(3, 3, generator=g, dtype=torch.float64)
+    S = hmo.lyapunov(M, B @ B.T)
+    assert torch.allclose(S, M @ S @ M.T + B @ B.T, rtol=0, atol=1e-12)
 
 
 def test_literal_reading_has_first_orders_z_autocovariance():
@@ -98,9 +117,9 @@ def test_literal_reading_has_first_orders_z_autocovariance():
     diffs, driven = [], []
     for dt in (0.02, 0.01, 0.005):
         lags = [int(round(t / dt)) for t in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)]
-        first = hd.lag_autocov_linear(PREC, dt, 1.0, 1, lags)
-        lit = hd.lag_autocov_linear(PREC, dt, 1.0, 2, lags, adaptation="literal")
-        drv = hd.lag_autocov_linear(PREC, dt, 1.0, 2, lags, adaptation="driven")
+        first = hmo.lag_autocov_linear(PREC, dt, 1.0, 1, lags)
+        lit = hmo.lag_autocov_linear(PREC, dt, 1.0, 2, lags, adaptation="literal")
+        drv = hmo.lag_autocov_linear(PREC, dt, 1.0, 2, lags, adaptation="driven")
         scale = COV.abs().max()
         diffs.append(max(float((a - b).abs().max()) for a, b in zip(lit, first)) / scale)
         driven.append(max(float((a - b).abs().max()) for a, b in zip(drv, first)) / scale)
@@ -116,9 +135,9 @@ def test_driven_reading_has_lower_integrated_autocorrelation_time():
     tau_z / 2 against p / tau_z for first order: 2 / p = 2 tau_z for first order here)."""
     w = _slow_direction()
     dt = 0.005
-    first = hd.iact_linear(PREC, dt, 1.0, 1, w)
-    lit = hd.iact_linear(PREC, dt, 1.0, 2, w, adaptation="literal")
-    drv = hd.iact_linear(PREC, dt, 1.0, 2, w, adaptation="driven")
+    first = hmo.iact_linear(PREC, dt, 1.0, 1, w)
+    lit = hmo.iact_linear(PREC, dt, 1.0, 2, w, adaptation="literal")
+    drv = hmo.iact_linear(PREC, dt, 1.0, 2, w, adaptation="driven")
     assert abs(first - 2.0) < 0.02, first  # OU with rate p = 1: integral of e^{-|t|} = 2
     assert abs(lit / first - 1) < 0.02, (lit, first)
     assert drv < 0.5 * first, (drv, first)
@@ -189,7 +208,7 @@ def test_interneurons_estimate_a_prime_of_gaussian_conditional(quadratic, precon
     if exact:  # exact OU step: the conditional's variance itself
         var_em = 1 / (2 * m.lam)
     elif quadratic == "full":
-        var_em = torch.cat([torch.diagonal(hd.stationary_cov_linear(2 * lam, m.dt, m.tau_u, order=1)) for lam in m.lam])
+        var_em = torch.cat([torch.diagonal(hmo.stationary_cov_linear(2 * lam, m.dt, m.tau_u, order=1)) for lam in m.lam])
     else:
         a = m.dt / m.tau_u * (torch.ones(m.N) if precondition is True else 2 * m.lam)
         var_em = 2 * m.dt / m.tau_u * (1 / (2 * m.lam) if precondition is True else 1) / (a * (2 - a))

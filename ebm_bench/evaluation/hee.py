@@ -6,7 +6,7 @@ no Monte Carlo). For each reading of the inference dynamics -- ``first`` (first-
 Langevin), ``literal`` (supp. Eq. 5-7 as printed) and ``driven`` (v driven by z; both
 second-order readings with v0 from its stationary law, the method's default) -- from the
 exact mean and covariance of the EM recursion (:func:`ebm_bench.evaluation.hee_moments.hee_mixing`, the
-same code as ``ebm-bench bench hee_inference``), z0 ~ N(0, I):
+same code as ``ebm-bench hee-mixing``), z0 ~ N(0, I):
 
 - ``hee_t_mean_<reading>``: time (tau_x) until the RMS error of E z_t stays below 0.1
   posterior sd (mean over the first 4 test points as x_0);

@@ -44,8 +44,8 @@ printed equation because it is the only form the supplement writes down; the sui
 variants name their reading. v is not initialised by the supplement; we draw it
 from its stationary law N(0, 4 m tau_z / tau_v) independently of z (``v_init:
 stationary``), so (z, v) starts in the product form of Eq. 12; ``v_init: zero`` (adaptation
-at rest) makes the covariance of z converge ~2.6x more slowly (``ebm-bench bench
-hee_inference``). Either way the literal reading does not reach the posterior faster than
+at rest) makes the covariance of z converge ~2.6x more slowly (``ebm-bench
+hee-mixing``). Either way the literal reading does not reach the posterior faster than
 first-order Langevin on Gaussian posteriors (the mean follows the same ODE; see the
 sampler module); the driven reading does. The score of layer l is
 

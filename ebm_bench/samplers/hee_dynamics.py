@@ -54,11 +54,9 @@ EM steps (``noise`` n ~ N(0, I); ``noise_v`` only for ``driven``)::
 
 Euler-Maruyama is consistent for both: the stationary law of the recursion tends to
 p(z | x) N(v; 0, 4 m tau_z / tau_v) as dt -> 0 (O(dt) bias; for Gaussian targets the
-exact stationary covariance of the recursion is a discrete Lyapunov fixed point, see
-:func:`stationary_cov_linear`, whose matrices are read off the step functions themselves,
-and the tests check that it halves with dt). :func:`lag_autocov_linear` and
-:func:`iact_linear` give the exact stationary autocovariance and integrated
-autocorrelation time of the recursion (no Monte Carlo).
+recursion is linear and its exact stationary covariance, autocovariance and integrated
+autocorrelation time are computed from these step functions by
+:mod:`ebm_bench.evaluation.hee_moments`, and the tests check that the bias halves with dt).
 
 Gradient evaluations: every step evaluates g once per chain; :func:`run_langevin` and the
 HEE method count them with :func:`~ebm_bench.samplers.counting.count_grad_evals`.
@@ -184,86 +182,3 @@ def run_langevin(grad_fn: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tens
         if record is not None:
             record(step, z, v)
     return z, v
-
-
-def linear_recursion(H: torch.Tensor, dt: float, tau_z: Tau, order: int, m: float = 0.5,
-                     tau_v_factor: float = 0.5, adaptation: str = "literal"
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The EM recursion on a Gaussian target with affine score g(z) = H z + c as
-    s' = M s + B n (+ a constant), s = z (order 1) or (z, v) (order 2), n ~ N(0, I).
-
-    M and B are read off the step functions themselves (applied in float64 to unit
-    vectors with zero / unit noise), so every exact result built on them tests the code
-    that runs. Returns (M, B, K) with K the map from c to the constant term (M s + K c)."""
-    H = H.double()
-    n = H.shape[0]
-    eye = torch.eye(n, dtype=torch.float64)
-    tz = torch.as_tensor(tau_z, dtype=torch.float64).expand(n).clone()
-    tv = tau_v_factor * tz
-    zero = torch.zeros(n, n, dtype=torch.float64)
-    if order == 1:
-        step = lambda z, g, nz: first_order_step(z, g, tz, dt, nz)  # noqa: E731
-        M = step(eye, eye @ H.T, zero).T
-        K = step(zero, eye, zero).T
-        B = step(zero, zero, eye).T
-        return M, B, K
-    nv_used = adaptation == "driven"
-
-    def step(z, v, g, nz, nv):
-        zz, vv = second_order_step(z, v, g, tz, tv, m, dt, nz, adaptation, nv if nv_used else None)
-        return torch.cat([zz, vv], 1)
-
-    M = torch.cat([step(eye, zero, eye @ H.T, zero, zero), step(zero, eye, zero, zero, zero)], 0).T
-    K = step(zero, zero, eye, zero, zero).T
-    Bz = step(zero, zero, zero, eye, zero).T
-    B = torch.cat([Bz, step(zero, zero, zero, zero, eye).T], 1) if nv_used else Bz
-    return M, B, K
-
-
-def lyapunov(M: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
-    """S = M S M^T + Q by doubling (S = sum_k M^k Q M^kT); M must be stable."""
-    s, a = Q.clone(), M.clone()
-    for _ in range(64):
-        s_new = s + a @ s @ a.T
-        a = a @ a
-        if torch.allclose(s_new, s, rtol=1e-13, atol=1e-15):
-            return s_new
-        s = s_new
-    return s
-
-
-def stationary_cov_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, m: float = 0.5,
-                          tau_v_factor: float = 0.5, adaptation: str = "literal") -> torch.Tensor:
-    """Exact stationary covariance of the EM recursion on a Gaussian target N(mu, P^{-1}).
-
-    The recursion is linear, s' = M s + c + B n (:func:`linear_recursion`, H = -P), so the
-    stationary covariance solves the discrete Lyapunov equation S = M S M^T + B B^T. For
-    ``order = 2`` the state is (z, v) and the (2n, 2n) covariance is returned.
-    """
-    M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
-    return lyapunov(M, B @ B.T)
-
-
-def lag_autocov_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, lags: list[int],
-                       m: float = 0.5, tau_v_factor: float = 0.5, adaptation: str = "literal") -> list[torch.Tensor]:
-    """Stationary Cov(z_{t+k}, z_t) of the EM recursion for each lag k (in steps), exactly:
-    the z-block of M^k S."""
-    M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
-    S = lyapunov(M, B @ B.T)
-    n = precision.shape[0]
-    return [(torch.linalg.matrix_power(M, k) @ S)[:n, :n] for k in lags]
-
-
-def iact_linear(precision: torch.Tensor, dt: float, tau_z: Tau, order: int, w: torch.Tensor, m: float = 0.5,
-                tau_v_factor: float = 0.5, adaptation: str = "literal") -> float:
-    """Integrated autocorrelation time (in time units, i.e. steps x dt) of the stationary
-    scalar w^T z under the EM recursion, exactly: dt (1 + 2 sum_{k>=1} rho_k) with
-    sum_{k>=0} M^k S = (I - M)^{-1} S."""
-    M, B, _ = linear_recursion(-precision.double(), dt, tau_z, order, m, tau_v_factor, adaptation)
-    S = lyapunov(M, B @ B.T)
-    n = precision.shape[0]
-    wz = torch.zeros(M.shape[0], dtype=torch.float64)
-    wz[:n] = w.double()
-    total = torch.linalg.solve(torch.eye(M.shape[0], dtype=torch.float64) - M, S)  # sum_{k>=0} M^k S
-    var = wz @ S @ wz
-    return float(dt * (2.0 * (wz @ total @ wz) / var - 1.0))
