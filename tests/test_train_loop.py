@@ -4,9 +4,9 @@ Callers that need something done along training (the GMM experiment's exact metr
 a benchmark's clock) attach a Hook instead of driving updates themselves; these tests pin
 what they rely on. Mutations tried (each made the named test fail, then restored):
 - the due rule without ``or step == steps`` -> ..._every_k_updates_and_after_the_last;
-- hooks called before the update / with the previous step's scalars -> same test;
+- hooks shown the previous update's scalars -> same test;
 - the in-memory batch generator seeded ``10_007 * seed + 2`` -> ..._same_batches_and_writes_nothing;
-- in memory writing the checkpoint anyway -> same test;
+- in memory writing the checkpoint anyway (into the working folder) -> same test;
 - hook time not subtracted from the wall time -> test_hook_time_is_not_training_time;
 - hooks also called after a diverged update -> test_hooks_skip_a_diverged_update;
 - the ``every >= 1`` check removed -> test_hook_every_must_be_positive.
