@@ -1,11 +1,12 @@
 """The GMM teacher-student experiment of paper 003 (Sec. 4.1, App. B.1) as a ready config.
 
-Fast checks: the pipeline config is valid and is the file shipped in config/gmm.yaml;
+Fast checks: config/gmm.yaml is valid and is the standalone run's one source of settings;
 the standalone entry writes its table and figure; it trains exactly as the pipeline's
-training loop does. The acceptance run at the paper's settings (3 seeds, about an hour on
+runs do; its acceptance checks are the claims of config/claims.yaml. The acceptance run at the paper's settings (3 seeds, about an hour on
 one core) is opt-in: ``pytest -m slow tests/test_gmm_experiment.py``.
 """
 
+import copy
 import csv
 import math
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 
 from ebm_bench.training import runs
 from ebm_bench.pipeline.config import check_config, run_spec
+from ebm_bench.experiments import gmm_acceptance as ga
 from ebm_bench.experiments import gmm_teacher as gt
 from ebm_bench.training.loop import train
 
@@ -29,14 +31,13 @@ def slow_opt_in(request):
         pytest.skip("opt-in: run with -m slow")
 
 
-def test_pipeline_config_is_valid_and_matches_the_shipped_file():
-    cfg = gt.pipeline_config("reference", {"gmm_b1": {}, "gmm_alt": gt.ALT_TEACHER})
-    check_config(cfg)
+def test_the_shipped_file_is_the_experiments_one_source(tmp_path, monkeypatch):
+    """config/gmm.yaml is a valid workflow config at App. B.1 and the standalone run's
+    settings: its config is the file, changed only by what the run's options name (the
+    convention's rates and steps, N), and an edit of the file reaches it. Mutations tried:
+    variant_params writing step_size 0.1 itself, b1_teacher ignoring the file -> fail."""
     shipped = yaml.safe_load(GMM_YAML.read_text())
     check_config(shipped)
-    assert shipped["datasets"] == cfg["datasets"]
-    assert shipped["variants"] == cfg["variants"]
-    assert shipped["seeds"] == cfg["seeds"]
     # App. B.1 settings, full batch
     d = shipped["datasets"]["gmm_b1"]
     assert d["params"]["dim"] == 50 and d["params"]["mass_a"] == 0.25 and d["params"]["n_train"] == 10000
@@ -46,6 +47,63 @@ def test_pipeline_config_is_valid_and_matches_the_shipped_file():
     assert v["jarzynski"]["lr"] == pytest.approx(0.025)
     assert v["cd"]["lr"] == pytest.approx(0.25) and v["cd"]["param_lr"] == {"z": 1.25} and v["cd"]["n_steps"] == 4
     assert v["unweighted"]["weighted"] is False and v["pcd"]["chain_init"] == "data"
+
+    cfg = gt.pipeline_config("reference")
+    assert cfg["variants"] == shipped["variants"] and cfg["datasets"] == {"gmm_b1": d}
+    other = gt.pipeline_config("paper_text", n_walkers=123)
+    for name, params in other["variants"].items():
+        changed = {k for k in params if params[k] != v[name][k]}
+        assert changed == {"lr_times_h"} | {k for k in gt.CHAIN_COUNTS if k in params}, name
+    assert other["datasets"]["gmm_b1"]["train"]["steps"] == 2000
+
+    edited = copy.deepcopy(shipped)
+    edited["variants"]["pcd"]["step_size"] = 0.2
+    edited["datasets"]["gmm_b1"]["params"]["dim"] = 7
+    (tmp_path / "gmm.yaml").write_text(yaml.safe_dump(edited))
+    monkeypatch.setattr(gt, "GMM_CONFIG", tmp_path / "gmm.yaml")
+    assert gt.variant_params("reference")["pcd"]["step_size"] == 0.2
+    assert gt.b1_teacher()["dim"] == 7
+
+
+def _verdicts(lines):
+    """{claim id: True / False / None (not judged)} from the acceptance lines."""
+    out = {}
+    for line in lines:
+        if line.startswith("- not judged: "):
+            out[line.split()[3]] = None
+        else:
+            out[line[6:].split(":")[0]] = line.startswith("- [x]")
+    return out
+
+
+def test_acceptance_takes_its_numbers_from_the_claims_file(tmp_path):
+    """Each acceptance check is a claim of config/claims.yaml judged with that claim's own
+    target / tolerance on the seeds' mean: the same final values change verdict when the
+    claims file's numbers move. Claims about the mass are not judged for another p*.
+    Mutations tried: the PCD target written as 0.1 in the code, the tolerance ignored
+    (0.03 in the code), the direction of the CD claim flipped, the not-judged rule
+    removed -> fail."""
+    finals = []
+    for seed, mass in ((0, 0.25), (1, 0.27)):
+        finals += [{"variant": "jarzynski", "seed": seed, "mass_a": mass, "cross_entropy_est": 70.0,
+                    "cross_entropy_exact_eq16": 70.1},
+                   {"variant": "pcd", "seed": seed, "mass_a": 0.2}, {"variant": "cd", "seed": seed, "mass_a": 0.3}]
+    shipped = _verdicts(ga.acceptance(finals, 0.25))
+    assert shipped == {"p003_gmm_mass": True, "p003_gmm_ce_estimate": True, "p003_gmm_pcd_collapse": False,
+                       "p003_gmm_cd_bias": False}
+
+    doc = yaml.safe_load((ROOT / "config" / "claims.yaml").read_text())
+    claims = {c["id"]: c for c in doc["claims"]}
+    claims["p003_gmm_mass"]["tolerance"] = 0.005  # mean 0.26: 0.01 away
+    claims["p003_gmm_pcd_collapse"]["target"] = 0.3
+    claims["p003_gmm_cd_bias"]["target"] = 0.25
+    edited = tmp_path / "claims.yaml"
+    edited.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert _verdicts(ga.acceptance(finals, 0.25, edited)) == {
+        "p003_gmm_mass": False, "p003_gmm_ce_estimate": True, "p003_gmm_pcd_collapse": True, "p003_gmm_cd_bias": True}
+
+    assert _verdicts(ga.acceptance(finals, 0.7)) == {
+        "p003_gmm_mass": None, "p003_gmm_ce_estimate": True, "p003_gmm_pcd_collapse": None, "p003_gmm_cd_bias": None}
 
 
 def test_standalone_run_writes_table_and_figure(tmp_path):
@@ -128,7 +186,7 @@ def test_paper_config_has_paper_003_settings_and_reported_numbers():
 def test_pcd_chains_start_at_data_and_sgd_rates_follow_the_convention():
     """Alg. 4 line 2 (chain_init: data) and the per-parameter rates (x h in the reference
     convention) that the GMM rows rely on."""
-    for convention, scale in (("reference", gt.H), ("paper_text", 1.0)):
+    for convention, scale in (("reference", 0.1), ("paper_text", 1.0)):  # x h = 0.1 (App. B.1) or not
         cfg = gt.pipeline_config(convention, {"gmm": {"dim": 3, "n_train": 200, "n_test": 200}}, [0], ["pcd"],
                                  n_walkers=200, steps=1)
         spec = run_spec(cfg, "gmm", "pcd", 0)
@@ -136,8 +194,8 @@ def test_pcd_chains_start_at_data_and_sgd_rates_follow_the_convention():
         m = runs.build_method(spec, data)
         lrs = {id(w): grp["lr"] for grp in m.opt.param_groups for w in grp["params"]}
         assert isinstance(m.opt, torch.optim.SGD)
-        assert lrs[id(m.net.z)] == pytest.approx(gt.GAMMA_Z * scale)
-        assert lrs[id(m.net.a)] == pytest.approx(gt.GAMMA_AB * scale)
+        assert lrs[id(m.net.z)] == pytest.approx(0.125 * scale)  # gamma_z (App. B.1)
+        assert lrs[id(m.net.a)] == pytest.approx(0.025 * scale)  # gamma_ab = 0.2 gamma_z
         m.seed_chains(data.x_train)
         on_data = (m.buffer[:, None, :] == data.x_train[None, :, :]).all(-1).any(1)
         assert bool(on_data.all())  # every chain sits on a data point

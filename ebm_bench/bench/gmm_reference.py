@@ -19,7 +19,7 @@ It runs in float64 (its own ``set_default_dtype``), ours in float32. Both are ti
 processes (start-up, data, the loop) and over the update loop alone, candidates
 interleaved (ours, reference, ours, ...) so machine load affects both alike. Ours is
 :class:`~ebm_bench.methods.jarzynski.Jarzynski` built from the pipeline's own B.1 spec
-(``experiments.gmm_teacher.pipeline_config``), fed the full batch as the training loop does.
+(``experiments.gmm_teacher.pipeline_config``), trained by the training loop (full batch).
 """
 
 from __future__ import annotations
@@ -106,27 +106,25 @@ def _run(cmd: list[str], cwd: str) -> dict[str, float]:
 
 
 def ours(updates: int) -> None:
-    """Worker (own process, one thread): ``updates`` Jarzynski updates at App. B.1."""
+    """Worker (own process, one thread): ``updates`` Jarzynski updates at App. B.1, through
+    the training loop (in memory, seed 0: the workflow's batches)."""
     import torch
 
     torch.set_num_threads(1)
     from ebm_bench.training import runs
     from ebm_bench.pipeline.config import run_spec
-    from ebm_bench.experiments.gmm_teacher import pipeline_config
-    from ebm_bench.training.loop import next_batch
+    from ebm_bench.experiments.gmm_teacher import B1, pipeline_config
+    from ebm_bench.training.loop import train
 
-    spec = run_spec(pipeline_config("reference"), "gmm_b1", "jarzynski", 0)
+    spec = run_spec(pipeline_config("reference"), B1, "jarzynski", 0)
     data = runs.load_data(spec)
     method = runs.build_method(spec, data)
-    x, n = data.x_train, len(data.x_train)
-    batch_gen = torch.Generator().manual_seed(1)
     # set-up, as the reference's set-up precedes its timer: the optimiser is built on first
     # use, and building a torch optimiser imports torch._dynamo (~1.5 s, once per process:
     # the process times include it; the reference has no optimiser object)
     method.opt
     t, c = time.perf_counter(), time.process_time()
-    for step in range(1, updates + 1):
-        method.train_step(next_batch(x, n, batch_gen), step)  # as ebm_bench.training.loop does
+    train(method, data.x_train, {**spec["train"], "steps": int(updates)}, None, "", 0, label=f"{B1}/jarzynski")
     print("BENCH_LOOP_S", time.perf_counter() - t)
     print("BENCH_LOOP_CPU_S", time.process_time() - c)
     print("BENCH_RESAMPLES", method.n_resamples)

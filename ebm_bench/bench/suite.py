@@ -106,28 +106,25 @@ def bench_jarzynski_overhead(quick: bool = False) -> None:
 
 def bench_gmm_run(quick: bool = False) -> None:
     """Wall time of one GMM run at paper 003 App. B.1 (d = 50, N = n = 1e4, full batch,
-    reference convention: 8,000 steps); quick: 100 steps, extrapolated."""
-    import time
-
+    reference convention: 8,000 steps) through the training loop (in memory: the loop's
+    own clock, the workflow's batches); quick: 100 steps, extrapolated."""
     from ebm_bench.training import runs
+    from ebm_bench.training.loop import train
     from ebm_bench.pipeline.config import run_spec
-    from ebm_bench.experiments.gmm_teacher import pipeline_config
+    from ebm_bench.experiments.gmm_teacher import B1, pipeline_config
 
     cfg = pipeline_config("reference")
-    steps = int(cfg["datasets"]["gmm_b1"]["train"]["steps"])
+    steps = int(cfg["datasets"][B1]["train"]["steps"])
     print(f"GMM teacher-student, App. B.1 settings, {torch.get_num_threads()} torch threads")
     for variant in cfg["variants"]:
-        spec = run_spec(cfg, "gmm_b1", variant, 0)
+        spec = run_spec(cfg, B1, variant, 0)
         data = runs.load_data(spec)
         method = runs.build_method(spec, data)
         full = not quick and variant == "jarzynski"
         k = steps if full else 100
-        t = time.perf_counter()
-        with progress.Task("step", k) as task:  # 8,000 full-batch steps: minutes
-            for step in range(1, k + 1):
-                method.train_step(data.x_train, step)
-                task.tick(step, variant)
-        wall = time.perf_counter() - t
+        status = train(method, data.x_train, {**spec["train"], "steps": k}, None, "", 0,
+                       label=f"{B1}/{variant}", stage="bench gmm_run")  # 8,000 full-batch steps: minutes
+        wall = float(status["wall_time_s"])
         what = f"{wall:7.1f} s measured" if full else f"{wall * steps / k:7.1f} s extrapolated from {k} steps"
         print(f"  {variant:12s} {steps} steps: {what} ({1e3 * wall / k:.1f} ms/step)")
 

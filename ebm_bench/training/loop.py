@@ -1,5 +1,8 @@
 """The one training loop: iterations, CSV log, progress, atomic checkpoints, resume,
-divergence detection and timing. Every method trains through :func:`train`.
+divergence detection and timing. Every method trains through :func:`train`, and so does
+every caller that needs updates: what it does along training (the GMM experiment's exact
+metrics every k updates, a benchmark's clock) is a :class:`Hook`, and ``run_dir=None``
+trains in memory (no files: no checkpoint, log or model), with the same batches.
 
 Resume is exact: the checkpoint holds the method's full state (parameters, optimiser,
 persistent chains, random generator) and the batch generator's state, so a run killed
@@ -18,12 +21,14 @@ import math
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 
 from ebm_bench.core import precision, progress
+from ebm_bench.core.errors import ConfigError
 from ebm_bench.core.io import atomic_write_bytes, load_torch, save_torch, write_json
 from ebm_bench.samplers.counting import grad_evals
 
@@ -68,6 +73,36 @@ class _Log:
 
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What a hook sees after update ``step`` of ``steps``: the method in its state after
+    that update, the update's scalars and ``train_s``, the seconds of training so far
+    (hooks not counted: the loop's ``wall_time_s``)."""
+
+    step: int
+    steps: int
+    method: Any
+    scalars: dict[str, float]
+    train_s: float
+
+
+@dataclass(frozen=True)
+class Hook:
+    """``fn(info)`` after every ``every``-th update and after the last one. Not called
+    after an update that diverged; the time it takes is not training time. A resumed run
+    calls it from the checkpoint's step on (what it recorded before is the caller's)."""
+
+    every: int
+    fn: Callable[[StepInfo], None]
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.every, int) and self.every >= 1):
+            raise ConfigError(f"hook every = {self.every!r}: expected an integer >= 1 (updates between calls)")
+
+    def due(self, step: int, steps: int) -> bool:
+        return step % self.every == 0 or step == steps
+
+
 def next_batch(x_train: torch.Tensor, batch_size: int, batch_gen: torch.Generator) -> torch.Tensor:
     """The next mini-batch: ``batch_size`` rows without replacement (one randperm draw per
     update, so the stream is the same whatever the batch size). A full batch is the data
@@ -80,31 +115,39 @@ def train(
     method,
     x_train: torch.Tensor,
     cfg: dict[str, Any],
-    run_dir: Path,
+    run_dir: Path | None,
     config_id: str,
     seed: int,
     label: str = "",
     stop_after: int | None = None,
     status_extra: dict[str, Any] | None = None,
+    hooks: Iterable[Hook] = (),
+    stage: str = "train",
 ) -> dict[str, Any]:
     """Train ``method`` for ``cfg['steps']`` updates; returns and writes the run status.
 
     Outputs in ``run_dir``: ``model.pt`` (final state), ``train_log.csv`` and
     ``train_status.json``; working files ``checkpoint.pt`` and the partial log.
-    ``stop_after`` ends the process early after that many steps *without* finishing,
-    as a kill would (used by tests). ``status_extra`` is added to the status (the CLI
-    records the GPU the job claimed there).
+    ``run_dir=None`` writes nothing (no checkpoint, log rows or "done" line; progress
+    lines once a minute) and returns the status. ``stop_after`` ends the process early
+    after that many steps *without* finishing, as a kill would (used by tests).
+    ``status_extra`` is added to the status (the CLI records the GPU the job claimed
+    there). ``hooks`` run along training (:class:`Hook`); ``stage`` names the progress
+    lines (``[label] stage: step i/n``).
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    hooks = tuple(hooks)
+    in_memory = run_dir is None
+    if not in_memory:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
     steps, bs = int(cfg["steps"]), int(cfg["batch_size"])
     every_ckpt, every_log = int(cfg["checkpoint_every"]), int(cfg["log_every"])
     limit = float(cfg.get("diverge_above", 1e10))
     batch_gen = torch.Generator().manual_seed(10_007 * seed + 1)
 
     start, wall0, resumed_from, status = 0, 0.0, None, {"status": "ok", "diverged_step": None}
-    ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists():
+    ckpt_path = None if in_memory else run_dir / CHECKPOINT
+    if ckpt_path is not None and ckpt_path.exists():
         try:
             state = load_torch(ckpt_path)  # CPU: load_state_dict moves tensors to the device
             if not isinstance(state, dict):
@@ -131,9 +174,11 @@ def train(
                 _say(label, f"resuming from checkpoint at step {start}")
             else:
                 _say(label, "checkpoint belongs to another configuration; starting afresh")
-    log = _Log(run_dir / PARTIAL_LOG, resumed_from)
+    log = None if in_memory else _Log(run_dir / PARTIAL_LOG, resumed_from)
 
     def checkpoint(step: int, wall: float) -> None:
+        if in_memory:
+            return
         save_torch(
             {"config_id": config_id, "step": step, "wall_time_s": wall, "status": status,
              "method": method.state_dict(), "batch_gen": batch_gen.get_state()},
@@ -141,19 +186,20 @@ def train(
         )
 
     t0 = time.perf_counter() - wall0
+    hooks_s = 0.0  # time spent in hooks: not training time
     step = start
     evals0 = grad_evals() - int(status.get("grad_evals", 0) or 0)
     precision_mode = precision.method_mode(method)  # docs/performance.md: fp32 unless the method asks
-    with progress.scope(label, "train"), progress.Task("step", steps, done=start, elapsed=wall0) as task:
+    with progress.scope(label, stage), progress.Task("step", steps, done=start, elapsed=wall0) as task:
         while step < steps and status["status"] == "ok":
             step += 1
             with precision.training_step(precision_mode):
                 scalars = method.train_step(next_batch(x_train, bs, batch_gen), step)
-            wall = time.perf_counter() - t0
+            wall = time.perf_counter() - t0 - hooks_s
             if not _healthy(scalars, limit):
                 status = {"status": "diverged", "diverged_step": step}
                 _say(label, f"diverged at step {step}: {scalars}")
-            logged = step % every_log == 0 or step == steps or status["status"] != "ok"
+            logged = log is not None and (step % every_log == 0 or step == steps or status["status"] != "ok")
             if logged:
                 log.append({"step": step, "wall_time_s": round(wall, 4), **scalars})
             # a line at every logged row, and at least once a minute between them (long
@@ -163,18 +209,26 @@ def train(
             if step % every_ckpt == 0 or status["status"] != "ok":
                 status["grad_evals"] = grad_evals() - evals0
                 checkpoint(step, wall)
+            due = [h for h in hooks if h.due(step, steps)] if status["status"] == "ok" else []
+            if due:
+                t_hooks = time.perf_counter()
+                now = StepInfo(step, steps, method, scalars, wall)
+                for hook in due:
+                    hook.fn(now)
+                hooks_s += time.perf_counter() - t_hooks
             if stop_after is not None and step - start >= stop_after and step < steps:
                 return {"status": "interrupted", "step": step}
 
-    wall = time.perf_counter() - t0
+    wall = time.perf_counter() - t0 - hooks_s
     status["grad_evals"] = grad_evals() - evals0
     checkpoint(step, wall)
-    info = {"shape": list(method.data.shape), "is_image": method.data.is_image,
-            "num_classes": method.data.num_classes}
-    save_torch({"config_id": config_id, "step": step, "data_info": info, "method": method.state_dict()},
-               run_dir / "model.pt")
-    log_bytes = (run_dir / PARTIAL_LOG).read_bytes()
-    atomic_write_bytes(run_dir / "train_log.csv", lambda f: f.write(log_bytes))
+    if not in_memory:
+        info = {"shape": list(method.data.shape), "is_image": method.data.is_image,
+                "num_classes": method.data.num_classes}
+        save_torch({"config_id": config_id, "step": step, "data_info": info, "method": method.state_dict()},
+                   run_dir / "model.pt")
+        log_bytes = (run_dir / PARTIAL_LOG).read_bytes()
+        atomic_write_bytes(run_dir / "train_log.csv", lambda f: f.write(log_bytes))
     evals_train = int(status.pop("grad_evals"))
     result = {
         **status,
@@ -194,8 +248,9 @@ def train(
     }
     if method.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(method.device) / 2**20
-    write_json(result, run_dir / "train_status.json")
-    _say(label, f"done: {result['status']} after {step} steps in {wall:.1f}s")
+    if not in_memory:
+        write_json(result, run_dir / "train_status.json")
+        _say(label, f"done: {result['status']} after {step} steps in {wall:.1f}s")
     return result
 
 
