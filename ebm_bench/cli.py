@@ -19,6 +19,8 @@
     ebm-bench gpu-check --out DIR [--quick] [--config FILE] [--budget-s S] [--device D]
                        every paper.yaml row timed on one GPU (needs only torch, numpy, PyYAML:
                        ``PYTHONPATH=. python3 -m ebm_bench.cli gpu-check ...`` without installing)
+    ebm-bench gmm-teacher --out DIR [--seeds 0 1 2] [--convention reference|paper_text] [...]
+                       paper 003's GMM teacher-student experiment outside the DAG (App. B.1)
     ebm-bench hee-mixing [--quick]   how fast HEE's inference readings reach the posterior (paper 000)
     ebm-bench write-idx --npz FILE --dataset {mnist,fashion_mnist} --data-root DIR
                        MNIST-format arrays as torchvision's raw idx files (offline machines)
@@ -257,6 +259,32 @@ def cmd_gpu_check(args) -> None:
         raise ConfigError(str(e)) from None
 
 
+def cmd_gmm_teacher(args) -> None:
+    """Paper 003's GMM teacher-student experiment outside the DAG (exit 1 if an acceptance
+    check from config/claims.yaml fails), or the workflow's figure of its runs."""
+    from ebm_bench.experiments import gmm_teacher as gt
+
+    if args.figure:
+        if not (args.spec and args.logs and args.png and args.md):
+            raise ConfigError("gmm-teacher --figure needs --spec, --logs, --png and --md")
+        spec = _spec(args.spec)
+        gt.pipeline_figure(args.logs, {**spec["dataset"], "data_root": spec["data_root"]}, args.png, args.md)
+        return
+    if not args.out:
+        raise ConfigError("gmm-teacher needs --out DIR (or --figure)")
+    known = list(gt.VARIANTS) + list(gt.EXTRA_VARIANTS)
+    variants = args.variants or list(gt.VARIANTS)
+    bad = [v for v in variants if v not in known]
+    if bad:
+        raise ConfigError(f"gmm-teacher --variants {bad[0]!r}: expected some of {', '.join(known)}")
+    given = {"dim": args.dim, "mass_a": args.mass_a, "a": args.a, "b": args.b, "n_train": args.n_data}
+    res = gt.run(args.out, args.seeds, args.convention, args.steps, variants,
+                 {k: v for k, v in given.items() if v is not None}, args.n_walkers, args.eval_every,
+                 args.threads or 1, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if any(c.startswith("- [ ]") for c in res["checks"]):
+        raise SystemExit(1)
+
+
 def cmd_hee_mixing(args) -> None:
     from ebm_bench.experiments.hee_mixing import run
 
@@ -312,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         for opt in opts:
-            p.add_argument(f"--{opt}", required=opt in ("run-dir", "out", "data-root", "npz") or (opt == "spec" and name != "download"))
+            p.add_argument(f"--{opt}", required=opt in ("run-dir", "out", "data-root", "npz") or (opt == "spec" and name not in ("download", "gmm-teacher")))
         p.add_argument("--threads", type=int, default=None)
         return p
 
@@ -350,6 +378,21 @@ def main(argv: list[str] | None = None) -> int:
     gc = add("gpu-check", cmd_gpu_check, "out", "config", "device")
     gc.add_argument("--quick", action="store_true", help="CPU, tiny sizes, same code (under 2 minutes)")
     gc.add_argument("--budget-s", type=float, default=None)
+    gt = add("gmm-teacher", cmd_gmm_teacher, "spec", "png", "md")
+    gt.add_argument("--figure", action="store_true", help="the workflow's figure of the runs' train_log.csv files")
+    gt.add_argument("--logs", nargs="+", default=None)
+    gt.add_argument("--out", default=None)
+    gt.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    gt.add_argument("--convention", choices=["paper_text", "reference"], default="reference")
+    gt.add_argument("--steps", type=int, default=None, help="default: 8000 (reference) / 2000 (paper_text)")
+    gt.add_argument("--variants", nargs="+", default=None, help="default: jarzynski pcd cd unweighted (also: jarzynski_noresample)")
+    gt.add_argument("--n-walkers", type=int, default=None, help="default: N of config/gmm.yaml (1e4)")
+    gt.add_argument("--n-data", type=int, default=None, help="default: n of config/gmm.yaml (1e4)")
+    gt.add_argument("--dim", type=int, default=None, help="default: App. B.1's (config/gmm.yaml)")
+    gt.add_argument("--mass-a", type=float, default=None, help="default: App. B.1's (config/gmm.yaml)")
+    gt.add_argument("--a", type=float, default=None, help="first coordinate of the centre a* (default: App. B.1's)")
+    gt.add_argument("--b", type=float, default=None, help="first coordinate of the centre b* (default: App. B.1's)")
+    gt.add_argument("--eval-every", type=int, default=50)
     add("hee-mixing", cmd_hee_mixing).add_argument("--quick", action="store_true", help="shorter horizons, fewer chains")
     w = add("write-idx", cmd_write_idx, "npz", "data-root")
     w.add_argument("--dataset", required=True, choices=["fashion_mnist", "mnist"])

@@ -24,6 +24,10 @@ burn-in + generation of ``sample.n`` + the FID feature pass over them (Inception
 torch-fidelity with RANDOM weights: its cost, not its features), per seed and for all
 seeds. Also: the Langevin inner loop eager vs ``sampler_compile`` (cuda_graph,
 torch_compile when time allows). Outputs ``gpu_check.json`` and ``gpu_check.md`` in --out.
+
+Longer than 500 lines because it must run on a GPU machine with only torch, numpy and PyYAML:
+it keeps its timing, extrapolation and report in one module that imports nothing else of the
+suite's optional stack.
 """
 
 from __future__ import annotations

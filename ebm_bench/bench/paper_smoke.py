@@ -60,6 +60,9 @@ first failing stage and its message. ``s_per_update``: training wall time / upda
 ``peak_mem_mb``: the largest resident set of the row's jobs (Snakemake's benchmark files,
 sampled each second for 30 s then every 30 s) and of its training process (getrusage).
 A progress line at least every ``PROGRESS_EVERY_S`` seconds.
+
+Longer than 500 lines because it is one benchmark end to end: deriving a smoke row from every
+paper.yaml row (every ratio kept), the offline data, and the Snakemake run with its report.
 """
 
 from __future__ import annotations

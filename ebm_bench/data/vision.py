@@ -16,6 +16,10 @@ torchvision class with ``download=True``; ``load`` uses ``download=False`` and t
 torchvision's "not found / corrupted" errors into one :class:`DatasetMissing` that says
 where it looked and how to fetch the files. torchvision is imported only inside functions
 (importing it costs seconds).
+
+Longer than 500 lines because it is the one place the torchvision-backed datasets are declared
+(MNIST, FashionMNIST, CIFAR-10, CelebA, Flowers-102, image folders): they share the loading, the offline
+path and its one-line errors, and their declared checks.
 """
 
 from __future__ import annotations

@@ -27,9 +27,8 @@ The standalone run trains each method through the one training loop
 (:func:`ebm_bench.training.loop.train`, in memory: the same batches as the workflow's
 runs) and evaluates the exact metrics along the way (a hook every ``--eval-every`` updates):
 
-    python -m ebm_bench.experiments.gmm_teacher --out results/gmm_b1 --seeds 0 1 2
-    python -m ebm_bench.experiments.gmm_teacher --out results/gmm_alt --seeds 0 1 2 \\
-        --dim 10 --mass-a 0.4 --a -8 --b 5
+    ebm-bench gmm-teacher --out results/gmm_b1 --seeds 0 1 2
+    ebm-bench gmm-teacher --out results/gmm_alt --seeds 0 1 2 --dim 10 --mass-a 0.4 --a -8 --b 5
 
 Finite-N behaviour (measured, issue 5 report): in d = 50 the weights spread fast, so with
 c = 1/1.05 the walkers are resampled about every 3 updates (~2,700 times in 8,000 steps);
@@ -52,12 +51,9 @@ and ``gmm_teacher.png``. :func:`run` is the CLI-free entry point.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
-import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -410,43 +406,3 @@ def run(out: str | Path, seeds: Iterable[int] = (0, 1, 2), convention: str = "re
     _write_text(out / "summary.md", "\n".join(lines) + "\n")
     log("\n".join(lines))
     return {"curves": curves, "finals": finals, "summary": table, "checks": checks}
-
-
-def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    if argv and argv[0] == "figure":  # the workflow's report figure (rule gmm_curves)
-        fp = argparse.ArgumentParser(prog="python -m ebm_bench.experiments.gmm_teacher figure")
-        fp.add_argument("--spec", required=True, help="JSON of the dataset job spec")
-        fp.add_argument("--logs", nargs="+", required=True)
-        fp.add_argument("--png", required=True)
-        fp.add_argument("--md", required=True)
-        f = fp.parse_args(argv[1:])
-        spec = json.loads(f.spec)
-        pipeline_figure(f.logs, {**spec["dataset"], "data_root": spec["data_root"]}, f.png, f.md)
-        return 0
-    ap = argparse.ArgumentParser(prog="python -m ebm_bench.experiments.gmm_teacher", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--convention", choices=sorted(CONVENTIONS), default="reference")
-    ap.add_argument("--steps", type=int, default=None, help="default: 8000 (reference) / 2000 (paper_text)")
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS) + list(EXTRA_VARIANTS))
-    ap.add_argument("--n-walkers", type=int, default=None, help="default: N of config/gmm.yaml (1e4)")
-    ap.add_argument("--n-data", type=int, default=None, help="default: n of config/gmm.yaml (1e4)")
-    ap.add_argument("--dim", type=int, default=None, help="default: App. B.1's (config/gmm.yaml)")
-    ap.add_argument("--mass-a", type=float, default=None, help="default: App. B.1's (config/gmm.yaml)")
-    ap.add_argument("--a", type=float, default=None, help="first coordinate of the centre a* (default: App. B.1's)")
-    ap.add_argument("--b", type=float, default=None, help="first coordinate of the centre b* (default: App. B.1's)")
-    ap.add_argument("--eval-every", type=int, default=50)
-    ap.add_argument("--threads", type=int, default=1)
-    a = ap.parse_args(argv)
-    given = {"dim": a.dim, "mass_a": a.mass_a, "a": a.a, "b": a.b, "n_train": a.n_data}
-    teacher = {k: v for k, v in given.items() if v is not None}
-    res = run(a.out, a.seeds, a.convention, a.steps, a.variants, teacher, a.n_walkers, a.eval_every, a.threads,
-              log=lambda m: print(m, file=sys.stderr, flush=True))
-    return 1 if any(c.startswith("- [ ]") for c in res["checks"]) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -104,6 +104,10 @@ K_0) -- a consistent (K -> inf) estimate that is itself a normalised density.
 Features for the linear probe: the posterior means E[x_l | x_0] for l = 1..L, the time
 average of the inference dynamics (``feature_time`` tau_x, average over the last
 ``feature_average``), from a generator seeded per call so features are deterministic.
+
+Longer than 500 lines because a method is one file (adding a method = adding a file): the network,
+its inference (three inner-loop implementations behind one switch), local learning and generation of
+paper 000's model are one method; the dynamics and the loops themselves live in samplers/.
 """
 
 from __future__ import annotations

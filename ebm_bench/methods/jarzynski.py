@@ -76,6 +76,10 @@ reference CIFAR code's ``self.fake_imgs`` / ``self.fake_imgs_weights`` (at the f
 a random set of N' drawn after burn-in, log weights 0).
 Generation (``sample``) resamples the weighted walkers (Sec. 3.2, "Generative modeling")
 and optionally runs ``sample_steps`` more (unweighted) ULA steps.
+
+Longer than 500 lines because a method is one file (adding a method = adding a file): Alg. 1 and 2 of
+paper 003 with every paper-vs-code reading as a named option live together, so one file says what the
+method is and which reading each config runs.
 """
 
 from __future__ import annotations

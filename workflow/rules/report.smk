@@ -67,5 +67,5 @@ rule gmm_curves:
     conda:
         CONDA_ENV
     shell:
-        "python -m ebm_bench.experiments.gmm_teacher figure --spec {params.spec:q}"
+        "ebm-bench gmm-teacher --figure --spec {params.spec:q}"
         " --logs {input.logs:q} --png {output.png:q} --md {output.md:q} > {log:q} 2>&1"
