@@ -304,7 +304,8 @@ CASES: list[Case] = [
 
 
 def _evaluated_run(t: Path, corrupt: str):
-    """A tiny trained and sampled rings run, broken as asked; returns (spec, run folder, env)."""
+    """A tiny trained and sampled rings run, broken as asked; returns (spec, run folder, the
+    metric family to make raise or None, whether to truncate a metrics file)."""
     from ebm_bench.training import runs
     from ebm_bench.pipeline.config import run_spec
     from ebm_bench.pipeline.stages import sample_stage
@@ -324,8 +325,14 @@ def _evaluated_run(t: Path, corrupt: str):
     sample_stage(spec, run)
     if corrupt == "samples":
         (run / "samples.npz").write_bytes(b"PK\x03\x04 truncated")
-    env = {"EBM_BENCH_FAIL_FAMILY": "rings/short_run/seed0:exact_samples"} if corrupt == "family" else {}
-    return spec, run, env, corrupt == "metrics_json"
+    return spec, run, "exact_samples" if corrupt == "family" else None, corrupt == "metrics_json"
+
+
+def _raising(name: str):
+    def family(ctx):
+        raise RuntimeError(f"failure injected into {name} by the test")
+
+    return family
 
 
 def _stop_evaluate(case: Case, t: Path) -> str:
@@ -334,15 +341,13 @@ def _stop_evaluate(case: Case, t: Path) -> str:
     from ebm_bench.pipeline.stages import evaluate_stage
     from ebm_bench.reports.tables import build_tables
 
-    spec, run, env, truncate = case.input(t)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    from ebm_bench import evaluation
+
+    spec, run, fail, truncate = case.input(t)
+    registered = evaluation.families()
+    with pytest.MonkeyPatch.context() as mp:  # the stage reads the families when it runs
+        mp.setattr(evaluation, "families", lambda: [(n, _raising(n) if n == fail else fn) for n, fn in registered])
         evaluate_stage(spec, run, None)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
     if truncate:
         path = run / "metrics" / "exact.json"
         path.write_text(path.read_text()[:40])
