@@ -557,18 +557,32 @@ def test_thread_limits_are_set_before_numpy_is_imported(tmp_path) -> None:
     assert seen.get("numpy") == ("3", "3") and seen.get("torch") == ("3", "3"), proc.stdout + proc.stderr
 
 
+# what runs, builds and tools leave in a checkout (anywhere), and the top-level folders a
+# second checkout's workflow does not need
+LEFT_BY_RUNS = {".git", ".venv", ".snakemake", "__pycache__", ".pytest_cache"}
+NOT_NEEDED_AT_TOP = {"tests", "docs", "results", "data", "build", "dist"}
+
+
+def checkout_files(root: Path) -> list[Path]:
+    """The checkout's own files, found by walking the tree (an exported release has no
+    ``.git`` to ask): everything but the tests, the docs and what runs leave behind."""
+    out = []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        dirs[:] = [d for d in dirs if d not in LEFT_BY_RUNS and not d.endswith(".egg-info")
+                   and not (rel == Path(".") and d in NOT_NEEDED_AT_TOP)]
+        out += [rel / f for f in files if f not in LEFT_BY_RUNS]  # a worktree's .git is a file
+    return out
+
+
 @pytest.mark.workflow
 def test_jobs_import_the_workflows_own_package(tmp_path) -> None:
     """A second checkout, sharing this environment (whose editable install points
     elsewhere): its jobs import its own ebm_bench."""
     copy_root = tmp_path / "checkout2"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        src = ROOT / f
-        if src.is_file() and not f.startswith(("tests/", "docs/")):
-            (copy_root / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, copy_root / f)
+    for f in checkout_files(ROOT):
+        (copy_root / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, copy_root / f)
     init = copy_root / "ebm_bench" / "__init__.py"
     init.write_text(init.read_text() + "\nimport sys as _s\nprint('ebm_bench imported from', __file__, "
                                        "file=_s.stderr)\n")
