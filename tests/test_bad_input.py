@@ -304,7 +304,8 @@ CASES: list[Case] = [
 
 
 def _evaluated_run(t: Path, corrupt: str):
-    """A tiny trained and sampled rings run, broken as asked; returns (spec, run folder, env)."""
+    """A tiny trained and sampled rings run, broken as asked; returns (spec, run folder, the
+    metric family to make raise or None, whether to truncate a metrics file)."""
     from ebm_bench.training import runs
     from ebm_bench.pipeline.config import run_spec
     from ebm_bench.pipeline.stages import sample_stage
@@ -324,8 +325,14 @@ def _evaluated_run(t: Path, corrupt: str):
     sample_stage(spec, run)
     if corrupt == "samples":
         (run / "samples.npz").write_bytes(b"PK\x03\x04 truncated")
-    env = {"EBM_BENCH_FAIL_FAMILY": "rings/short_run/seed0:exact_samples"} if corrupt == "family" else {}
-    return spec, run, env, corrupt == "metrics_json"
+    return spec, run, "exact_samples" if corrupt == "family" else None, corrupt == "metrics_json"
+
+
+def _raising(name: str):
+    def family(ctx):
+        raise RuntimeError(f"failure injected into {name} by the test")
+
+    return family
 
 
 def _stop_evaluate(case: Case, t: Path) -> str:
@@ -334,15 +341,13 @@ def _stop_evaluate(case: Case, t: Path) -> str:
     from ebm_bench.pipeline.stages import evaluate_stage
     from ebm_bench.reports.tables import build_tables
 
-    spec, run, env, truncate = case.input(t)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    from ebm_bench import evaluation
+
+    spec, run, fail, truncate = case.input(t)
+    registered = evaluation.families()
+    with pytest.MonkeyPatch.context() as mp:  # the stage reads the families when it runs
+        mp.setattr(evaluation, "families", lambda: [(n, _raising(n) if n == fail else fn) for n, fn in registered])
         evaluate_stage(spec, run, None)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
     if truncate:
         path = run / "metrics" / "exact.json"
         path.write_text(path.read_text()[:40])
@@ -552,18 +557,32 @@ def test_thread_limits_are_set_before_numpy_is_imported(tmp_path) -> None:
     assert seen.get("numpy") == ("3", "3") and seen.get("torch") == ("3", "3"), proc.stdout + proc.stderr
 
 
+# what runs, builds and tools leave in a checkout (anywhere), and the top-level folders a
+# second checkout's workflow does not need
+LEFT_BY_RUNS = {".git", ".venv", ".snakemake", "__pycache__", ".pytest_cache"}
+NOT_NEEDED_AT_TOP = {"tests", "docs", "results", "data", "build", "dist"}
+
+
+def checkout_files(root: Path) -> list[Path]:
+    """The checkout's own files, found by walking the tree (an exported release has no
+    ``.git`` to ask): everything but the tests, the docs and what runs leave behind."""
+    out = []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        dirs[:] = [d for d in dirs if d not in LEFT_BY_RUNS and not d.endswith(".egg-info")
+                   and not (rel == Path(".") and d in NOT_NEEDED_AT_TOP)]
+        out += [rel / f for f in files if f not in LEFT_BY_RUNS]  # a worktree's .git is a file
+    return out
+
+
 @pytest.mark.workflow
 def test_jobs_import_the_workflows_own_package(tmp_path) -> None:
     """A second checkout, sharing this environment (whose editable install points
     elsewhere): its jobs import its own ebm_bench."""
     copy_root = tmp_path / "checkout2"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        src = ROOT / f
-        if src.is_file() and not f.startswith(("tests/", "docs/")):
-            (copy_root / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, copy_root / f)
+    for f in checkout_files(ROOT):
+        (copy_root / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, copy_root / f)
     init = copy_root / "ebm_bench" / "__init__.py"
     init.write_text(init.read_text() + "\nimport sys as _s\nprint('ebm_bench imported from', __file__, "
                                        "file=_s.stderr)\n")

@@ -50,11 +50,13 @@ def tiny_config(**over) -> dict:
 
 
 def snakemake(workdir: Path, config: dict, *targets: str, popen: bool = False, timeout: int = 600,
-              env_extra: dict | None = None):
+              bin_first: Path | None = None):
+    """Run the workflow; ``bin_first``: a folder searched before this environment's for the
+    jobs' commands (a wrapped ``ebm-bench``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               **(env_extra or {}))
+    path = [str(bin_first)] if bin_first else []
+    env = dict(os.environ, PATH=os.pathsep.join([*path, str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     cmd = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2",
            "--workflow-profile", str(ROOT / "profiles" / "default"), *targets]
@@ -64,6 +66,37 @@ def snakemake(workdir: Path, config: dict, *targets: str, popen: bool = False, t
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     return r
+
+
+def cli_with_a_raising_family(bin_dir: Path, label: str, family: str) -> Path:
+    """An ``ebm-bench`` command whose metric ``family`` raises for the run ``label``
+    (dataset/variant/seedN), everything else being the real CLI: the crash the workflow
+    must record and get past."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "ebm-bench"
+    script.write_text(f"""#!{sys.executable}
+import sys
+
+from ebm_bench import evaluation
+from ebm_bench.cli import main
+
+registered = evaluation.families
+
+
+def family_for(name, fn):
+    def checked(ctx):
+        if ctx.label == {label!r} and name == {family!r}:
+            raise RuntimeError(f"failure injected into {{name}} of {{ctx.label}} by the test")
+        return fn(ctx)
+
+    return checked
+
+
+evaluation.families = lambda: [(name, family_for(name, fn)) for name, fn in registered()]
+sys.exit(main())
+""")
+    script.chmod(0o755)
+    return bin_dir
 
 
 def wait_for_checkpoint(proc, ckpt: Path, step: int, timeout: float) -> None:
@@ -85,7 +118,7 @@ def test_whole_dag_with_a_diverging_run(tmp_path: Path) -> None:
     # combine_stages: one job per run, as the embedded suite runs (the SLURM test runs the
     # stages as separate jobs)
     r = snakemake(tmp_path, tiny_config(combine_stages=True),
-                  env_extra={"EBM_BENCH_FAIL_FAMILY": "digits/pcd/seed0:probe"})
+                  bin_first=cli_with_a_raising_family(tmp_path / "bin", "digits/pcd/seed0", "probe"))
     # the FID/KID/IS reference is computed once per dataset, not once per run
     assert len(re.findall(r"^(local)?rule reference:", r.stdout + r.stderr, re.M)) == 2
     tables = tmp_path / "results" / "tables"

@@ -6,7 +6,8 @@ parameters (lines 5-7) and takes the gradient mean dU(walkers) - mean dU(data) (
 i.e. the shared contrastive loss of :class:`LangevinEBM`. Paper 003 App. B.1 uses P = 4
 and learning rates x10 for the GMM teacher-student experiment.
 
-``restart_every`` exposes the reference GMM code's variant (METHODS.md): walkers restarted
+``restart_every`` exposes the reference GMM code's variant (github.com/submissionx12/
+EBMs_Jarzynski ``GMM_code/GMM.py``, ``nreset = 4``; docs/sources.md): walkers restarted
 at data only every ``restart_every`` updates and persistent (``n_steps`` steps per update)
 in between; 1 (default) is Alg. 3.
 

@@ -34,8 +34,9 @@ default), and the noise is then the correct sqrt(2 eps).
 Generation (reference code): v ~ N(0, I), h ~ p(h | v), ``sample_gibbs_steps`` Gibbs-
 Langevin steps, output the conditional mean mu + W h of the last h (``sample_output:
 mean``; ``sample`` outputs the last v). ``sample_init: data`` starts h from data instead
-(paper 004's Alg. 2). Reference MNIST settings (METHODS.md): 4096 hidden units, 100 Gibbs
-x 10 Langevin steps, SGD lr 0.01, clip 10, batch 512. Features for the linear probe:
+(paper 004's Alg. 2). Reference MNIST settings (github.com/DSL-Lab/GRBM
+``config/mnist.json``): 4096 hidden units, 100 Gibbs x 10 Langevin steps, SGD lr 0.01,
+clip 10, batch 512. Features for the linear probe:
 ``hidden_probs`` = p(h = 1 | v).
 
 Against the authors' code (github.com/DSL-Lab/GRBM; ``ebm-bench bench reference --method

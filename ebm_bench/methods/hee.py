@@ -440,17 +440,6 @@ class HEE(Method):
                           for l, s in enumerate(self.sl)]
         return out
 
-    def local_updates(self, xs: list[torch.Tensor], a: list[torch.Tensor],
-                      a2: list[torch.Tensor] | None = None) -> dict[str, Any]:
-        """:meth:`updates` for per-layer lists (tests); returns W, b, lam per layer."""
-        X = torch.cat(xs, 1)
-        A2 = None if a2 is None else (a2 if self.full else torch.cat(a2, 1))
-        u = self.updates(X, self.f(X), torch.cat(a, 1), A2)
-        out = {"W": u["W"], "b": [u["b"][s] for s in self.sl]}
-        if "lam" in u:
-            out["lam"] = u["lam"] if self.full else [u["lam"][s] for s in self.sl]
-        return out
-
     def apply_updates(self, upd: dict[str, Any], rate: float) -> None:
         for l in range(self.L):
             self.W[l].add_(upd["W"][l], alpha=rate)

@@ -13,9 +13,9 @@ Algorithms (``n_moved`` = N'):
   walker keeps its position and gets the work term only,
   A <- A - U_{k+1}(X)/T + U_k(X)/T                                     (Alg. 2 line 13).
 
-Weights match the chain actually run (METHODS.md): the sampler's move is
-x' = x - h d(x) + sqrt(2 h T) xi with d = grad U (clamped when ``grad_clip`` is set); its
-target is exp(-U/T), and the weights use U/T, the same h and the same drift d
+Weights match the chain actually run (Eq. 6 with U/T; docs/sources.md): the sampler's
+move is x' = x - h d(x) + sqrt(2 h T) xi with d = grad U (clamped when ``grad_clip`` is
+set); its target is exp(-U/T), and the weights use U/T, the same h and the same drift d
 (:func:`ebm_bench.samplers.smc.alpha`). Projection onto a box (``clamp``) is not a
 Gaussian move and cannot be weighted: it is refused unless ``weights_ignore_clamp`` says
 to ignore it (reference-code quirk 3). ``step_rule`` samplers (STANLEY) are not weighted.

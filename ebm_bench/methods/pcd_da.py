@@ -4,11 +4,13 @@ mini-batches and data augmentation" baseline of paper 003, Table 1.
 This is :class:`~ebm_bench.methods.pcd.PCD` (replay buffer, ULA chains, IGEBM energy
 penalty) with its ``augment`` hook: every chain drawn from the buffer is transformed
 before its K Langevin steps, with torchvision transforms at Du et al.'s settings
-(METHODS.md): RandomResizedCrop(image size, scale 0.08-1), horizontal flip,
+(github.com/yilundu/improved_contrastive_divergence ``utils.py``, ``ReservoirBuffer``,
+CIFAR-10): RandomResizedCrop(image size, scale 0.08-1), horizontal flip,
 ColorJitter(0.8, 0.8, 0.8, 0.4) applied with probability 0.8, RandomGrayscale p = 0.2.
 Buffer of 10,000 and restart probability 0.001 (Du et al.'s reservoir buffer is replaced
-by PCD's write-back buffer). Paper 003 also lists a Gaussian blur, which METHODS.md
-does not; it is not applied.
+by PCD's write-back buffer; ``train.py``). Paper 003 Sec. 4.3 also lists a Gaussian blur,
+which Du et al.'s code leaves commented out for CIFAR-10; it is not applied
+(docs/sources.md).
 
 Images live in [-1, 1]; they are mapped to [0, 1] for the colour transforms and back.
 Hue and saturation jitter and grayscale conversion leave one-channel images unchanged

@@ -24,7 +24,6 @@ _LAZY = {
     "fid_statistics": "fid",
     "fid_from_statistics": "fid",
     "inception_score_from_logits": "fid",
-    "fid_is_with_extractor": "fid",
     "protocol": "fid",
     "FeatureExtractor": "extractors",
     "InceptionExtractor": "extractors",

@@ -136,29 +136,6 @@ def inception_score_from_logits(
     }
 
 
-def fid_is_with_extractor(
-    extractor: Any,
-    real: Any,
-    fake: Any,
-    is_splits: int = 10,
-    seed: int = 2020,
-    real_features: dict | None = None,
-) -> dict[str, Any]:
-    """FID(real, fake) and IS(fake) through any :class:`~.extractors.FeatureExtractor`.
-
-    ``real_features`` (the output of ``extractor.extract(real)``) skips re-extracting the
-    real set. Returns the keys of :func:`fid_from_features` and
-    :func:`inception_score_from_logits` plus "protocol" (backends and the extractor's).
-    """
-    fr = real_features if real_features is not None else extractor.extract(real)
-    ff = extractor.extract(fake)
-    out = fid_from_features(fr["pool"], ff["pool"])
-    isc = inception_score_from_logits(ff["logits"], splits=is_splits, seed=seed)
-    out.update({k: v for k, v in isc.items() if k not in ("n",)})
-    out["protocol"] = {**protocol(), "extractor": extractor.protocol()}
-    return out
-
-
 def protocol() -> dict[str, Any]:
     """Backends and versions used by this module (recorded in every metrics file)."""
     import torch_fidelity

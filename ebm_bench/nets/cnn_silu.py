@@ -1,11 +1,11 @@
 """The small SiLU CNN of paper 003's MNIST experiment (Carbone et al. 2023, Sec. 4.2).
 
 The paper describes it only as a simple convolutional network; the layout is that of the
-authors' public code (METHODS.md; ``MNIST_code/CNNModel.py``): conv5x5 stride 2 pad 4
-(c -> h/2), then three conv3x3 stride 2 pad 1 (h/2 -> h -> 2h -> 2h), SiLU after each,
-flatten, linear -> 2h, SiLU, linear -> 1. With ``hidden_features`` h = 32 on 28 px images
-the flattened map is 64 x 2 x 2 = 256 and the network has 76,993 parameters (the paper's
-"~77K"). The flattened size is computed for any input size.
+authors' public code (github.com/submissionx12/EBMs_Jarzynski ``MNIST_code/CNNModel.py``):
+conv5x5 stride 2 pad 4 (c -> h/2), then three conv3x3 stride 2 pad 1 (h/2 -> h -> 2h -> 2h),
+SiLU after each, flatten, linear -> 2h, SiLU, linear -> 1. With ``hidden_features``
+h = 32 on 28 px images the flattened map is 64 x 2 x 2 = 256 and the network has 76,993
+parameters (the paper's "~77K"). The flattened size is computed for any input size.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The short-run ConvNet of Nijkamp et al. (2019), generalised to any power-of-two size.
 
-Reference layout (METHODS.md): conv3x3(c -> nf), then 4x4 stride-2 convolutions doubling
-the channels (nf -> 2nf -> 4nf -> 8nf on 32 px), then a 4x4 valid convolution to one
-output, LeakyReLU(0.2) between layers. Here the number of stride-2 layers is
+Reference layout (github.com/enijkamp/short_run ``train_cifar10_minimal.py``, class ``F``):
+conv3x3(c -> nf), then 4x4 stride-2 convolutions doubling the channels (nf -> 2nf -> 4nf
+-> 8nf on 32 px), then a 4x4 valid convolution to one output, LeakyReLU(0.2) between
+layers. Here the number of stride-2 layers is
 log2(size / 4): 32 px gives the reference layout (three stride-2 layers) and 8 px
 (scikit-learn digits) gives conv3x3 -> one stride-2 layer -> 4x4 valid.
 """

@@ -8,7 +8,6 @@ the DAG completes and the tables say what happened.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -251,15 +250,11 @@ def evaluate_stage(spec: dict[str, Any], run_dir: Path, classifier: Path | None,
         domain = DomainExtractor(classifier)
     ctx = EvalContext(spec=spec, label=label, run_dir=run_dir, data=data, method=method, samples=samples,
                       status="ok" if status == "ok" else "diverged", domain=domain, reference=reference)
-    # fault injection for the crash-isolation tests: EBM_BENCH_FAIL_FAMILY=dataset/variant/seedN:family
-    inject = os.environ.get("EBM_BENCH_FAIL_FAMILY", "")
     fams = families()
     with progress.scope(label, "evaluate"), progress.Task("family", len(fams)) as task:
         for k, (name, fn) in enumerate(fams):
             task.tick(k, name)  # feature passes, AIS and samplers nested in a family tick inside
             try:
-                if inject == f"{label}:{name}":
-                    raise RuntimeError(f"failure injected by EBM_BENCH_FAIL_FAMILY={inject}")
                 result = fn(ctx)
             except Exception as e:  # noqa: BLE001 - one family's failure is that family's cell
                 msg = f"{type(e).__name__}: {e}"

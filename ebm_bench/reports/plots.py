@@ -196,21 +196,6 @@ def training_curves(train_log_csv, out_png, title: str | None = None) -> Path:
         plt.close(fig)
 
 
-def plot_run(run_dir) -> list[Path]:
-    """What `ebm-bench plot --run-dir DIR` draws: DIR/train_curves.png (and the sample
-    picture again when DIR/samples.npz exists but samples.png does not)."""
-    run_dir = Path(run_dir)
-    out = []
-    if (run_dir / "train_log.csv").is_file():
-        out.append(training_curves(run_dir / "train_log.csv", run_dir / "train_curves.png"))
-    npz = run_dir / "samples.npz"
-    if npz.is_file() and not (run_dir / "samples.png").is_file():
-        with np.load(npz, allow_pickle=False) as z:
-            s = z["samples"]
-        out.append(sample_grid(s, run_dir / "samples.png", is_image=s.ndim >= 3))
-    return out
-
-
 def run_title(path: Path) -> str | None:
     """results/runs/D/V/seedS/x -> 'D / V / seedS'."""
     parts = path.parent.parts

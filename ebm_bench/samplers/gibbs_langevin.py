@@ -31,11 +31,12 @@ form exp(-E/T); set ``hidden_temperature = T`` for a chain that targets exp(-E/T
 
 The gradient of each x-move is the per-sample dE/dx. ``batch_normalised_grad`` reproduces
 code that divides the energy (hence dE/dx) by the number of chains B but keeps the noise
-sqrt(2 eps T) (the GRBM reference code, METHODS.md): that is ULA with step eps / B at
-temperature T * B, and it is implemented as exactly that, so the temperature stays
-explicit. B is the number of chains run (``normalising_batch = None``, the GRBM reference
-code: 512 in training, 100 at generation) or a fixed number (NN-EFH: the training batch
-size, so that generation with any number of chains runs the training dynamics).
+sqrt(2 eps T) (github.com/DSL-Lab/GRBM ``grbm.py``, ``energy_grad_v``; docs/sources.md):
+that is ULA with step eps / B at temperature T * B, and it is implemented as exactly that,
+so the temperature stays explicit. B is the number of chains run (``normalising_batch =
+None``, the GRBM reference code: 512 in training, 100 at generation) or a fixed number
+(NN-EFH: the training batch size, so that generation with any number of chains runs the
+training dynamics).
 Normalising a *training loss* by the batch size (taking the mean over the batch) is a
 different thing and leaves this sampler unchanged.
 

@@ -115,11 +115,6 @@ def second_order_step(z: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, tau_
     return z_new, v_new
 
 
-def v_stationary_std(tau_z: Tau, tau_v: Tau, m: float) -> torch.Tensor:
-    """Std of v's stationary law N(0, 4 m tau_z / tau_v) (supp. Eq. 12)."""
-    return torch.sqrt(torch.as_tensor(4.0 * m * tau_z / tau_v))
-
-
 def gaussian_family_drift(u: torch.Tensor, eta: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
     """grad_u ln p(u | eta) = eta + g'(u) for g(u) = -u^T Lambda u.
 

@@ -2,7 +2,7 @@
 
 x' = x - h * gamma(grad) * grad U(x) + sqrt(2 h gamma(grad) T) * xi,   xi ~ N(0, I)
 
-With gamma = 1 this is ULA with step h targeting exp(-U/T) (a chain
+With gamma = 1 this is ULA with step h targeting exp(-U/T) (docs/sources.md: a chain
 with noise std sigma and step h targets T = sigma^2 / (2h)). Nijkamp et al.'s short-run
 setting "x <- x + grad f + 0.01 xi" is h = 1, T = 5e-5. The temperature is explicit so
 that anything reweighting the chain (Jarzynski weights) uses U/T, the law actually run.
