@@ -6,6 +6,11 @@ Everything is read with :mod:`ast` from the files on disk (no ``git``, so the ch
 in an exported tree too), counting imports inside functions as well as at the top.
 Imports made from a string (the registries' ``importlib.import_module`` of their own
 package, which is how adding a file adds a component) are not imports of the code.
+
+Mutation tried: a function in ``core/io.py`` importing ``pipeline.stages`` and a private
+name of ``claims.judge`` fails the layer, cycle and private-name tests; the evaluation
+families' former import of the stages (a cycle through ``evaluation/__init__``) is the
+self-test's fixture.
 """
 
 from __future__ import annotations
