@@ -1,6 +1,7 @@
 """The GPU check (ebm_bench/bench/gpu_check.py) rehearsed on CPU: ``--quick`` runs the same code at
-tiny sizes on a machine that has torch, numpy and PyYAML but none of scikit-learn, pandas,
-torchvision, Snakemake, torch-fidelity, SciPy or matplotlib, and writes every paper.yaml row."""
+tiny sizes on a machine that has torch, numpy and PyYAML but none of scikit-learn, pandas, Pillow,
+torchvision, Snakemake, torch-fidelity, SciPy, matplotlib, jsonschema or tabulate, and writes every
+paper.yaml row."""
 
 import json
 import os
@@ -16,7 +17,8 @@ from ebm_bench.bench import gpu_check
 from ebm_bench.pipeline.config import dataset_variants
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKED = ("sklearn", "pandas", "torchvision", "snakemake", "torch_fidelity", "pytorch_fid", "scipy", "matplotlib")
+BLOCKED = ("sklearn", "pandas", "torchvision", "snakemake", "torch_fidelity", "pytorch_fid", "scipy", "matplotlib",
+           "jsonschema", "tabulate", "PIL")
 
 # run a module with some top-level packages made unimportable (a machine without them)
 _RUNNER = """
