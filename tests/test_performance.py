@@ -174,3 +174,19 @@ def test_gmm_reference_trimming_checks_every_substitution(tmp_path):
     with pytest.raises(ValueError, match="reference script changed"):
         gr.trimmed_reference("print('not the script')\n", 10)
     assert gr.bench_gmm_reference(reference_dir=tmp_path) is None  # absent: a clear skip line
+
+
+def test_every_run_starts_from_the_full_float32_policy():
+    """PyTorch leaves TF32 on for cuDNN convolutions; a run's stages build their method
+    through ``training.runs.build_method``, which switches it off (the documented default).
+    Mutation: the ``set_default_policy()`` call removed -> fails."""
+    from ebm_bench.training.runs import build_method
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        spec = {"method": "gaussian", "variant": "gaussian", "method_params": {}, "device": "cpu", "seed": 0}
+        build_method(spec, DataInfo((2,), False))
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

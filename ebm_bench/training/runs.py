@@ -10,6 +10,7 @@ import torch
 from ebm_bench.data import Dataset, load_dataset
 from ebm_bench.core.errors import ConfigError
 from ebm_bench.core.io import spec_hash
+from ebm_bench.core.precision import set_default_policy
 from ebm_bench.methods.base import DataInfo, Method
 from ebm_bench.core.registry import METHODS
 
@@ -35,6 +36,10 @@ def load_data(spec: dict[str, Any]) -> Dataset:
 
 
 def build_method(spec: dict[str, Any], data: Dataset | DataInfo) -> Method:
+    """The run's method. Every stage of a run builds it here, so this is where a job starts
+    from the precision policy's default (full float32: TF32 off for matmuls and for cuDNN
+    convolutions, which PyTorch leaves on; docs/performance.md)."""
+    set_default_policy()
     info = data if isinstance(data, DataInfo) else DataInfo.of(data)
     cls = METHODS.get(spec["method"], key=f"variants.{spec['variant']}.method")
     return cls(spec["method_params"], info, resolve_device(spec["device"]), spec["seed"])
