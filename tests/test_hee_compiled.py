@@ -8,8 +8,9 @@
    O(eps) relative rounding per step, contracting dynamics, so ~STEPS * eps; here x4 for
    the kernel's vectorised tanh (libmvec, <= 4 ulp) and its reassociated batch sums).
 2. Same law of the noise: the kernel's generator is xoshiro128++ seeded by SplitMix64
-   (checked against scalar implementations written here from the papers), and its
-   Box-Muller output is N(0, 1) (moments, tails, Kolmogorov-Smirnov) without correlation
+   (checked against scalar implementations written here from the papers), its Gaussians
+   are Box-Muller of those outputs to float32 rounding, and they are N(0, 1) (moments,
+   tails, Kolmogorov-Smirnov) without correlation
    between successive numbers, the lanes of one call, or two keys.
 3. The method contract: auto picks compiled where supported and falls back to the fused
    loop with one message when the kernel cannot be built; runs are deterministic per seed.
@@ -160,6 +161,38 @@ def test_generator_is_xoshiro128pp_seeded_by_splitmix64():
         x, b = _splitmix64(x)
         want = _xoshiro128pp([a & M32, a >> 32, b & M32, b >> 32], n)
         assert [raw[i][lane] for i in range(n)] == want, lane
+
+
+def test_kernel_normals_are_box_muller_of_its_uniforms_to_float32_rounding():
+    """Each Gaussian is Box-Muller of the generator's outputs, computed in float64 from the
+    scalar xoshiro128++ above: z = r cos / sin(theta), r = sqrt(-2 ln u) from 24 bits of
+    state vector 2h (u = (k + 1/2) 2^-24 as the kernel rounds it in float32), theta = the
+    quadrant (top 2 bits of vector 2h + 1) plus phi from its next 24 bits; out[64 c + 16 j
+    + q] = lane q of call c, j = cos / sin of pair 0, cos / sin of pair 1. Within 4 float32
+    eps of r: the vectorised logf (libmvec, a few ulp) halved by the sqrt, the Taylor cos / sin
+    (< 3e-8) and a few roundings. Guards the transform under the build's flags (vector
+    width, fast-math), which the law tests see only statistically. Mutations caught: the
+    last Taylor term of cos dropped, the quadrant sign (k & 2) dropped, the radius taken
+    from the angle's state vector."""
+    key, calls = 0x0BAD_5EED_1234_5678, 300
+    w = np.empty((4, calls, 16), dtype=np.uint64)
+    for k in range(4):
+        for lane in range(16):
+            x = key ^ ((k * 16 + lane) << 48)
+            x, a = _splitmix64(x)
+            x, b = _splitmix64(x)
+            w[k, :, lane] = _xoshiro128pp([a & M32, a >> 32, b & M32, b >> 32], calls)
+    f32 = np.float32
+    u = ((w[0::2] >> 8).astype(f32) + f32(0.5)) * f32(2.0 ** -24)
+    r = np.sqrt(-2 * np.log(u.astype(np.float64)))
+    phi = (((w[1::2] >> 6) & 0xFFFFFF).astype(f32) - f32(2 ** 23)) * f32(2.0 ** -23 * np.pi / 4)
+    theta = (w[1::2] >> 30).astype(np.float64) * np.pi / 2 + phi.astype(np.float64)
+    want = np.stack([r[0] * np.cos(theta[0]), r[0] * np.sin(theta[0]),
+                     r[1] * np.cos(theta[1]), r[1] * np.sin(theta[1])], 1).reshape(-1)
+    radius = np.stack([r[0], r[0], r[1], r[1]], 1).reshape(-1)
+    got = hee_compiled.normals(key, calls * 64).double().numpy()
+    eps = float(np.finfo(np.float32).eps)
+    assert np.all(np.abs(got - want) <= 4 * eps * radius), float(np.max(np.abs(got - want) / radius) / eps)
 
 
 def test_kernel_normals_are_standard_normal_and_uncorrelated():
