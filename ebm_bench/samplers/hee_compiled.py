@@ -63,8 +63,9 @@ SOURCE = Path(__file__).with_name("hee_kernel.c")
 # -mprefer-vector-width=512: gcc's tuning for AVX-512 server cores vectorises with 256-bit
 # registers unless told otherwise, and calls libmvec's 8-lane logf / tanhf; full-width
 # vectors halved the Table 1 step (0.125 -> 0.062 ms, docs/hee.md "Cost"). Ignored where
-# the host has no 512-bit vectors.
-CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared")
+# the host has no 512-bit vectors; an x86 option, so it is given on x86 only.
+_X86 = ("-mprefer-vector-width=512",) if platform.machine().lower() in ("x86_64", "amd64", "i686") else ()
+CFLAGS = ("-O3", "-march=native", *_X86, "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared")
 CHUNK = 64  # chains per chunk in the kernel (CB); the state is padded to a multiple of it
 SEGMENT_S = 5.0  # seconds per call into C (a progress line may come between calls); at most
 SEGMENT_MAX_STEPS = 4096  # steps, and the first call runs SEGMENT_FIRST_STEPS to time one step
