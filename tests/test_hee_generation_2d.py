@@ -53,3 +53,24 @@ def test_windows_and_scores_of_the_2d_generation_family(tmp_path: Path, monkeypa
     # a diverged run reports the keys without values
     ctx.status = "diverged"
     assert set(hee_generation(ctx)[0]) == set(metrics) and all(v is None for v in hee_generation(ctx)[0].values())
+
+
+def test_a_2d_run_with_reference_statistics_gets_the_exact_scores_too(tmp_path: Path, monkeypatch) -> None:
+    """config/paper_cpu.yaml's 2D rows have domain-feature references (FID/KID); the 2D
+    claims read the exact-samples MMD^2, so both must be there, the exact ones equal to a
+    run without a reference. Mutation: the exact part only when there is no reference
+    (the old rule) -> the MMD keys are missing."""
+    from ebm_bench.evaluation import hee as hee_family
+
+    d = load_dataset("toy2d", {"density": "gmm"}, "data", 0)
+    m = HEE({**HEE.tiny, **WINDOWS}, DataInfo((2,), False), "cpu", 0)
+    spec = {"seed": 0, "evaluate": {"real_split": "train", "kid_subsets": 3}}
+    ctx = EvalContext(spec=spec, label="t", run_dir=tmp_path, data=d, method=m,
+                      samples=np.zeros((200, 2), np.float32), status="ok")
+    alone, _ = hee_generation(ctx)
+    feature_part = ({"fid_domain_joint_avg": 1.0}, {"fingerprint": {"kind": "domain"}, "windows": {}})
+    monkeypatch.setattr(hee_family, "_generation_features", lambda c: feature_part)
+    ctx.reference = tmp_path / "reference.npz"
+    metrics, protocol = hee_generation(ctx)
+    assert {k: metrics[k] for k in alone} == alone and metrics["fid_domain_joint_avg"] == 1.0
+    assert protocol["fingerprint"]["features"] == {"kind": "domain"} and "exact_2d" in protocol

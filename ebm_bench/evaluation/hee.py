@@ -135,14 +135,33 @@ def _generation_exact_2d(ctx):
 
 @register_family("hee_generation", order=61)
 def hee_generation(ctx):
-    method = ctx.method
-    if not _is_hee(method):
+    """Marginal vs joint generation of one trained HEE: on a 2D dataset with a known density
+    the exact-samples MMD^2 (:func:`_generation_exact_2d`, what the 2D claims read), and
+    wherever the run has reference statistics FID / KID in their feature space; a 2D
+    dataset with a reference gets both (protocols under ``exact_2d`` and ``features``)."""
+    if not _is_hee(ctx.method):
         return None
-    if ctx.reference is None:
-        data = ctx.data
-        if getattr(data, "log_density", None) is None or data.is_image or data.dim != 2:
-            return None
-        return _generation_exact_2d(ctx)
+    data = ctx.data
+    exact_2d = getattr(data, "log_density", None) is not None and not data.is_image and data.dim == 2
+    parts = {}
+    if exact_2d:
+        parts["exact_2d"] = _generation_exact_2d(ctx)
+    if ctx.reference is not None:
+        feats = _generation_features(ctx)
+        if feats is not None:
+            parts["features"] = feats
+    if len(parts) <= 1:
+        return next(iter(parts.values()), None)
+    metrics = {k: v for m, _ in parts.values() for k, v in m.items()}
+    protocol = {name: pr for name, (_, pr) in parts.items()}
+    protocol["fingerprint"] = {name: pr.get("fingerprint") for name, (_, pr) in parts.items()}
+    return metrics, protocol
+
+
+def _generation_features(ctx):
+    """``hee_generation`` in the reference's feature space: FID / KID of joint and marginal
+    generation at equal windows; None where the features are Inception's."""
+    method = ctx.method
     from ebm_bench.metrics.fid import fid_from_statistics, fid_statistics, kid_from_features
     from ebm_bench.core.artefacts import load_reference
     from ebm_bench.data import to_uint8
