@@ -77,3 +77,17 @@ def test_repository_p003_cost_has_the_benchmark_design_first() -> None:
     assert (first.scale, first.config, first.dataset) == ("paper", PROVENANCE, DATASET)
     assert first.a["variant"] == "jarzynski" and first.b["variant"] == "pcd"
     assert {"quiet_timing", "steps_per_update", "walkers_per_moved"} <= {g.name for g in first.gates}
+
+
+def test_the_timed_updates_carry_no_burn_in():
+    """Burn-in is before training, not part of an update: both rows of config/paper.yaml
+    have one (Jarzynski's, and PCD's 2,000 steps), and the benchmark must time neither.
+    Mutation: PCD's burn-in left at the config's 2,000 -> fails."""
+    from ebm_bench.bench.cost_claim import method_specs
+    from ebm_bench.bench.gpu_check import load_config
+    from ebm_bench.pipeline.config import run_spec
+
+    specs, _ = method_specs(quick=False)
+    assert {v: s["method_params"].get("burn_in_steps") for v, s in specs.items()} == {"jarzynski": 0, "pcd": 0}
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "paper.yaml")
+    assert run_spec(cfg, "cifar10", "pcd_minibatch", 0)["method_params"]["burn_in_steps"] > 0  # the config has one
