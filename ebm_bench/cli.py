@@ -178,6 +178,16 @@ def _csv_list(text: str | None) -> list[str] | None:
     return None if text is None else [t for t in text.split(",") if t]
 
 
+def _judge_claims(results, out_dir: Path, claims: Path) -> dict:
+    """The verdicts (claims.csv / claims.md); a bad claims file is one line, as a config error."""
+    from ebm_bench.claims import ClaimError, build_claims
+
+    try:
+        return build_claims(results, out_dir, claims)
+    except ClaimError as e:
+        raise ConfigError(str(e)) from None
+
+
 def cmd_tables(args) -> None:
     """Verdicts first (claims.md opens summary.md), then every table. With ``--claims-md``
     (the workflow, whose claims rule wrote it) the verdicts are not judged again."""
@@ -188,14 +198,11 @@ def cmd_tables(args) -> None:
     written: dict = {}
     claims_md = Path(args.claims_md) if args.claims_md else None
     if claims_md is None:
-        from ebm_bench.claims import DEFAULT_CLAIMS, ClaimError, build_claims
+        from ebm_bench.claims import DEFAULT_CLAIMS
 
         claims = Path(args.claims) if args.claims else DEFAULT_CLAIMS
         if claims.is_file():
-            try:
-                written.update(build_claims(results, out_dir, claims))
-            except ClaimError as e:
-                raise ConfigError(str(e)) from None
+            written.update(_judge_claims(results, out_dir, claims))
         claims_md = written.get("claims.md")
     seeds = _csv_list(args.seeds)
     written.update(build_tables(results, out_dir, reported=Path(args.reported) if args.reported else DEFAULT_REPORTED,
@@ -207,14 +214,11 @@ def cmd_tables(args) -> None:
 
 def cmd_claims(args) -> None:
     """The verdicts alone, from every results folder the claims' designs name."""
-    from ebm_bench.claims import DEFAULT_CLAIMS, ClaimError, build_claims
+    from ebm_bench.claims import DEFAULT_CLAIMS
 
     dirs = args.results_dir or ["results"]
-    try:
-        written = build_claims(dirs, Path(args.out_dir) if args.out_dir else Path(dirs[0]) / "tables",
-                               Path(args.claims) if args.claims else DEFAULT_CLAIMS)
-    except ClaimError as e:
-        raise ConfigError(str(e)) from None
+    written = _judge_claims(dirs, Path(args.out_dir) if args.out_dir else Path(dirs[0]) / "tables",
+                            Path(args.claims) if args.claims else DEFAULT_CLAIMS)
     for p in written.values():
         print(p)
 
@@ -383,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     gt.add_argument("--logs", nargs="+", default=None)
     gt.add_argument("--out", default=None)
     gt.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    gt.add_argument("--convention", choices=["paper_text", "reference"], default="reference")
+    gt.add_argument("--convention", default="reference", help="reference | paper_text (checked by the experiment)")
     gt.add_argument("--steps", type=int, default=None, help="default: 8000 (reference) / 2000 (paper_text)")
     gt.add_argument("--variants", nargs="+", default=None, help="default: jarzynski pcd cd unweighted (also: jarzynski_noresample)")
     gt.add_argument("--n-walkers", type=int, default=None, help="default: N of config/gmm.yaml (1e4)")
