@@ -12,6 +12,7 @@ import yaml
 
 from ebm_bench import claims as C
 from ebm_bench.bench.suite import BENCHMARKS, run_benchmarks
+from ebm_bench.bench import cost_claim
 from ebm_bench.bench.cost_claim import DATASET, PROVENANCE, QUICK, QUICK_SIZES
 from ebm_bench.reports.collect import collect
 
@@ -35,6 +36,9 @@ def _claim(gates: dict) -> dict:
 def test_quick_cost_claim_records_are_read_and_judged(tmp_path: Path, monkeypatch) -> None:
     assert "cost_claim" in BENCHMARKS
     monkeypatch.chdir(tmp_path)  # no results folder of the repository's configs is read
+    # the test suite shares the machine (xdist workers): the load reading is set to a quiet
+    # machine's here; test_a_busy_machine_is_recorded_as_such reads a busy one
+    monkeypatch.setattr(cost_claim, "other_load", lambda threads: 0.0)
     res = tmp_path / "res"
     first = 1  # --first-seed: repeats added to earlier records take the next seeds
     run_benchmarks(quick=True, only=["cost_claim"], out=str(res), first_seed=first)
@@ -91,3 +95,34 @@ def test_the_timed_updates_carry_no_burn_in():
     assert {v: s["method_params"].get("burn_in_steps") for v, s in specs.items()} == {"jarzynski": 0, "pcd": 0}
     cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "paper.yaml")
     assert run_spec(cfg, "cifar10", "pcd_minibatch", 0)["method_params"]["burn_in_steps"] > 0  # the config has one
+
+
+def test_a_busy_machine_is_recorded_as_such(tmp_path: Path, monkeypatch) -> None:
+    """timed_quietly is measured: a second job beside the timed thread (load average 1 above
+    it) makes the records say 0, their readings are kept, and p003_cost's quiet gate fails."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cost_claim, "other_load", lambda threads: 1.0)
+    res = tmp_path / "res"
+    rows = cost_claim.run(res, quick=True, repeats=2, say=lambda *a: None)
+    assert [r["timed_quietly"] for r in rows] == [0.0, 0.0] and all(r["load_other"] == 1.0 for r in rows)
+    tidy, _, _ = collect(res)
+    wide = tidy[tidy["family"] == "cost"].pivot_table(index=["method", "seed"], columns="metric", values="value")
+    assert (wide["timed_quietly"] == 0.0).all() and (wide["load_other"] == 1.0).all()
+    assert ((wide["cpu_share"] > 0) & (wide["cpu_share"] <= 1.5)).all()
+    gates = yaml.safe_load(REPO_CLAIMS.read_text())["gate_sets"]["cost_structure"]
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(_claim(gates)))
+    out = C.build_claims(res, tmp_path / "tables", path)
+    row = pd.read_csv(out["claims.csv"], keep_default_na=False, na_values=[""]).set_index("id").loc["cost"]
+    assert "quiet_timing" in str(row["gates_failed"]) and row["verdict"] == "regime not reached"
+
+
+def test_quietness_reading() -> None:
+    """The rule of the module docstring: at most half a core of other load on average and at
+    least 90% of a core per timed thread."""
+    q = cost_claim.timed_quietly
+    assert q([0.0, 0.4], cpu_s=9.5, wall_s=10.0, threads=1)["timed_quietly"] == 1.0
+    assert q([0.0, 1.2], cpu_s=9.5, wall_s=10.0, threads=1)["timed_quietly"] == 0.0  # mean 0.6 > 0.5
+    assert q([0.0], cpu_s=8.0, wall_s=10.0, threads=1)["timed_quietly"] == 0.0  # waited for a core
+    assert q([0.0], cpu_s=19.0, wall_s=10.0, threads=2)["cpu_share"] == 0.95
+    assert q([], cpu_s=1.0, wall_s=1.0, threads=1)["timed_quietly"] == 0.0  # nothing read: not quiet

@@ -21,8 +21,9 @@ The cost structure a cost claim needs ("Jarzynski costs as much as PCD per updat
   update: the method's ``n_steps`` where it has one, else the trainer's count
   (``sampler_steps_per_iter``: M x L for the Gibbs-Langevin models); None without any.
 - ``timed_quietly``: 0.0, these times come from pipeline jobs that share a machine with
-  other jobs; a benchmark timed in one quiet process would write 1.0. A claim about
-  wall time asks for 1.0.
+  other jobs; a benchmark timed in one process writes 1.0 when it measured the machine
+  quiet (``ebm-bench bench cost_claim``: load average and CPU share). A claim about wall
+  time asks for 1.0.
 """
 
 from __future__ import annotations
