@@ -411,18 +411,22 @@ def main(argv: list[str] | None = None) -> int:
                         "(short_run)")
     b.add_argument("--method", default=None,
                    help="reference: which comparison (jarzynski_mnist, jarzynski_cifar10, pcd_cifar10, gmm, grbm, "
-                        "short_run; default: all)")
+                        "short_run; default: all); first_epochs: the paper.yaml variant (default "
+                        "jarzynski_multinomial)")
     b.add_argument("--updates", type=int, default=None,
                    help="reference: parameter updates compared (default 3); cost_claim: timed updates per method "
-                        "per repeat (default 2)")
+                        "per repeat (default 2); first_epochs: updates trained (default 2 epochs)")
     b.add_argument("--repeats", type=int, default=None, help="cost_claim: repeats (= seeds; default 5, --quick 2)")
-    b.add_argument("--warmup", type=int, default=None, help="cost_claim: warm-up updates per repeat (default 1)")
+    b.add_argument("--warmup", type=int, default=None, help="cost_claim: warm-up updates per repeat (default 1); "
+                                                               "first_epochs: burn-in ULA steps (default 200)")
     b.add_argument("--first-seed", type=int, default=0,
                    help="cost_claim: seed of the first repeat (default 0; adds repeats to earlier records)")
-    b.add_argument("--data-root", default=None, help="paper_smoke: folder holding MNIST/raw and FashionMNIST/raw "
-                                                     "(torchvision's files), optionally <dataset>/image_folder")
+    b.add_argument("--data-root", default=None, help="paper_smoke, first_epochs: folder holding MNIST/raw and "
+                                                     "FashionMNIST/raw (torchvision's files), optionally "
+                                                     "<dataset>/image_folder")
     b.add_argument("--cores", type=int, default=None, help="paper_smoke: Snakemake --cores (default 2)")
-    b.add_argument("--datasets", default=None, help="paper_smoke: comma-separated paper.yaml datasets (default: all)")
+    b.add_argument("--datasets", default=None, help="paper_smoke: comma-separated paper.yaml datasets (default: all); "
+                                                    "first_epochs: one dataset (default mnist_236)")
     b.add_argument("--inception-weights", default=None,
                    help="paper_smoke: Inception weights file (default: torch hub's cache; absent: domain features)")
     for name in GPU_STAGES:

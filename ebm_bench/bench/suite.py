@@ -252,6 +252,23 @@ def bench_paper_smoke(quick: bool = False, out: str | None = None, data_root: st
         only=datasets or None)
 
 
+def bench_first_epochs(quick: bool = False, out: str | None = None, data_root: str | None = None,
+                       datasets: list[str] | None = None, method: str | None = None, updates: int | None = None,
+                       warmup: int | None = None, threads: int | None = None, **_) -> None:
+    """The first epochs of a config/paper.yaml row (default paper 003's MNIST 2/3/6 Jarzynski
+    row) on CPU: cost per update and per burn-in step, the weights' ESS and resamplings
+    (ebm_bench/bench/first_epochs.py); writes OUT/first_epochs.{csv,json}."""
+    from ebm_bench.core.errors import ConfigError
+    from ebm_bench.bench.first_epochs import DATASET, VARIANT, run
+
+    if not out:
+        raise ConfigError("bench first_epochs needs --out OUT (and --data-root DIR holding MNIST/raw)")
+    if datasets and len(datasets) != 1:
+        raise ConfigError(f"bench first_epochs runs one row: --datasets {','.join(datasets)} names {len(datasets)}")
+    run(out, data_root, dataset=(datasets or [DATASET])[0], variant=method or VARIANT, updates=updates,
+        burn_in=warmup, quick=quick, threads=threads or 1)
+
+
 BENCHMARKS: dict[str, Callable[..., None]] = {
     "train_iteration": bench_train_iteration,
     "ula_vectorisation": bench_ula_vectorisation,
@@ -263,10 +280,12 @@ BENCHMARKS: dict[str, Callable[..., None]] = {
     "gpu": bench_gpu,
     "cost_claim": bench_cost_claim,
     "paper_smoke": bench_paper_smoke,
+    "first_epochs": bench_first_epochs,
 }
 # run only when named: hours on one CPU thread at the paper's sizes, and it writes run
-# records (cost_claim); a Snakemake run of every paper.yaml row that needs data (paper_smoke)
-EXPLICIT_ONLY = {"cost_claim", "paper_smoke"}
+# records (cost_claim); a Snakemake run of every paper.yaml row that needs data (paper_smoke);
+# epochs of a paper row at full size, on real data (first_epochs)
+EXPLICIT_ONLY = {"cost_claim", "paper_smoke", "first_epochs"}
 
 
 def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[str] | None = None,
@@ -290,7 +309,7 @@ def run_benchmarks(quick: bool = False, threads: int | None = None, only: list[s
             continue
         print(f"\n== {name}")
         with progress.scope("bench", name):  # the benchmark's loops print progress lines as bench: name
-            if name in ("gmm_reference", "gpu", "reference", "cost_claim", "paper_smoke"):  # cost_claim: 1 thread unless --threads
+            if name in ("gmm_reference", "gpu", "reference", "cost_claim", "paper_smoke", "first_epochs"):  # cost_claim: 1 thread unless --threads
                 fn(quick, **options)
             else:
                 fn(quick)
