@@ -20,7 +20,7 @@ from ebm_bench.data.idx import write_raw
 
 def _mnist(root: Path) -> Path:
     rng = np.random.default_rng(0)
-    arrays = {"x_train": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), "y_train": np.arange(60) % 10,
+    arrays = {"x_train": rng.integers(0, 256, (120, 28, 28), dtype=np.uint8), "y_train": np.arange(120) % 10,
               "x_test": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), "y_test": np.arange(30) % 10}
     np.savez(root / "mnist.npz", **{k: v.astype(np.uint8) for k, v in arrays.items()})
     write_raw(root / "mnist.npz", "mnist", root / "data")

@@ -136,7 +136,8 @@ def run(out: str | Path, data_root: str | Path | None, dataset: str = DATASET, v
         "dataset": dataset, "variant": variant, "config": "config/paper.yaml", "quick": quick,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "status": status["status"],
         "updates": updates, "updates_per_epoch": per_epoch, "row_updates": row["steps"],
-        "burn_in_steps": burn_in, "row_burn_in_steps": row["burn_in_steps"],
+        # the burn-in the method ran (its own params), beside the row's
+        "burn_in_steps": int(method.params.get("burn_in_steps", 0)), "row_burn_in_steps": row["burn_in_steps"],
         "s_per_update_median": s_update, "s_per_update_mean": statistics.fmean(steady),
         "s_first_update": records[0]["s_update"], "s_burn_in": burn_s, "s_per_burn_in_step": s_burn,
         "projected_row_hours_one_core": (s_update * row["steps"] + (s_burn if burn_in else 0.0)
