@@ -25,8 +25,8 @@ paired by seed. ``timed_quietly`` is measured, not asserted: 1.0 only when, over
 updates, the 1-minute load average beside this process's threads stayed at most
 ``QUIET_OTHER_LOAD`` on average (``os.getloadavg``, read after each timed update) and the
 process had at least ``QUIET_CPU_SHARE`` of a core per thread (CPU time / wall time); both
-numbers go into the record (``load_other``, ``cpu_share``) so a reader sees how quiet. config/claims.yaml's ``p003_cost`` design at
-scale ``paper`` judges them.
+numbers go into the record (``load_other``, ``cpu_share``) so a reader sees how quiet.
+config/claims.yaml's ``p003_cost`` design at scale ``paper`` judges them.
 
 On one CPU thread one update at the paper's sizes takes minutes (K N' = 15,360 network
 forward + backward passes at ~30 ms each); ``--repeats/--warmup/--updates`` size the run.
