@@ -283,6 +283,7 @@ GATE_CASES = {
     "sample_control": [("gaussian", "score", 100.0, 10.5)],
     "sample_control_fid": [("gaussian", "fid_domain", 100.0, 10.5)],
     "sample_control_mmd": [("gaussian", "mmd_samples", 100.0, 10.5)],
+    "sample_control_mmd_multiscale": [("gaussian", "mmd_samples_multiscale", 100.0, 10.5)],
     "above_untrained": [(None, "score_untrained", 1.0, 30.0), ("b", "score_untrained", 1.0, 30.0)],
 }
 
@@ -306,7 +307,8 @@ def test_each_gate_reaches_regime_not_reached(tmp_path: Path, gate_set: str) -> 
         for s in range(3):
             _run(res, "d", "m1", s, {"score": [20.0, 21.5, 22.2][s]}, family="x")
             _run(res, "d", "m2", s, {"score": [10.0, 11.0, 12.7][s]}, family="x")
-            _run(res, "d", "data", s, {"score": 10.0, "fid_domain": 10.0, "mmd_samples": 10.0}, family="x")
+            _run(res, "d", "data", s, {"score": 10.0, "fid_domain": 10.0, "mmd_samples": 10.0,
+                                              "mmd_samples_multiscale": 10.0}, family="x")
             per_variant: dict[str, dict] = {}
             for k, (who, metric, good, bad) in enumerate(cases):
                 variant = {"None": "m1", "b": "m2"}.get(str(who), who)

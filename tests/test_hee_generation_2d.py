@@ -14,7 +14,7 @@ from ebm_bench.evaluation import EvalContext
 from ebm_bench.evaluation.hee import hee_generation
 from ebm_bench.methods.base import DataInfo
 from ebm_bench.methods.hee import HEE
-from ebm_bench.metrics.mmd import median_bandwidth, mmd2_rbf
+from ebm_bench.metrics.mmd import MMD_SCALES, median_bandwidth, mmd2_rbf
 
 WINDOWS = {"joint_time": 0.4, "joint_average": 0.2, "marginal_time": 0.3, "marginal_average": 0.1}
 
@@ -49,6 +49,10 @@ def test_windows_and_scores_of_the_2d_generation_family(tmp_path: Path, monkeypa
         fake = outs[call][out].double().reshape(200, -1).numpy()
         want = mmd2_rbf(real, fake, sigma, 3)["kernel_inception_distance_mean"]
         assert abs(metrics[key] - want) < 1e-12, key
+        # the summed kernel at 0.1, 0.3, 1 x sigma, scored on the same generation's output
+        summed = sum(mmd2_rbf(real, fake, sigma * s, 3)["kernel_inception_distance_mean"] for s in MMD_SCALES)
+        multiscale_key = key.replace("mmd_samples_", "mmd_samples_multiscale_")
+        assert abs(metrics[multiscale_key] - summed) < 1e-9, multiscale_key
     assert protocol["windows"] == {"total_tau_x": 0.4, "average_tau_x": 0.2}
     # a diverged run reports the keys without values
     ctx.status = "diverged"

@@ -36,10 +36,9 @@ import torch
 
 from ebm_bench.evaluation import kid_subsets, register_family
 
-from ebm_bench.metrics.mmd import MMD_SUBSET_SIZE, median_bandwidth, mmd2_rbf
+from ebm_bench.metrics.mmd import MMD_SCALES, MMD_SUBSET_SIZE, median_bandwidth, mmd2_rbf_multiscale
 
 MMD_SUBSETS = 100
-MMD_SCALES = (0.1, 0.3, 1.0)  # mmd_samples_multiscale: bandwidths as multiples of the median
 RADIAL_BINS = 60
 
 
@@ -93,17 +92,12 @@ def exact_samples(ctx):
     if not np.isfinite(fake).all():
         return dict.fromkeys(keys), {**protocol, "note": "non-finite samples"}
     size = int(min(MMD_SUBSET_SIZE, len(real), len(fake)))
-    def mmd(bandwidth: float) -> dict:
-        return mmd2_rbf(real, fake, bandwidth, kid_subsets(ctx.ev))
-
-    m = mmd(sigma)
-    # the summed kernel's MMD^2: one estimate per bandwidth on the same subsets, added
-    per_scale = {sc: (m if sc == 1.0 else mmd(sigma * sc))[KEY_METRIC_KID_MEAN] for sc in MMD_SCALES}
-    metrics = {"mmd_samples": float(m[KEY_METRIC_KID_MEAN]),
-               "mmd_samples_multiscale": float(sum(per_scale.values()))}
+    multiscale, per_scale = mmd2_rbf_multiscale(real, fake, sigma, kid_subsets(ctx.ev))
+    m = per_scale[1.0]
+    metrics = {"mmd_samples": float(m[KEY_METRIC_KID_MEAN]), "mmd_samples_multiscale": multiscale}
     protocol.update(mmd_std=float(m[KEY_METRIC_KID_STD]), subsets=kid_subsets(ctx.ev), subset_size=size,
                     n_generated=int(len(fake)),
-                    mmd_multiscale={"scales": list(MMD_SCALES), "per_scale": {str(k): float(v) for k, v in per_scale.items()}})
+                    mmd_multiscale={"scales": list(MMD_SCALES), "per_scale": {str(k): float(v[KEY_METRIC_KID_MEAN]) for k, v in per_scale.items()}})
     if radial:
         r_max = float(grid["high"])
         metrics["kl_radius_samples"] = radial_kl(fake, radial_masses(data.log_density, r_max), r_max)
