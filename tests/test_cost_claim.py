@@ -36,9 +36,13 @@ def _claim(gates: dict) -> dict:
 def test_quick_cost_claim_records_are_read_and_judged(tmp_path: Path, monkeypatch) -> None:
     assert "cost_claim" in BENCHMARKS
     monkeypatch.chdir(tmp_path)  # no results folder of the repository's configs is read
-    # the test suite shares the machine (xdist workers): the load reading is set to a quiet
-    # machine's here; test_a_busy_machine_is_recorded_as_such reads a busy one
+    # the test suite shares the machine (xdist workers, anything else running): both readings
+    # are set to a quiet machine's here (no other load, the process served a full core per
+    # thread); test_a_busy_machine_is_recorded_as_such reads a busy one
     monkeypatch.setattr(cost_claim, "other_load", lambda threads: 0.0)
+    rule = cost_claim.timed_quietly
+    monkeypatch.setattr(cost_claim, "timed_quietly",
+                        lambda loads, cpu_s, wall_s, threads: rule(loads, wall_s * threads, wall_s, threads))
     res = tmp_path / "res"
     first = 1  # --first-seed: repeats added to earlier records take the next seeds
     run_benchmarks(quick=True, only=["cost_claim"], out=str(res), first_seed=first)
