@@ -29,7 +29,8 @@ def _mnist(root: Path) -> Path:
 
 def test_quick_first_epochs_records_the_weights_the_method_reported(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    summary = fe.run(out, _mnist(tmp_path), quick=True, say=lambda *a: None)
+    said: list[str] = []
+    summary = fe.run(out, _mnist(tmp_path), quick=True, say=said.append)
     n_train = sum(fe.QUICK["counts"])
     per_epoch = -(-n_train // fe.QUICK["batch_size"])  # ceil: 14 images in batches of 4 -> 4 updates
     assert summary["updates_per_epoch"] == per_epoch and summary["updates"] == fe.EPOCHS * per_epoch
@@ -51,6 +52,10 @@ def test_quick_first_epochs_records_the_weights_the_method_reported(tmp_path: Pa
     assert summary["n_resamples"] == 0 and summary["n_ancestors_final"] == fe.QUICK["n_walkers"]
     assert 0 < summary["ess_min"] < 1 and summary["ess_min"] == min(float(r["ess"]) for r in rows)
     assert json.loads((out / "first_epochs.json").read_text())["epochs"]["2"]["updates"] == per_epoch
+    # progress shows the weights as training goes: the last update's line carries its ESS
+    last = rows[-1]
+    assert f"  update {summary['updates']}/{summary['updates']}: ESS {float(last['ess']):.3f}, resamplings 0, " \
+           f"ancestors {fe.QUICK['n_walkers']}" in said
 
 
 def test_first_epochs_refuses_bad_input_before_compute(tmp_path: Path) -> None:

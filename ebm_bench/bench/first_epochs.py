@@ -52,6 +52,7 @@ BURN_IN = 200
 QUICK = {"counts": [8, 4, 2], "n_walkers": 16, "n_moved": 4, "n_steps": 2, "hidden_features": 4, "batch_size": 4,
          "burn_in": 2}
 WEIGHT_KEYS = ("ess", "resampled", "n_resamples", "n_ancestors")
+PROGRESS_EVERY = 10  # updates between the progress lines that show the weights
 
 
 def row_spec(data_root: str | Path, dataset: str, variant: str, burn_in: int, updates: int | None,
@@ -115,6 +116,10 @@ def run(out: str | Path, data_root: str | Path | None, dataset: str = DATASET, v
         prev = records[-1]["train_s"] if records else 0.0
         records.append({"update": info.step, "epoch": (info.step - 1) // per_epoch + 1, "train_s": info.train_s,
                         "s_update": info.train_s - prev, **{k: float(info.scalars[k]) for k in WEIGHT_KEYS}})
+        if info.step % PROGRESS_EVERY == 0 or info.step == updates:  # the weights, as training goes
+            r = records[-1]
+            say(f"  update {info.step}/{updates}: ESS {r['ess']:.3f}, resamplings {r['n_resamples']:.0f}, "
+                f"ancestors {r['n_ancestors']:.0f}")
 
     out = Path(out)
     status = train(method, data.x_train, spec["train"], out / "run", config_id(spec), 0,
