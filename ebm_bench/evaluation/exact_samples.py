@@ -15,9 +15,8 @@ weights of generated data (paper 003) is a claim about samples, so it is judged 
   (2.7 on rings, the distance between rings) a kernel cannot see samples that sit
   between the rings or spread across them: short-run Langevin samples with radial KL ~1
   score there at the held-out data's floor (~5e-4 both, embedded suite), while the
-  0.27-wide kernel separates them (short-run ~9e-3 against ~1e-3 for the data). MMD^2 is
-  linear in the kernel, so the sum is torch-fidelity's estimate at each bandwidth on the
-  *same* subsets (one ``rng_seed``), added: exactly the summed kernel's estimate.
+  0.27-wide kernel separates them (short-run ~9e-3 against ~1e-3 for the data). The
+  estimator: :func:`ebm_bench.metrics.mmd.mmd2_rbf_multiscale`.
 - ``kl_radius_samples`` (2D toys): KL(true law of |x| || histogram of the samples' |x|),
   :func:`radial_kl`: ``RADIAL_BINS`` equal bins on [0, r_max] (r_max = the exact grid's
   half-width; radii beyond it fall in the last bin), the true bin masses by quadrature

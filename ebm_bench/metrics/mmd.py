@@ -12,7 +12,8 @@ distance of the real draws (:func:`median_bandwidth`).
 structure of multimodal 2D data (2.7 on rings, the distance between rings; 2.85 on the
 8-mode gmm2d) and barely tells the data from a Gaussian with its mean and covariance
 (MMD^2 within ~1e-3 of held-out data's on gmm2d, config/paper_cpu.yaml), while the summed
-kernel, whose 0.1 x member resolves the modes, puts that Gaussian ~0.13 above the data. MMD^2 is linear in the kernel, so the summed kernel's estimate is the sum of
+kernel, whose 0.1 x member resolves the modes, puts that Gaussian ~0.13 above the data.
+MMD^2 is linear in the kernel, so the summed kernel's estimate is the sum of
 torch-fidelity's estimates at each bandwidth on the *same* subsets (one ``rng_seed``).
 """
 
